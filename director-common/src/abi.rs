@@ -1,0 +1,240 @@
+//! Map keys and values. Addresses are 16 bytes for both families: an IPv4
+//! address sits in the first four bytes and the rest are zero, so one map
+//! serves both families. All addresses and ports are in network byte order.
+
+/// Address family tags used in keys (our own, not `AF_*`).
+pub const FAMILY_V4: u8 = 4;
+pub const FAMILY_V6: u8 = 6;
+
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+
+/// Forwarding method of a virtual server (`VipInfo::flags`).
+pub const VIP_F_NAT: u32 = 1 << 0;
+pub const VIP_F_DR: u32 = 1 << 1;
+
+/// Key of the `VIPS` map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VipKey {
+    pub addr: [u8; 16],
+    /// Network byte order.
+    pub port: u16,
+    pub proto: u8,
+    pub family: u8,
+}
+
+/// Value of the `VIPS` map: what the datapath needs to schedule a new flow.
+///
+/// The scheduling ring is the slice `RING[ring_base .. ring_base + ring_len]`
+/// of backend ids, computed in userspace (wrr sequence now, Maglev later).
+/// Userspace writes a new ring into free slots and then swaps this value, so a
+/// packet never sees a half-written ring.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VipInfo {
+    pub vip_id: u32,
+    pub flags: u32,
+    pub ring_base: u32,
+    /// 0 means no real server takes new connections.
+    pub ring_len: u32,
+}
+
+/// Backend flags.
+/// Next hop resolved: `dst_mac`, `src_mac` and `ifindex` are valid.
+pub const BACKEND_F_RESOLVED: u32 = 1 << 0;
+
+/// Value of the `BACKENDS` array, indexed by backend id. The control plane
+/// resolves the route and neighbour so the packet path needs no FIB lookup.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backend {
+    pub addr: [u8; 16],
+    /// Network byte order.
+    pub port: u16,
+    pub family: u8,
+    pub _pad0: u8,
+    /// Egress interface towards the real server.
+    pub ifindex: u32,
+    /// Next hop's MAC (the real server, or the gateway in front of it).
+    pub dst_mac: [u8; 6],
+    /// MAC of the egress interface.
+    pub src_mac: [u8; 6],
+    pub flags: u32,
+}
+
+/// A flow as seen on the wire: `src -> dst`. Used for the client-side
+/// tuple in `CONNS` (client -> VIP) and the server-side tuple in
+/// `NAT_REPLIES` (real server -> client).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    /// Network byte order.
+    pub sport: u16,
+    /// Network byte order.
+    pub dport: u16,
+    pub proto: u8,
+    pub family: u8,
+    pub _pad: [u8; 2],
+}
+
+/// Connection flags.
+/// The connection is forwarded with NAT (else direct routing).
+pub const CONN_F_NAT: u8 = 1 << 0;
+
+/// Value of `CONNS`, keyed by the client-side `FlowKey` (client -> VIP).
+///
+/// Self-contained so that entries can be dumped and installed from
+/// userspace (state sync): the real server is named by backend id, and the
+/// client-side L2 peer is remembered for NAT replies.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Conn {
+    pub backend_id: u32,
+    pub vip_id: u32,
+    /// [`crate::tcp::State`] as u8.
+    pub state: u8,
+    pub flags: u8,
+    pub _pad0: [u8; 2],
+    /// Interface the client's packets arrive on (NAT replies leave there).
+    pub client_ifindex: u32,
+    /// `bpf_ktime_get_ns()` of the last packet, refreshed at most once per
+    /// [`TOUCH_INTERVAL_NS`] to keep the cache line clean.
+    pub last_seen_ns: u64,
+    /// L2 source of the client's packets (the client or its router).
+    pub client_mac: [u8; 6],
+    /// L2 destination of the client's packets (our interface).
+    pub local_mac: [u8; 6],
+    pub _pad1: [u8; 4],
+}
+
+/// How stale `Conn::last_seen_ns` may get before a packet refreshes it.
+pub const TOUCH_INTERVAL_NS: u64 = 1_000_000_000;
+
+/// Value of `NAT_REPLIES`, keyed by the server-side tuple
+/// (real server -> client). Holds what the reply rewrite needs, so a reply
+/// costs one lookup; state changes look up the `Conn` as well.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NatReply {
+    pub vip: [u8; 16],
+    /// Network byte order.
+    pub vip_port: u16,
+    pub _pad0: [u8; 2],
+    pub ifindex: u32,
+    /// Client-side L2 peer (becomes the destination MAC).
+    pub dst_mac: [u8; 6],
+    /// Our interface on the client side (becomes the source MAC).
+    pub src_mac: [u8; 6],
+}
+
+/// Per-CPU traffic counters, one per virtual server and one per backend.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub conns: u64,
+    pub packets_in: u64,
+    pub bytes_in: u64,
+    pub packets_out: u64,
+    pub bytes_out: u64,
+}
+
+/// Why the datapath did what it did with a packet that was not forwarded
+/// normally. Index into the per-CPU `REASONS` counter array. Each reason has
+/// one deliberate action, see [`Reason::passes`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// Shorter than an Ethernet header.
+    TruncatedEth = 0,
+    /// IPv4 header cut short or inconsistent (IHL < 5, total length).
+    BadIpv4Header = 1,
+    /// Transport header of a packet to a VIP cut short.
+    TruncatedL4 = 2,
+    /// IP fragment: ports unknown, left to the stack.
+    Fragment = 3,
+    /// Non-SYN TCP segment to a VIP with no connection entry.
+    NoConnection = 4,
+    /// The virtual server has no real server that takes new connections.
+    NoRealServer = 5,
+    /// The scheduling ring names a backend id that is not there.
+    BadBackend = 6,
+    /// The real server's next hop is not resolved yet.
+    Unresolved = 7,
+    /// The connection table refused an insert.
+    ConntrackFull = 8,
+    /// IPv4 with options to a VIP (not rewritten in this version).
+    Ipv4Options = 9,
+}
+
+impl Reason {
+    pub const COUNT: u32 = 10;
+    pub const ALL: [Reason; Self::COUNT as usize] = [
+        Reason::TruncatedEth,
+        Reason::BadIpv4Header,
+        Reason::TruncatedL4,
+        Reason::Fragment,
+        Reason::NoConnection,
+        Reason::NoRealServer,
+        Reason::BadBackend,
+        Reason::Unresolved,
+        Reason::ConntrackFull,
+        Reason::Ipv4Options,
+    ];
+
+    /// True when the packet goes on to the kernel stack (it may be the host's
+    /// own or the stack answers better, e.g. with a RST); false for a drop.
+    pub const fn passes(self) -> bool {
+        matches!(
+            self,
+            Reason::TruncatedEth
+                | Reason::BadIpv4Header
+                | Reason::Fragment
+                | Reason::NoConnection
+                | Reason::Ipv4Options
+        )
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Reason::TruncatedEth => "truncated_eth",
+            Reason::BadIpv4Header => "bad_ipv4_header",
+            Reason::TruncatedL4 => "truncated_l4",
+            Reason::Fragment => "fragment",
+            Reason::NoConnection => "no_connection",
+            Reason::NoRealServer => "no_real_server",
+            Reason::BadBackend => "bad_backend",
+            Reason::Unresolved => "unresolved_next_hop",
+            Reason::ConntrackFull => "conntrack_full",
+            Reason::Ipv4Options => "ipv4_options",
+        }
+    }
+}
+
+macro_rules! assert_size {
+    ($t:ty, $n:expr) => {
+        const _: () = assert!(core::mem::size_of::<$t>() == $n);
+    };
+}
+assert_size!(VipKey, 20);
+assert_size!(VipInfo, 16);
+assert_size!(Backend, 40);
+assert_size!(FlowKey, 40);
+assert_size!(Conn, 40);
+assert_size!(NatReply, 36);
+assert_size!(Traffic, 40);
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: plain-old-data, repr(C), every bit pattern valid, padding explicit.
+    unsafe impl aya::Pod for VipKey {}
+    unsafe impl aya::Pod for VipInfo {}
+    unsafe impl aya::Pod for Backend {}
+    unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for Conn {}
+    unsafe impl aya::Pod for NatReply {}
+    unsafe impl aya::Pod for Traffic {}
+}

@@ -1,0 +1,148 @@
+//! Internet checksum arithmetic (RFC 1071) and incremental update (RFC 1624).
+//!
+//! Checksums and the words fed to them are handled as they sit in memory
+//! (`u16::from_ne_bytes` of the two bytes): one's-complement sums do not
+//! depend on byte order as long as every word is read the same way.
+
+#[inline(always)]
+fn word(b: [u8; 2]) -> u32 {
+    u16::from_ne_bytes(b) as u32
+}
+
+/// Folds a 32-bit one's-complement accumulator into 16 bits.
+#[inline(always)]
+pub fn fold(mut sum: u32) -> u16 {
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum as u16
+}
+
+/// RFC 1624 eqn. 3, `HC' = ~(~HC + ~m + m')`, for a 16-bit field.
+#[inline(always)]
+pub fn replace2(check: u16, old: [u8; 2], new: [u8; 2]) -> u16 {
+    let sum = (!check) as u32 + (!word(old) & 0xffff) + word(new);
+    !fold(sum)
+}
+
+/// RFC 1624 eqn. 3 for a 32-bit field (an IPv4 address).
+#[inline(always)]
+pub fn replace4(check: u16, old: [u8; 4], new: [u8; 4]) -> u16 {
+    let sum = (!check) as u32
+        + (!word([old[0], old[1]]) & 0xffff)
+        + (!word([old[2], old[3]]) & 0xffff)
+        + word([new[0], new[1]])
+        + word([new[2], new[3]]);
+    !fold(sum)
+}
+
+/// UDP transmits a computed zero as all ones; zero means "no checksum".
+#[inline(always)]
+pub fn udp_nonzero(check: u16) -> u16 {
+    if check == 0 { 0xffff } else { check }
+}
+
+/// One's-complement sum of `data` added to `initial` (not folded, not inverted).
+pub fn sum(data: &[u8], initial: u32) -> u32 {
+    let mut acc = initial as u64;
+    let mut chunks = data.chunks_exact(2);
+    for c in &mut chunks {
+        acc += word([c[0], c[1]]) as u64;
+    }
+    if let [last] = chunks.remainder() {
+        acc += word([*last, 0]) as u64;
+    }
+    while acc >> 32 != 0 {
+        acc = (acc & 0xffff_ffff) + (acc >> 32);
+    }
+    acc as u32
+}
+
+/// Full checksum of `data` (header checksum field must be zero in `data`).
+pub fn checksum(data: &[u8]) -> u16 {
+    !fold(sum(data, 0))
+}
+
+/// One's-complement sum of the IPv4 pseudo-header for a transport checksum.
+pub fn ipv4_pseudo(src: [u8; 4], dst: [u8; 4], proto: u8, len: u16) -> u32 {
+    let mut p = [0u8; 12];
+    p[..4].copy_from_slice(&src);
+    p[4..8].copy_from_slice(&dst);
+    p[9] = proto;
+    p[10..].copy_from_slice(&len.to_be_bytes());
+    sum(&p, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A 20-byte IPv4 header from RFC 1071 style examples, checksum zeroed.
+    fn header(dst: [u8; 4]) -> [u8; 20] {
+        let mut h = [
+            0x45, 0x00, 0x00, 0x3c, 0x1c, 0x46, 0x40, 0x00, 0x40, 0x06, 0, 0, 198, 51, 100, 2, 0,
+            0, 0, 0,
+        ];
+        h[16..].copy_from_slice(&dst);
+        h
+    }
+
+    fn stored(h: &[u8; 20]) -> u16 {
+        checksum(h)
+    }
+
+    #[test]
+    fn full_checksum_verifies_to_zero() {
+        let mut h = header([192, 0, 2, 10]);
+        let c = checksum(&h);
+        h[10..12].copy_from_slice(&c.to_ne_bytes());
+        assert_eq!(fold(sum(&h, 0)), 0xffff, "a header with its checksum sums to all ones");
+    }
+
+    #[test]
+    fn replace4_matches_recomputation() {
+        let addrs: [[u8; 4]; 5] = [
+            [192, 0, 2, 10],
+            [10, 1, 0, 11],
+            [255, 255, 255, 255],
+            [0, 0, 0, 0],
+            [203, 0, 113, 254],
+        ];
+        for old in addrs {
+            for new in addrs {
+                let before = stored(&header(old));
+                let after = stored(&header(new));
+                assert_eq!(
+                    replace4(before, old, new),
+                    after,
+                    "incremental update {old:?} -> {new:?} differs from full recomputation"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn replace2_matches_recomputation() {
+        for (old, new) in [(80u16, 8080u16), (8080, 80), (0, 65535), (65535, 1), (443, 443)] {
+            let mut a = header([192, 0, 2, 10]);
+            a[0..2].copy_from_slice(&old.to_be_bytes());
+            let mut b = a;
+            b[0..2].copy_from_slice(&new.to_be_bytes());
+            assert_eq!(
+                replace2(checksum(&a), old.to_be_bytes(), new.to_be_bytes()),
+                checksum(&b),
+                "port {old} -> {new}"
+            );
+        }
+    }
+
+    #[test]
+    fn odd_length_pads_with_zero() {
+        assert_eq!(sum(&[0x01], 0), sum(&[0x01, 0x00], 0));
+    }
+
+    #[test]
+    fn udp_zero_becomes_all_ones() {
+        assert_eq!(udp_nonzero(0), 0xffff);
+        assert_eq!(udp_nonzero(0x1234), 0x1234);
+    }
+}
