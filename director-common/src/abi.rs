@@ -13,6 +13,27 @@ pub const PROTO_UDP: u8 = 17;
 pub const VIP_F_NAT: u32 = 1 << 0;
 pub const VIP_F_DR: u32 = 1 << 1;
 
+/// A host-order port as the datapath stores it (network byte order, read
+/// natively from the packet).
+pub const fn wire_port(port: u16) -> u16 {
+    u16::from_ne_bytes(port.to_be_bytes())
+}
+
+/// Inverse of [`wire_port`].
+pub const fn host_port(wire: u16) -> u16 {
+    u16::from_be_bytes(wire.to_ne_bytes())
+}
+
+/// An IPv4 address in the 16-byte key form.
+pub const fn v4_key(octets: [u8; 4]) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    a[0] = octets[0];
+    a[1] = octets[1];
+    a[2] = octets[2];
+    a[3] = octets[3];
+    a
+}
+
 /// Key of the `VIPS` map.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -124,6 +145,8 @@ pub struct NatReply {
     pub vip_port: u16,
     pub _pad0: [u8; 2],
     pub ifindex: u32,
+    pub vip_id: u32,
+    pub backend_id: u32,
     /// Client-side L2 peer (becomes the destination MAC).
     pub dst_mac: [u8; 6],
     /// Our interface on the client side (becomes the source MAC).
@@ -184,13 +207,20 @@ impl Reason {
         Reason::Ipv4Options,
     ];
 
-    /// True when the packet goes on to the kernel stack (it may be the host's
-    /// own or the stack answers better, e.g. with a RST); false for a drop.
+    /// True when the packet goes on to the kernel stack; false for a drop.
+    ///
+    /// What we cannot classify passes: it may be the host's own traffic, and
+    /// the stack validates (and counts) malformed packets itself. What we know
+    /// is for a virtual server but cannot forward is dropped: the host must
+    /// not answer for its real servers. The exception is a mid-flow segment
+    /// with no entry, which passes as in IPVS: with the VIP local the stack
+    /// answers a RST, so the client learns at once that the flow is gone.
     pub const fn passes(self) -> bool {
         matches!(
             self,
             Reason::TruncatedEth
                 | Reason::BadIpv4Header
+                | Reason::TruncatedL4
                 | Reason::Fragment
                 | Reason::NoConnection
                 | Reason::Ipv4Options
@@ -223,7 +253,7 @@ assert_size!(VipInfo, 16);
 assert_size!(Backend, 40);
 assert_size!(FlowKey, 40);
 assert_size!(Conn, 40);
-assert_size!(NatReply, 36);
+assert_size!(NatReply, 44);
 assert_size!(Traffic, 40);
 
 #[cfg(feature = "user")]

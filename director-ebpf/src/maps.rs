@@ -1,0 +1,48 @@
+//! Every map of the datapath. Sizes here are placeholders: the control plane
+//! sets the real ones from its configuration before loading
+//! (`EbpfLoader::set_max_entries`), so the names are an ABI too.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+};
+use director_common::abi::{Backend, Conn, FlowKey, NatReply, Reason, Traffic, VipInfo, VipKey};
+
+#[map]
+pub static VIPS: HashMap<VipKey, VipInfo> = HashMap::with_max_entries(1024, 0);
+
+/// Indexed by backend id.
+#[map]
+pub static BACKENDS: Array<Backend> = Array::with_max_entries(4096, 0);
+
+/// Scheduling rings of all virtual servers, see `VipInfo`.
+#[map]
+pub static RING: Array<u32> = Array::with_max_entries(65536, 0);
+
+/// Per-CPU position in each virtual server's ring, indexed by vip id.
+/// Per CPU so that new connections never contend on one cache line; every
+/// CPU walks the full smooth-wrr sequence, so the weights hold per CPU and
+/// therefore in total.
+#[map]
+pub static CURSORS: PerCpuArray<u32> = PerCpuArray::with_max_entries(1024, 0);
+
+/// Client-side flow -> connection. Shared, not per CPU: the reply direction
+/// and RSS on another queue must find the same entry.
+#[map]
+pub static CONNS: LruHashMap<FlowKey, Conn> = LruHashMap::with_max_entries(65536, 0);
+
+/// Server-side flow of a NAT connection -> how to rewrite its replies.
+#[map]
+pub static NAT_REPLIES: LruHashMap<FlowKey, NatReply> = LruHashMap::with_max_entries(65536, 0);
+
+/// Per-CPU count of each `Reason`.
+#[map]
+pub static REASONS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Reason::COUNT, 0);
+
+/// Indexed by vip id.
+#[map]
+pub static VIP_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(1024, 0);
+
+/// Indexed by backend id.
+#[map]
+pub static BACKEND_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(4096, 0);

@@ -1,0 +1,39 @@
+//! Per-CPU counters: reasons, and traffic per virtual and real server.
+
+use aya_ebpf::maps::PerCpuArray;
+use director_common::abi::{Reason, Traffic};
+
+use crate::maps::{BACKEND_STATS, REASONS, VIP_STATS};
+
+#[inline(always)]
+pub fn reason(r: Reason) {
+    if let Some(c) = REASONS.get_ptr_mut(r as u32) {
+        // SAFETY: per-CPU slot, no concurrent writer.
+        unsafe { *c += 1 };
+    }
+}
+
+#[inline(always)]
+fn add(map: &PerCpuArray<Traffic>, idx: u32, new_conn: bool, bytes: u64, inbound: bool) {
+    if let Some(t) = map.get_ptr_mut(idx) {
+        // SAFETY: per-CPU slot, no concurrent writer.
+        let t = unsafe { &mut *t };
+        if new_conn {
+            t.conns += 1;
+        }
+        if inbound {
+            t.packets_in += 1;
+            t.bytes_in += bytes;
+        } else {
+            t.packets_out += 1;
+            t.bytes_out += bytes;
+        }
+    }
+}
+
+/// Counts one forwarded packet against its virtual server and real server.
+#[inline(always)]
+pub fn traffic(vip_id: u32, backend_id: u32, new_conn: bool, bytes: u64, inbound: bool) {
+    add(&VIP_STATS, vip_id, new_conn, bytes, inbound);
+    add(&BACKEND_STATS, backend_id, new_conn, bytes, inbound);
+}

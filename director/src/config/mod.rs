@@ -1,0 +1,376 @@
+//! TOML configuration: parsing, validation, and diagnostics that point at
+//! the offending key or value (`FILE:LINE:COL: message`).
+//!
+//! The file is first deserialized into a "raw" form whose values keep their
+//! byte spans (`raw`), then checked and converted (`validate`). Syntax and
+//! shape errors (unknown key, wrong type, missing key) come from toml and
+//! stop parsing; semantic errors are all collected and reported together in
+//! file order. Features that are parsed but not applied by this version
+//! produce warnings rather than being silently ignored.
+
+mod raw;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+use std::{
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+
+/// How the XDP program is attached to the interfaces.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    #[default]
+    Native,
+    Generic,
+}
+
+/// Transport protocol of a virtual server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    /// The IP protocol number used in the datapath's map keys.
+    pub fn as_u8(self) -> u8 {
+        match self {
+            Protocol::Tcp => director_common::abi::PROTO_TCP,
+            Protocol::Udp => director_common::abi::PROTO_UDP,
+        }
+    }
+}
+
+/// Real server selection algorithm (named as in IPVS). Only `wrr` is
+/// implemented; the others parse so that the error can say so.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheduler {
+    #[default]
+    Wrr,
+    Rr,
+    Lc,
+    Wlc,
+    Sh,
+    Mh,
+}
+
+/// How packets reach the real servers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Forward {
+    /// Rewrite the destination (and the source on the way back).
+    #[default]
+    Nat,
+    /// Direct routing: rewrite only the destination MAC; the real servers
+    /// hold the VIP and answer the client directly.
+    Dr,
+}
+
+/// Kind of health check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckKind {
+    Tcp,
+    Http,
+    Udp,
+    Exec,
+    None,
+}
+
+macro_rules! lowercase_display {
+    ($ty:ident { $($variant:ident => $name:literal),* $(,)? }) => {
+        impl $ty {
+            /// The name used in the configuration file.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name),*
+                }
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+lowercase_display!(XdpMode { Native => "native", Generic => "generic" });
+lowercase_display!(Protocol { Tcp => "tcp", Udp => "udp" });
+lowercase_display!(Scheduler {
+    Wrr => "wrr",
+    Rr => "rr",
+    Lc => "lc",
+    Wlc => "wlc",
+    Sh => "sh",
+    Mh => "mh",
+});
+lowercase_display!(Forward { Nat => "nat", Dr => "dr" });
+lowercase_display!(CheckKind {
+    Tcp => "tcp",
+    Http => "http",
+    Udp => "udp",
+    Exec => "exec",
+    None => "none",
+});
+
+/// Default for `conntrack_max`.
+pub const DEFAULT_CONNTRACK_MAX: u32 = 1 << 20;
+/// Largest accepted `conntrack_max`.
+pub const MAX_CONNTRACK_MAX: u32 = 1 << 27;
+/// Largest accepted real server weight.
+pub const MAX_WEIGHT: u32 = 65_535;
+/// Longest accepted virtual server name.
+pub const MAX_NAME_LEN: usize = 64;
+/// Longest Linux interface name (IFNAMSIZ - 1).
+pub const MAX_IFNAME_LEN: usize = 15;
+
+/// A validated configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// File it was read from (or the name passed to [`parse`]).
+    pub path: PathBuf,
+    pub director: DirectorSection,
+    pub virtual_servers: Vec<VirtualServer>,
+}
+
+/// The `[director]` table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirectorSection {
+    pub interfaces: Vec<String>,
+    pub xdp_mode: XdpMode,
+    pub conntrack_max: u32,
+}
+
+/// One `[[virtual_server]]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VirtualServer {
+    pub name: String,
+    pub address: SocketAddr,
+    pub protocol: Protocol,
+    pub scheduler: Scheduler,
+    pub forward: Forward,
+    /// Parsed, not applied yet (a warning says so).
+    pub persistence: Option<Duration>,
+    pub persistence_netmask: Option<u8>,
+    /// Parsed, not applied yet (a warning says so).
+    pub drain_timeout: Option<Duration>,
+    /// Parsed, not applied yet (a warning says so).
+    pub health_check: Option<HealthCheck>,
+    pub real_servers: Vec<RealServer>,
+}
+
+/// One `[[virtual_server.real_server]]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RealServer {
+    pub address: SocketAddr,
+    /// 0..=65535; 0 means "no new connections".
+    pub weight: u32,
+    /// 0 means no limit. Non-zero values are parsed, not applied yet.
+    pub max_connections: u32,
+    /// Parsed, not applied yet.
+    pub backup: bool,
+}
+
+/// `[virtual_server.health_check]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub kind: CheckKind,
+    pub path: Option<String>,
+    /// Inclusive range of accepted HTTP status codes.
+    pub expect_status: Option<(u16, u16)>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+    pub port: Option<u16>,
+}
+
+/// Health check defaults when the keys are absent.
+pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+pub const DEFAULT_CHECK_RISE: u32 = 2;
+pub const DEFAULT_CHECK_FALL: u32 = 3;
+
+/// Severity of a [`Diagnostic`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One problem found in a file, positioned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, counted in characters.
+    pub col: usize,
+    pub message: String,
+    pub severity: Severity,
+}
+
+impl Diagnostic {
+    /// `FILE:LINE:COL: message` (or `FILE:LINE:COL: warning: message`).
+    pub fn render(&self, file: &str) -> String {
+        format!("{file}:{self}")
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+/// `LINE:COL: message` (or `LINE:COL: warning: message`).
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: ", self.line, self.col)?;
+        if self.severity == Severity::Warning {
+            f.write_str("warning: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Every problem found in a file (all errors, plus any warnings), in file
+/// order. Display prints one line per diagnostic: `FILE:LINE:COL: message`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl ConfigError {
+    /// The diagnostics of severity [`Severity::Error`].
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics.iter().filter(|d| d.is_error())
+    }
+
+    /// One `FILE:LINE:COL: ...` line per diagnostic.
+    pub fn lines(&self) -> Vec<String> {
+        self.diagnostics
+            .iter()
+            .map(|d| d.render(&self.file))
+            .collect()
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.diagnostics.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{}:{d}", self.file)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A configuration that has no errors, with the warnings found in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl Loaded {
+    /// One `FILE:LINE:COL: warning: message` line per warning.
+    pub fn format_warnings(&self) -> Vec<String> {
+        let file = self.config.path.display().to_string();
+        self.warnings.iter().map(|w| w.render(&file)).collect()
+    }
+}
+
+/// Reads and parses `path`. A read error is a single diagnostic at 1:1.
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let file = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let mut loaded = parse(&text, &file)?;
+            loaded.config.path = path.to_path_buf();
+            Ok(loaded)
+        }
+        Err(e) => Err(ConfigError {
+            file,
+            diagnostics: vec![Diagnostic {
+                line: 1,
+                col: 1,
+                message: format!("cannot read: {e}"),
+                severity: Severity::Error,
+            }],
+        }),
+    }
+}
+
+/// Parses and validates `text`; `file` names it in diagnostics and becomes
+/// [`Config::path`].
+pub fn parse(text: &str, file: &str) -> Result<Loaded, ConfigError> {
+    let raw: raw::File = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let (line, col) = position(text, e.span().map_or(0, |s| s.start));
+            return Err(ConfigError {
+                file: file.to_owned(),
+                diagnostics: vec![Diagnostic {
+                    line,
+                    col,
+                    message: toml_message(&e),
+                    severity: Severity::Error,
+                }],
+            });
+        }
+    };
+    let (config, mut diagnostics) = validate::build(text, raw, PathBuf::from(file));
+    // Stable: diagnostics at the same position keep the order they were found.
+    diagnostics.sort_by_key(|d| (d.line, d.col));
+    if diagnostics.iter().any(Diagnostic::is_error) {
+        Err(ConfigError {
+            file: file.to_owned(),
+            diagnostics,
+        })
+    } else {
+        Ok(Loaded {
+            config,
+            warnings: diagnostics,
+        })
+    }
+}
+
+/// toml's message on one line, without a trailing newline.
+fn toml_message(e: &toml::de::Error) -> String {
+    let msg = e.message().trim();
+    let msg = msg.lines().map(str::trim).collect::<Vec<_>>().join("; ");
+    if msg.is_empty() {
+        "invalid TOML".to_owned()
+    } else {
+        msg
+    }
+}
+
+/// 1-based (line, column) of byte `offset` in `text`; the column counts
+/// characters. Offsets past the end or inside a character are clamped.
+pub(crate) fn position(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let col = before[line_start..].chars().count() + 1;
+    (line, col)
+}

@@ -1,0 +1,588 @@
+//! Checks the raw file and converts it into a [`Config`], collecting every
+//! error and warning with the position of the value it is about.
+//!
+//! When a value is invalid, a placeholder takes its place so that checking
+//! can go on; the resulting config is only handed out if there were no
+//! errors.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    ops::Range,
+    path::PathBuf,
+    time::Duration,
+};
+
+use serde_spanned::Spanned;
+
+use super::{
+    CheckKind, Config, DEFAULT_CHECK_FALL, DEFAULT_CHECK_INTERVAL, DEFAULT_CHECK_RISE,
+    DEFAULT_CHECK_TIMEOUT, DEFAULT_CONNTRACK_MAX, Diagnostic, DirectorSection, Forward,
+    HealthCheck, MAX_CONNTRACK_MAX, MAX_IFNAME_LEN, MAX_NAME_LEN, MAX_WEIGHT, Protocol, RealServer,
+    Scheduler, Severity, VirtualServer, position, raw,
+};
+
+/// Placeholder for an address that failed to parse.
+const BAD_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+
+/// A 1-based line:column, printed as `LINE:COL`.
+#[derive(Clone, Copy)]
+struct Pos(usize, usize);
+
+impl std::fmt::Display for Pos {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.0, self.1)
+    }
+}
+
+struct Checker<'a> {
+    text: &'a str,
+    diagnostics: Vec<Diagnostic>,
+}
+
+pub(super) fn build(text: &str, raw: raw::File, path: PathBuf) -> (Config, Vec<Diagnostic>) {
+    let mut c = Checker {
+        text,
+        diagnostics: Vec::new(),
+    };
+    let director = c.director(raw.director.into_inner());
+    let mut names: HashMap<String, Pos> = HashMap::new();
+    let mut services: HashMap<(SocketAddr, Protocol), Pos> = HashMap::new();
+    let virtual_servers = raw
+        .virtual_server
+        .into_iter()
+        .map(|vs| c.virtual_server(vs, &mut names, &mut services))
+        .collect();
+    let config = Config {
+        path,
+        director,
+        virtual_servers,
+    };
+    (config, c.diagnostics)
+}
+
+impl Checker<'_> {
+    fn pos(&self, span: Range<usize>) -> Pos {
+        let (line, col) = position(self.text, span.start);
+        Pos(line, col)
+    }
+
+    fn push(&mut self, span: Range<usize>, severity: Severity, message: String) {
+        let Pos(line, col) = self.pos(span);
+        self.diagnostics.push(Diagnostic {
+            line,
+            col,
+            message,
+            severity,
+        });
+    }
+
+    fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
+        self.push(span, Severity::Error, message.into());
+    }
+
+    fn warning(&mut self, span: Range<usize>, message: impl Into<String>) {
+        self.push(span, Severity::Warning, message.into());
+    }
+
+    fn not_applied<T>(&mut self, key: &str, value: &Spanned<T>) {
+        self.warning(
+            value.span(),
+            format!("{key} is parsed but not applied yet by this version"),
+        );
+    }
+
+    /// An integer in `lo..=hi`, or an error naming `key` and the range.
+    fn int_in(&mut self, key: &str, value: &Spanned<i64>, lo: i64, hi: i64) -> Option<i64> {
+        let v = *value.get_ref();
+        if (lo..=hi).contains(&v) {
+            Some(v)
+        } else {
+            self.error(
+                value.span(),
+                format!("{key} must be in {lo}..={hi}, got {v}"),
+            );
+            None
+        }
+    }
+
+    /// A humantime duration such as "30s" or "1m 30s".
+    fn duration(&mut self, key: &str, value: &Spanned<String>) -> Option<Duration> {
+        match humantime::parse_duration(value.get_ref()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.error(
+                    value.span(),
+                    format!(
+                        "invalid duration {:?} for {key} ({e}), expected e.g. \"30s\" or \"1m 30s\"",
+                        value.get_ref()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// A positive duration.
+    fn positive_duration(&mut self, key: &str, value: &Spanned<String>) -> Option<Duration> {
+        let d = self.duration(key, value)?;
+        if d.is_zero() {
+            self.error(value.span(), format!("{key} must be greater than zero"));
+            return None;
+        }
+        Some(d)
+    }
+
+    /// "IP:port" or "[IPv6]:port" with a port in 1..=65535.
+    fn socket_addr(&mut self, value: &Spanned<String>) -> Option<SocketAddr> {
+        let s = value.get_ref().as_str();
+        let addr = match s.parse::<SocketAddr>() {
+            Ok(addr) => addr,
+            Err(_) => {
+                let msg = match port_out_of_range(s) {
+                    Some(port) => {
+                        format!("port {port} in {s:?} is out of range, expected 1..=65535")
+                    }
+                    None => {
+                        format!("invalid address {s:?}, expected \"IP:port\" or \"[IPv6]:port\"")
+                    }
+                };
+                self.error(value.span(), msg);
+                return None;
+            }
+        };
+        if addr.port() == 0 {
+            self.error(
+                value.span(),
+                format!("port 0 in {s:?} is not allowed, expected 1..=65535"),
+            );
+            return None;
+        }
+        if addr.ip().is_unspecified() {
+            self.error(
+                value.span(),
+                format!("address {s:?} is unspecified, expected a host address"),
+            );
+            return None;
+        }
+        Some(addr)
+    }
+
+    fn director(&mut self, raw: raw::Director) -> DirectorSection {
+        let mut interfaces = Vec::new();
+        let mut seen: HashMap<&str, Pos> = HashMap::new();
+        if raw.interfaces.get_ref().is_empty() {
+            self.error(
+                raw.interfaces.span(),
+                "interfaces must not be empty, expected e.g. [\"eth0\"]",
+            );
+        }
+        for ifname in raw.interfaces.get_ref() {
+            let name = ifname.get_ref().as_str();
+            if let Err(why) = check_ifname(name) {
+                self.error(
+                    ifname.span(),
+                    format!("invalid interface name {name:?}: {why}"),
+                );
+            } else if let Some(first) = seen.get(name) {
+                self.error(
+                    ifname.span(),
+                    format!("duplicate interface {name:?} (first listed at {first})"),
+                );
+            } else {
+                seen.insert(name, self.pos(ifname.span()));
+            }
+            interfaces.push(name.to_owned());
+        }
+        let conntrack_max = raw
+            .conntrack_max
+            .as_ref()
+            .and_then(|v| self.int_in("conntrack_max", v, 1, MAX_CONNTRACK_MAX.into()))
+            .map_or(DEFAULT_CONNTRACK_MAX, |v| v as u32);
+        DirectorSection {
+            interfaces,
+            xdp_mode: raw.xdp_mode.map(Spanned::into_inner).unwrap_or_default(),
+            conntrack_max,
+        }
+    }
+
+    fn virtual_server(
+        &mut self,
+        raw: Spanned<raw::VirtualServer>,
+        names: &mut HashMap<String, Pos>,
+        services: &mut HashMap<(SocketAddr, Protocol), Pos>,
+    ) -> VirtualServer {
+        let header = raw.span();
+        let raw = raw.into_inner();
+
+        let name = raw.name.get_ref().clone();
+        if let Err(why) = check_vs_name(&name) {
+            self.error(
+                raw.name.span(),
+                format!("invalid virtual server name {name:?}: {why}"),
+            );
+        } else if let Some(first) = names.get(&name) {
+            self.error(
+                raw.name.span(),
+                format!("duplicate virtual server name {name:?} (first defined at {first})"),
+            );
+        } else {
+            names.insert(name.clone(), self.pos(raw.name.span()));
+        }
+
+        let protocol = raw
+            .protocol
+            .as_ref()
+            .map(|p| *p.get_ref())
+            .unwrap_or_default();
+        let address = self.socket_addr(&raw.address);
+        if let Some(addr) = address {
+            if addr.is_ipv6() {
+                self.error(
+                    raw.address.span(),
+                    "IPv6 virtual servers are not supported yet",
+                );
+            } else if let Some(first) = services.get(&(addr, protocol)) {
+                self.error(
+                    raw.address.span(),
+                    format!(
+                        "duplicate virtual server {addr} {protocol} (first defined at {first})"
+                    ),
+                );
+            } else {
+                services.insert((addr, protocol), self.pos(raw.address.span()));
+            }
+        }
+
+        let scheduler = match &raw.scheduler {
+            Some(s) if *s.get_ref() != Scheduler::Wrr => {
+                self.error(
+                    s.span(),
+                    format!(
+                        "scheduler \"{}\" is not implemented yet (available: wrr)",
+                        s.get_ref()
+                    ),
+                );
+                *s.get_ref()
+            }
+            Some(s) => *s.get_ref(),
+            None => Scheduler::default(),
+        };
+        let forward = raw
+            .forward
+            .as_ref()
+            .map(|f| *f.get_ref())
+            .unwrap_or_default();
+
+        let persistence = raw.persistence.as_ref().and_then(|p| {
+            let d = self.positive_duration("persistence", p);
+            self.not_applied("persistence", p);
+            d
+        });
+        let persistence_netmask = raw.persistence_netmask.as_ref().and_then(|m| {
+            if raw.persistence.is_none() {
+                self.error(
+                    m.span(),
+                    "persistence_netmask requires persistence to be set",
+                );
+            }
+            self.int_in("persistence_netmask", m, 0, 32)
+                .map(|v| v as u8)
+        });
+        let drain_timeout = raw.drain_timeout.as_ref().and_then(|d| {
+            let v = self.duration("drain_timeout", d);
+            self.not_applied("drain_timeout", d);
+            v
+        });
+        let health_check = raw.health_check.map(|hc| {
+            self.not_applied("health_check", &hc);
+            self.health_check(hc.into_inner())
+        });
+
+        let mut seen: HashMap<SocketAddr, Pos> = HashMap::new();
+        let real_servers: Vec<RealServer> = raw
+            .real_server
+            .into_iter()
+            .map(|rs| self.real_server(rs.into_inner(), address, forward, &mut seen))
+            .collect();
+        if real_servers.is_empty() {
+            self.warning(
+                header,
+                format!(
+                    "no real server takes new connections: virtual server {name:?} has no real servers"
+                ),
+            );
+        } else if real_servers.iter().all(|rs| rs.weight == 0) {
+            self.warning(
+                header,
+                format!(
+                    "no real server takes new connections: every real server of {name:?} has weight 0"
+                ),
+            );
+        }
+
+        VirtualServer {
+            name,
+            address: address.unwrap_or(BAD_ADDR),
+            protocol,
+            scheduler,
+            forward,
+            persistence,
+            persistence_netmask,
+            drain_timeout,
+            health_check,
+            real_servers,
+        }
+    }
+
+    fn real_server(
+        &mut self,
+        raw: raw::RealServer,
+        vip: Option<SocketAddr>,
+        forward: Forward,
+        seen: &mut HashMap<SocketAddr, Pos>,
+    ) -> RealServer {
+        let address = self.socket_addr(&raw.address);
+        if let Some(addr) = address {
+            let span = raw.address.span();
+            if let Some(first) = seen.get(&addr) {
+                self.error(
+                    span.clone(),
+                    format!("duplicate real server {addr} (first defined at {first})"),
+                );
+            } else {
+                seen.insert(addr, self.pos(span.clone()));
+            }
+            if let Some(vip) = vip {
+                if addr.is_ipv4() != vip.is_ipv4() {
+                    self.error(
+                        span,
+                        format!(
+                            "real server address {addr} is {} but the virtual server address {vip} is {}",
+                            family(addr),
+                            family(vip)
+                        ),
+                    );
+                } else if forward == Forward::Dr && addr.port() != vip.port() {
+                    self.error(
+                        span,
+                        format!(
+                            "forward = \"dr\" requires the real server port ({}) to equal the virtual server port ({})",
+                            addr.port(),
+                            vip.port()
+                        ),
+                    );
+                }
+            }
+        }
+        let weight = raw
+            .weight
+            .as_ref()
+            .and_then(|w| self.int_in("weight", w, 0, MAX_WEIGHT.into()))
+            .map_or(1, |w| w as u32);
+        let max_connections = raw
+            .max_connections
+            .as_ref()
+            .and_then(|m| {
+                let v = self.int_in("max_connections", m, 0, u32::MAX.into());
+                if v.is_some_and(|v| v != 0) {
+                    self.not_applied("max_connections", m);
+                }
+                v
+            })
+            .map_or(0, |v| v as u32);
+        let backup = raw.backup.as_ref().is_some_and(|b| *b.get_ref());
+        if let Some(b) = &raw.backup
+            && *b.get_ref()
+        {
+            self.not_applied("backup", b);
+        }
+        RealServer {
+            address: address.unwrap_or(BAD_ADDR),
+            weight,
+            max_connections,
+            backup,
+        }
+    }
+
+    fn health_check(&mut self, raw: raw::HealthCheck) -> HealthCheck {
+        let kind = *raw.kind.get_ref();
+        let path = raw.path.as_ref().map(|p| {
+            if kind != CheckKind::Http {
+                self.error(
+                    p.span(),
+                    format!("path only applies to kind = \"http\", not \"{kind}\""),
+                );
+            } else if !p.get_ref().starts_with('/') {
+                self.error(
+                    p.span(),
+                    format!("path {:?} must start with '/'", p.get_ref()),
+                );
+            }
+            p.get_ref().clone()
+        });
+        let expect_status = raw.expect_status.as_ref().and_then(|s| {
+            if kind != CheckKind::Http {
+                self.error(
+                    s.span(),
+                    format!("expect_status only applies to kind = \"http\", not \"{kind}\""),
+                );
+            }
+            match parse_status_range(s.get_ref()) {
+                Ok(range) => Some(range),
+                Err(why) => {
+                    self.error(s.span(), why);
+                    None
+                }
+            }
+        });
+        let interval = raw
+            .interval
+            .as_ref()
+            .and_then(|i| self.positive_duration("interval", i));
+        let timeout = raw
+            .timeout
+            .as_ref()
+            .and_then(|t| self.positive_duration("timeout", t));
+        // Only compare values that are valid; defaults fill in the rest.
+        let interval_ok = raw.interval.is_none() || interval.is_some();
+        let timeout_ok = raw.timeout.is_none() || timeout.is_some();
+        let interval = interval.unwrap_or(DEFAULT_CHECK_INTERVAL);
+        let timeout = timeout.unwrap_or(DEFAULT_CHECK_TIMEOUT);
+        if interval_ok && timeout_ok && timeout > interval {
+            let span = raw
+                .timeout
+                .as_ref()
+                .or(raw.interval.as_ref())
+                .map(Spanned::span);
+            if let Some(span) = span {
+                self.error(
+                    span,
+                    format!(
+                        "timeout ({}) must not exceed interval ({})",
+                        humantime::format_duration(timeout),
+                        humantime::format_duration(interval)
+                    ),
+                );
+            }
+        }
+        let rise = raw
+            .rise
+            .as_ref()
+            .and_then(|r| self.int_in("rise", r, 1, u32::MAX.into()))
+            .map_or(DEFAULT_CHECK_RISE, |v| v as u32);
+        let fall = raw
+            .fall
+            .as_ref()
+            .and_then(|f| self.int_in("fall", f, 1, u32::MAX.into()))
+            .map_or(DEFAULT_CHECK_FALL, |v| v as u32);
+        let port = raw
+            .port
+            .as_ref()
+            .and_then(|p| self.int_in("port", p, 1, u16::MAX.into()))
+            .map(|v| v as u16);
+        HealthCheck {
+            kind,
+            path,
+            expect_status,
+            interval,
+            timeout,
+            rise,
+            fall,
+            port,
+        }
+    }
+}
+
+fn family(addr: SocketAddr) -> &'static str {
+    if addr.is_ipv4() { "IPv4" } else { "IPv6" }
+}
+
+/// For "IP:port" whose port is all digits but above 65535, that port.
+fn port_out_of_range(s: &str) -> Option<u64> {
+    let (host, port) = s.rsplit_once(':')?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    host.parse::<IpAddr>().ok()?;
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    match port.parse::<u64>() {
+        Ok(p) if p > 65_535 => Some(p),
+        Ok(_) => None,
+        Err(_) => Some(u64::MAX),
+    }
+}
+
+/// Linux `dev_valid_name`: 1..=15 bytes, not "." or "..", no '/', ':' or
+/// whitespace.
+fn check_ifname(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    if name.len() > MAX_IFNAME_LEN {
+        return Err(format!(
+            "longer than {MAX_IFNAME_LEN} bytes ({} bytes)",
+            name.len()
+        ));
+    }
+    if name == "." || name == ".." {
+        return Err("\".\" and \"..\" are reserved".to_owned());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|&c| c == '/' || c == ':' || c == '\0' || c.is_whitespace())
+    {
+        return Err(format!("contains {c:?}"));
+    }
+    Ok(())
+}
+
+/// `[A-Za-z0-9_.-]{1,64}`.
+fn check_vs_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "expected 1..={MAX_NAME_LEN} characters from [A-Za-z0-9_.-]"
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+    {
+        return Err(format!("contains {c:?}, expected only [A-Za-z0-9_.-]"));
+    }
+    Ok(())
+}
+
+/// "NNN" or "NNN-NNN" with codes in 100..=599 and lo <= hi.
+fn parse_status_range(s: &str) -> Result<(u16, u16), String> {
+    let bad = || {
+        format!(
+            "invalid expect_status {s:?}, expected \"NNN\" or \"NNN-NNN\" with codes in 100..=599"
+        )
+    };
+    let code = |part: &str| -> Option<u16> {
+        if part.len() != 3 || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        part.parse().ok().filter(|c| (100..=599).contains(c))
+    };
+    let (lo, hi) = match s.split_once('-') {
+        Some((lo, hi)) => (
+            code(lo.trim()).ok_or_else(bad)?,
+            code(hi.trim()).ok_or_else(bad)?,
+        ),
+        None => {
+            let c = code(s.trim()).ok_or_else(bad)?;
+            (c, c)
+        }
+    };
+    if lo > hi {
+        return Err(format!(
+            "invalid expect_status {s:?}: the lower bound ({lo}) exceeds the upper bound ({hi})"
+        ));
+    }
+    Ok((lo, hi))
+}

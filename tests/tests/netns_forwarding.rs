@@ -1,0 +1,244 @@
+//! End to end through the director: a client in its namespace talks HTTP to the VIP and
+//! the lab's real servers answer, in NAT and DR mode. Each test builds its own lab and
+//! starts the director with a config written here.
+//!
+//! Needs root and the director binary (`$DIRECTOR_BIN` or target/debug/director; `cargo
+//! xtask test` builds it). Skips with a printed reason when not root.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener};
+
+use director_tests::http::{self, Tally, Timeouts};
+use director_tests::lab::{self, Lab, LabSpec, Mode, Role};
+use director_tests::pattern::{fnv1a, pattern, pseudo_random};
+
+const SERVER: &str = env!("CARGO_BIN_EXE_director-lab-server");
+const MIB: usize = 1 << 20;
+
+/// A director config for `lab` with one wrr virtual server on the VIP whose real servers
+/// are the lab's, with these weights (same schema as examples/lab-*.toml).
+fn config(lab: &Lab, weights: &[u32]) -> String {
+    assert_eq!(weights.len(), lab.real_servers().len());
+    let interfaces = match lab.mode() {
+        Mode::Nat => r#"["eth0", "eth1"]"#,
+        Mode::Dr => r#"["eth0"]"#,
+    };
+    let mut text = format!(
+        r#"[director]
+interfaces = {interfaces}
+xdp_mode = "native"
+conntrack_max = 65536
+
+[[virtual_server]]
+name = "web"
+address = "{vip}"
+protocol = "tcp"
+scheduler = "wrr"
+forward = "{mode}"
+"#,
+        vip = lab.vip(),
+        mode = lab.mode(),
+    );
+    for (addr, weight) in lab.real_servers().iter().zip(weights) {
+        text += &format!("\n[[virtual_server.real_server]]\naddress = \"{addr}\"\nweight = {weight}\n");
+    }
+    text
+}
+
+/// A lab with `weights.len()` real servers and the director running with those weights.
+fn lab_with_director(mode: Mode, weights: &[u32]) -> Lab {
+    let spec = LabSpec::new(mode, SERVER).servers(weights.len());
+    let mut lab = Lab::build(spec).unwrap_or_else(|e| panic!("{e:#}"));
+    let config = config(&lab, weights);
+    lab.start_director(config);
+    lab
+}
+
+/// No failures, answers only from the lab's servers, and every one of them answered.
+fn assert_all_succeed_everywhere(lab: &Lab, tally: &Tally, n: usize) {
+    assert_eq!(tally.failures, 0, "failed requests, first errors: {:#?}", tally.errors);
+    assert_eq!(tally.succeeded(), n);
+    let names = lab.server_names();
+    for (name, count) in &tally.by_server {
+        assert!(names.contains(name), "answer from unknown server {name} ({count}×)");
+    }
+    for name in &names {
+        assert!(tally.count(name) > 0, "{name} got no request: {:?}", tally.by_server);
+    }
+}
+
+/// A one-shot echo listener in the director namespace: the host's own TCP must keep
+/// working while the director's XDP program is attached.
+fn assert_director_host_traffic_works(lab: &Lab) {
+    let addr: SocketAddr = (lab.director_addr(), 9000).into();
+    let listener = lab.in_ns(Role::Director, || TcpListener::bind(addr)).expect("bind 9000 in dir ns");
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        let mut line = String::new();
+        BufReader::new(s.try_clone().unwrap()).read_line(&mut line).unwrap();
+        s.write_all(line.as_bytes()).unwrap();
+    });
+    let echoed = lab.in_client(|| {
+        let mut s = http::connect(None, addr, &Timeouts::default())?;
+        s.write_all(b"host traffic\n")?;
+        let mut back = String::new();
+        s.read_to_string(&mut back)?;
+        anyhow::Ok(back)
+    });
+    match echoed {
+        Ok(back) => assert_eq!(back, "host traffic\n"),
+        Err(e) => panic!("client could not reach the director's own {addr}: {e:#}"),
+    }
+    server.join().unwrap();
+}
+
+fn xdp_attached(lab: &Lab, ifname: &str) -> bool {
+    let link = lab.ns(Role::Director).ip(&["link", "show", "dev", ifname]).unwrap();
+    link.contains("xdp")
+}
+
+#[test]
+fn nat_http_through_vip() {
+    if lab::skip_without_root("nat_http_through_vip") {
+        return;
+    }
+    let mut lab = lab_with_director(Mode::Nat, &[1, 1, 1]);
+    assert!(xdp_attached(&lab, "eth0") && xdp_attached(&lab, "eth1"), "director attached no XDP program");
+    let tally = lab.get_many(30, &[]);
+    assert_all_succeed_everywhere(&lab, &tally, 30);
+    assert_director_host_traffic_works(&lab);
+
+    // Contract: SIGTERM → detach and exit 0.
+    let status = lab.stop_director().unwrap();
+    assert!(status.success(), "director exited with {status} on SIGTERM");
+    assert!(!xdp_attached(&lab, "eth0") && !xdp_attached(&lab, "eth1"), "XDP still attached after exit");
+}
+
+#[test]
+fn nat_with_vip_configured_on_director() {
+    if lab::skip_without_root("nat_with_vip_configured_on_director") {
+        return;
+    }
+    let spec = LabSpec::new(Mode::Nat, SERVER);
+    let mut lab = Lab::build(spec).unwrap_or_else(|e| panic!("{e:#}"));
+    lab.add_vip_on_director();
+    let config = config(&lab, &[1, 1, 1]);
+    lab.start_director(config);
+    let tally = lab.get_many(30, &[]);
+    assert_all_succeed_everywhere(&lab, &tally, 30);
+    assert_director_host_traffic_works(&lab);
+}
+
+#[test]
+fn dr_http_through_vip() {
+    if lab::skip_without_root("dr_http_through_vip") {
+        return;
+    }
+    let lab = lab_with_director(Mode::Dr, &[1, 1, 1]);
+    let tally = lab.get_many(30, &[]);
+    assert_all_succeed_everywhere(&lab, &tally, 30);
+}
+
+/// Weights 3:1 over ≥ 1000 new connections: rs1 gets 75% ± 5 points.
+fn weights_3_to_1(mode: Mode) {
+    let lab = lab_with_director(mode, &[3, 1]);
+    let n = 1000;
+    let tally = lab.get_many(n, &[]);
+    assert_eq!(tally.failures, 0, "failed requests, first errors: {:#?}", tally.errors);
+    let share = tally.share_percent("rs1");
+    assert!(
+        (70.0..=80.0).contains(&share),
+        "rs1 got {share:.1}% of {n}, expected 75% ± 5: {:?}",
+        tally.by_server
+    );
+    assert_eq!(tally.count("rs1") + tally.count("rs2"), n);
+}
+
+#[test]
+fn nat_weights_3_to_1() {
+    if lab::skip_without_root("nat_weights_3_to_1") {
+        return;
+    }
+    weights_3_to_1(Mode::Nat);
+}
+
+#[test]
+fn dr_weights_3_to_1() {
+    if lab::skip_without_root("dr_weights_3_to_1") {
+        return;
+    }
+    weights_3_to_1(Mode::Dr);
+}
+
+#[test]
+fn nat_weight_zero_gets_nothing() {
+    if lab::skip_without_root("nat_weight_zero_gets_nothing") {
+        return;
+    }
+    let lab = lab_with_director(Mode::Nat, &[1, 0, 1]);
+    let tally = lab.get_many(200, &[]);
+    assert_eq!(tally.failures, 0, "failed requests, first errors: {:#?}", tally.errors);
+    assert_eq!(tally.count("rs2"), 0, "weight-0 server was scheduled: {:?}", tally.by_server);
+    assert_eq!(tally.count("rs1") + tally.count("rs3"), 200);
+    assert!(tally.count("rs1") > 0 && tally.count("rs3") > 0, "{:?}", tally.by_server);
+}
+
+/// 1 MiB each way through the VIP, three times (so each real server is used once
+/// under equal weights): the download equals the pattern byte for byte and the server
+/// reports the upload's exact length and hash.
+fn upload_download_1mib(mode: Mode) {
+    let lab = lab_with_director(mode, &[1, 1, 1]);
+    let vip = lab.vip();
+    let expected = pattern(MIB);
+    for round in 0..3 {
+        let r = lab
+            .in_client(|| http::http_get(None, vip, &format!("/bytes/{MIB}")))
+            .unwrap_or_else(|e| panic!("download {round}: {e:#}"));
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body.len(), MIB, "download {round} from {:?}", r.server());
+        if let Some(at) = r.body.iter().zip(&expected).position(|(a, b)| a != b) {
+            panic!("download {round} from {:?} differs at byte {at}", r.server());
+        }
+
+        let body = pseudo_random(MIB, round);
+        let r = lab
+            .in_client(|| http::http_post_upload(None, vip, &body))
+            .unwrap_or_else(|e| panic!("upload {round}: {e:#}"));
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.text(),
+            format!("{MIB} {:016x}\n", fnv1a(&body)),
+            "upload {round} via {:?}",
+            r.server()
+        );
+    }
+}
+
+#[test]
+fn nat_upload_download_1mib() {
+    if lab::skip_without_root("nat_upload_download_1mib") {
+        return;
+    }
+    upload_download_1mib(Mode::Nat);
+}
+
+#[test]
+fn dr_upload_download_1mib() {
+    if lab::skip_without_root("dr_upload_download_1mib") {
+        return;
+    }
+    upload_download_1mib(Mode::Dr);
+}
+
+#[test]
+fn many_clients_nat() {
+    if lab::skip_without_root("many_clients_nat") {
+        return;
+    }
+    let lab = lab_with_director(Mode::Nat, &[1, 1, 1]);
+    let sources = lab.extra_client_addrs().to_vec();
+    assert_eq!(sources.len(), 64);
+    // Request i comes from sources[i % 64]: 4 requests from each of 64 addresses.
+    let tally = lab.get_many(4 * sources.len(), &sources);
+    assert_all_succeed_everywhere(&lab, &tally, 4 * sources.len());
+}

@@ -1,0 +1,246 @@
+//! The lab itself, without the director: topology, addressing, veth tuning, the lab
+//! server, isolation between labs, and teardown (including Ctrl-C in the demo).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use director_tests::http::{self, Timeouts};
+use director_tests::lab::{self, Lab, Role, netns};
+use director_tests::pattern::{fnv1a, pattern, pseudo_random};
+
+const SERVER: &str = env!("CARGO_BIN_EXE_director-lab-server");
+const DEMO: &str = env!("CARGO_BIN_EXE_director-lab");
+
+fn lab_namespaces(prefix: &str) -> Vec<String> {
+    let prefix = format!("{prefix}-");
+    netns::list().into_iter().filter(|n| n.starts_with(&prefix)).collect()
+}
+
+fn pid_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Every real server answers `GET /` with its own name when asked directly from `from`.
+fn assert_servers_answer_from(lab: &Lab, from: Role) {
+    for (i, &addr) in lab.real_servers().iter().enumerate() {
+        let name = format!("rs{}", i + 1);
+        let r = lab
+            .in_ns(from, || http::http_get(None, addr.into(), "/"))
+            .unwrap_or_else(|e| panic!("GET {addr} from {from:?}: {e:#}"));
+        assert_eq!((r.status, r.server(), r.text()), (200, Some(name.as_str()), format!("{name}\n")));
+    }
+}
+
+/// A one-shot echo listener bound inside `role`'s namespace; returns what peer it saw.
+fn echo_once(lab: &Lab, role: Role, addr: SocketAddr) -> std::thread::JoinHandle<SocketAddr> {
+    // The socket is created in the lab namespace and keeps it wherever it is used.
+    let listener = lab.in_ns(role, || TcpListener::bind(addr)).expect("bind echo listener");
+    std::thread::spawn(move || {
+        let (mut s, peer) = listener.accept().expect("accept");
+        let mut line = String::new();
+        BufReader::new(s.try_clone().unwrap()).read_line(&mut line).unwrap();
+        s.write_all(line.as_bytes()).unwrap();
+        peer
+    })
+}
+
+fn echo_from(src: Option<Ipv4Addr>, dst: SocketAddr) -> String {
+    let mut s = http::connect(src, dst, &Timeouts::default()).expect("connect to echo listener");
+    s.write_all(b"ping\n").unwrap();
+    let mut back = String::new();
+    s.read_to_string(&mut back).unwrap();
+    back
+}
+
+/// Every veth end in every namespace has tx checksum offload off and GRO on.
+fn assert_veths_tuned(lab: &Lab) {
+    let mut checked = 0;
+    for ns in lab.namespaces().all() {
+        let links = ns.ip(&["-o", "link", "show", "type", "veth"]).unwrap();
+        for line in links.lines() {
+            let ifname = line.split(": ").nth(1).unwrap().split('@').next().unwrap();
+            let features = ns.exec("ethtool", &["-k", ifname]).unwrap();
+            for want in ["tx-checksumming: off", "generic-receive-offload: on"] {
+                assert!(features.contains(want), "{} {ifname}: expected {want:?}", ns.name());
+            }
+            assert!(line.contains("state UP") || line.contains(",UP"), "{} {ifname} not up: {line}", ns.name());
+            checked += 1;
+        }
+    }
+    // Each host has one veth and a switch port (NAT: client–dir is a direct pair).
+    assert_eq!(checked, 2 * (lab.real_servers().len() + 2));
+}
+
+fn unreachable(lab: &Lab, dst: SocketAddr) -> bool {
+    let quick = Timeouts {
+        connect: Duration::from_millis(700),
+        io: Duration::from_secs(1),
+    };
+    lab.in_client(|| http::get_with(&quick, None, dst, "/")).is_err()
+}
+
+#[test]
+fn nat_lab_topology() {
+    if lab::skip_without_root("nat_lab_topology") {
+        return;
+    }
+    let lab = Lab::nat(SERVER);
+    let (id, pids) = (lab.id().to_owned(), lab.pids());
+    assert_eq!(lab_namespaces(&id).len(), 6, "client, dir, sw, rs1..rs3");
+    assert_veths_tuned(&lab);
+
+    // Real servers answer the director directly.
+    assert_servers_answer_from(&lab, Role::Director);
+
+    // The client reaches the director's own address, from its primary and extra addresses.
+    let echo_addr: SocketAddr = (lab.director_addr(), 9000).into();
+    for src in [None, Some(Ipv4Addr::new(198, 51, 100, 163))] {
+        let peer = echo_once(&lab, Role::Director, echo_addr);
+        assert_eq!(lab.in_client(|| echo_from(src, echo_addr)), "ping\n");
+        let peer = peer.join().unwrap();
+        assert_eq!(peer.ip(), std::net::IpAddr::V4(src.unwrap_or(lab.client_addr())));
+    }
+    assert_eq!(lab.extra_client_addrs().len(), 64);
+    assert_eq!(lab.extra_client_addrs()[0], Ipv4Addr::new(198, 51, 100, 100));
+
+    // The director's stack must not forward: without the XDP program nothing passes.
+    let forward = lab.exec(Role::Director, "sysctl", &["-n", "net.ipv4.ip_forward"]).unwrap();
+    assert_eq!(forward.trim(), "0");
+    assert!(unreachable(&lab, lab.real_servers()[0].into()), "client reached a real server directly");
+    assert!(unreachable(&lab, lab.vip()), "VIP answered without a director");
+
+    drop(lab);
+    assert!(lab_namespaces(&id).is_empty(), "namespaces left: {:?}", lab_namespaces(&id));
+    for pid in pids {
+        assert!(!pid_alive(pid), "process {pid} survived the lab");
+    }
+}
+
+#[test]
+fn dr_lab_topology() {
+    if lab::skip_without_root("dr_lab_topology") {
+        return;
+    }
+    let lab = Lab::dr(SERVER);
+    let id = lab.id().to_owned();
+    assert_eq!(lab_namespaces(&id).len(), 6);
+    assert_veths_tuned(&lab);
+
+    // One segment: client and director both reach the real servers on port 80.
+    assert_servers_answer_from(&lab, Role::Client);
+    assert_servers_answer_from(&lab, Role::Director);
+    assert!(lab.real_servers().iter().all(|a| a.port() == 80));
+
+    let echo_addr: SocketAddr = (lab.director_addr(), 9000).into();
+    let peer = echo_once(&lab, Role::Director, echo_addr);
+    assert_eq!(lab.in_client(|| echo_from(Some(Ipv4Addr::new(10, 2, 0, 100)), echo_addr)), "ping\n");
+    assert_eq!(peer.join().unwrap().ip(), std::net::IpAddr::V4(Ipv4Addr::new(10, 2, 0, 100)));
+
+    for n in 1..=3 {
+        let rs = lab.ns(Role::Server(n));
+        assert!(rs.ip(&["-o", "addr", "show", "dev", "lo"]).unwrap().contains("192.0.2.10/32"));
+        for key in ["all", "eth0"] {
+            let get = |k: &str| rs.exec("sysctl", &["-n", &format!("net.ipv4.conf.{key}.{k}")]).unwrap();
+            assert_eq!((get("arp_ignore").trim(), get("arp_announce").trim()), ("1", "2"));
+        }
+    }
+    // The route to the VIP leads to the director, which does not forward by itself, and
+    // no real server answers ARP for the VIP.
+    assert!(unreachable(&lab, lab.vip()), "VIP answered without a director");
+
+    drop(lab);
+    assert!(lab_namespaces(&id).is_empty());
+}
+
+#[test]
+fn labs_do_not_collide() {
+    if lab::skip_without_root("labs_do_not_collide") {
+        return;
+    }
+    let a = Lab::nat(SERVER);
+    let b = Lab::nat(SERVER);
+    assert_ne!(a.id(), b.id());
+    assert_servers_answer_from(&a, Role::Director);
+    assert_servers_answer_from(&b, Role::Director);
+    let a_id = a.id().to_owned();
+    drop(a);
+    assert!(lab_namespaces(&a_id).is_empty());
+    assert_servers_answer_from(&b, Role::Director);
+}
+
+#[test]
+fn lab_server_http() {
+    if lab::skip_without_root("lab_server_http") {
+        return;
+    }
+    let lab = Lab::nat(SERVER);
+    let rs1: SocketAddr = lab.real_servers()[0].into();
+
+    // Download and upload, checked end to end.
+    let r = lab.in_ns(Role::Director, || http::http_get(None, rs1, "/bytes/1048576")).unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.body == pattern(1 << 20), "download differs from the pattern");
+    let body = pseudo_random(1 << 20, 42);
+    let r = lab.in_ns(Role::Director, || http::http_post_upload(None, rs1, &body)).unwrap();
+    assert_eq!(r.text(), format!("{} {:016x}\n", body.len(), fnv1a(&body)));
+    let r = lab.in_ns(Role::Director, || http::http_get(None, rs1, "/nope")).unwrap();
+    assert_eq!(r.status, 404);
+
+    // HTTP/1.1 keep-alive: two requests on one connection (what wrk does).
+    let replies = lab.in_ns(Role::Director, || {
+        let mut s = TcpStream::connect_timeout(&rs1, Duration::from_secs(2)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /bytes/3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut all = String::new();
+        s.read_to_string(&mut all).unwrap();
+        all
+    });
+    assert_eq!(replies.matches("HTTP/1.1 200 OK").count(), 2, "{replies}");
+    assert!(replies.contains("Connection: keep-alive") && replies.ends_with("\x07\x26\x45"), "{replies:?}");
+}
+
+/// Ctrl-C in `director-lab demo` stops the lab's processes and deletes its namespaces.
+/// A stand-in "director" that never forwards keeps the demo waiting for the VIP.
+#[test]
+fn demo_ctrl_c_cleans_up() {
+    if lab::skip_without_root("demo_ctrl_c_cleans_up") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let pid_file = tmp.path().join("director.pid");
+    let fake = tmp.path().join("fake-director");
+    std::fs::write(&fake, format!("#!/bin/sh\necho $$ > {}\nexec sleep 60\n", pid_file.display())).unwrap();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut std::fs::metadata(&fake).unwrap().permissions(), 0o755);
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(
+        tmp.path().join("lab-nat.toml"),
+        "[[virtual_server]]\naddress = \"192.0.2.10:80\"\n[[virtual_server.real_server]]\naddress = \"10.1.0.11:8080\"\n",
+    )
+    .unwrap();
+
+    let mut demo = std::process::Command::new(DEMO)
+        .args(["demo", "--mode", "nat", "--requests", "5", "--director"])
+        .arg(&fake)
+        .arg("--examples")
+        .arg(tmp.path())
+        .spawn()
+        .unwrap();
+    let prefix = format!("dl{}", demo.id());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !pid_file.exists() {
+        assert!(Instant::now() < deadline, "demo never started the director");
+        assert!(demo.try_wait().unwrap().is_none(), "demo exited early");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let director_pid: u32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    assert_eq!(lab_namespaces(&format!("{prefix}-0")).len(), 6);
+
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(demo.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = demo.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(lab_namespaces(&prefix).is_empty(), "left: {:?}", lab_namespaces(&prefix));
+    assert!(!pid_alive(director_pid), "fake director {director_pid} survived");
+}
