@@ -95,7 +95,11 @@ mod tests {
         let mut h = header([192, 0, 2, 10]);
         let c = checksum(&h);
         h[10..12].copy_from_slice(&c.to_ne_bytes());
-        assert_eq!(fold(sum(&h, 0)), 0xffff, "a header with its checksum sums to all ones");
+        assert_eq!(
+            fold(sum(&h, 0)),
+            0xffff,
+            "a header with its checksum sums to all ones"
+        );
     }
 
     #[test]
@@ -122,7 +126,13 @@ mod tests {
 
     #[test]
     fn replace2_matches_recomputation() {
-        for (old, new) in [(80u16, 8080u16), (8080, 80), (0, 65535), (65535, 1), (443, 443)] {
+        for (old, new) in [
+            (80u16, 8080u16),
+            (8080, 80),
+            (0, 65535),
+            (65535, 1),
+            (443, 443),
+        ] {
             let mut a = header([192, 0, 2, 10]);
             a[0..2].copy_from_slice(&old.to_be_bytes());
             let mut b = a;

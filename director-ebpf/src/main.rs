@@ -143,7 +143,10 @@ fn inbound(ctx: &XdpContext, v4: &V4, l4: &L4, tcp: bool, vip: &VipInfo) -> Resu
         Lookup::Known(id) => (id, false),
         Lookup::New => (schedule::pick(vip)?, true),
     };
-    let be = BACKENDS.get(backend_id).copied().ok_or(Reason::BadBackend)?;
+    let be = BACKENDS
+        .get(backend_id)
+        .copied()
+        .ok_or(Reason::BadBackend)?;
     if be.family != FAMILY_V4 {
         return Err(Reason::BadBackend);
     }

@@ -96,7 +96,13 @@ impl State {
             .plan
             .backends
             .iter()
-            .map(|b| (b.id, addr_key(b.address.ip()).0, wire_port(b.address.port())))
+            .map(|b| {
+                (
+                    b.id,
+                    addr_key(b.address.ip()).0,
+                    wire_port(b.address.port()),
+                )
+            })
             .collect();
         let n = gc::sweep(&mut self.dp, &servers, monotonic_ns());
         if n > 0 {
@@ -120,7 +126,10 @@ impl State {
 }
 
 fn fmt_mac(m: &[u8; 6]) -> String {
-    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 pub async fn run(config: Config) -> anyhow::Result<()> {

@@ -125,7 +125,9 @@ impl Dataplane {
 
     pub fn set_ring(&mut self, base: u32, ids: &[u32]) -> anyhow::Result<()> {
         for (i, &id) in ids.iter().enumerate() {
-            self.ring.set(base + i as u32, id, 0).context("writing RING")?;
+            self.ring
+                .set(base + i as u32, id, 0)
+                .context("writing RING")?;
         }
         Ok(())
     }
@@ -139,7 +141,9 @@ impl Dataplane {
         reply: Option<(&FlowKey, &NatReply)>,
     ) -> anyhow::Result<()> {
         if let Some((rk, r)) = reply {
-            self.nat_replies.insert(rk, r, 0).context("writing NAT_REPLIES")?;
+            self.nat_replies
+                .insert(rk, r, 0)
+                .context("writing NAT_REPLIES")?;
         }
         self.conns.insert(key, conn, 0).context("writing CONNS")
     }
@@ -170,7 +174,10 @@ impl Dataplane {
         Reason::ALL
             .iter()
             .map(|&r| {
-                let v = self.reasons.get(&(r as u32), 0).context("reading REASONS")?;
+                let v = self
+                    .reasons
+                    .get(&(r as u32), 0)
+                    .context("reading REASONS")?;
                 Ok((r, v.iter().sum()))
             })
             .collect()

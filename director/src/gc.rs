@@ -90,6 +90,9 @@ mod tests {
         };
         let server = [10, 1, 0, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
         let r = reply_key(&client, server, 8080);
-        assert_eq!((r.src, r.dst, r.sport, r.dport), (server, client.src, 8080, 1111));
+        assert_eq!(
+            (r.src, r.dst, r.sport, r.dport),
+            (server, client.src, 8080, 1111)
+        );
     }
 }

@@ -152,10 +152,20 @@ forward = "dr"
             assert_eq!(b.id, i as u32);
         }
         let web = &p.vips[0].info;
-        assert_eq!((web.vip_id, web.flags, web.ring_base, web.ring_len), (0, VIP_F_NAT, 0, 4));
-        assert_eq!(&p.ring[0..4], &[0, 0, 1, 0], "3:1 smooth wrr over backends 0 and 1");
+        assert_eq!(
+            (web.vip_id, web.flags, web.ring_base, web.ring_len),
+            (0, VIP_F_NAT, 0, 4)
+        );
+        assert_eq!(
+            &p.ring[0..4],
+            &[0, 0, 1, 0],
+            "3:1 smooth wrr over backends 0 and 1"
+        );
         let dns = &p.vips[1].info;
-        assert_eq!((dns.vip_id, dns.flags, dns.ring_base, dns.ring_len), (1, VIP_F_DR, 4, 1));
+        assert_eq!(
+            (dns.vip_id, dns.flags, dns.ring_base, dns.ring_len),
+            (1, VIP_F_DR, 4, 1)
+        );
         assert_eq!(p.ring[4], 2, "weight 0 backend 3 never scheduled");
     }
 
