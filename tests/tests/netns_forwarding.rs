@@ -40,7 +40,8 @@ forward = "{mode}"
         mode = lab.mode(),
     );
     for (addr, weight) in lab.real_servers().iter().zip(weights) {
-        text += &format!("\n[[virtual_server.real_server]]\naddress = \"{addr}\"\nweight = {weight}\n");
+        text +=
+            &format!("\n[[virtual_server.real_server]]\naddress = \"{addr}\"\nweight = {weight}\n");
     }
     text
 }
@@ -56,14 +57,25 @@ fn lab_with_director(mode: Mode, weights: &[u32]) -> Lab {
 
 /// No failures, answers only from the lab's servers, and every one of them answered.
 fn assert_all_succeed_everywhere(lab: &Lab, tally: &Tally, n: usize) {
-    assert_eq!(tally.failures, 0, "failed requests, first errors: {:#?}", tally.errors);
+    assert_eq!(
+        tally.failures, 0,
+        "failed requests, first errors: {:#?}",
+        tally.errors
+    );
     assert_eq!(tally.succeeded(), n);
     let names = lab.server_names();
     for (name, count) in &tally.by_server {
-        assert!(names.contains(name), "answer from unknown server {name} ({count}×)");
+        assert!(
+            names.contains(name),
+            "answer from unknown server {name} ({count}×)"
+        );
     }
     for name in &names {
-        assert!(tally.count(name) > 0, "{name} got no request: {:?}", tally.by_server);
+        assert!(
+            tally.count(name) > 0,
+            "{name} got no request: {:?}",
+            tally.by_server
+        );
     }
 }
 
@@ -71,11 +83,15 @@ fn assert_all_succeed_everywhere(lab: &Lab, tally: &Tally, n: usize) {
 /// working while the director's XDP program is attached.
 fn assert_director_host_traffic_works(lab: &Lab) {
     let addr: SocketAddr = (lab.director_addr(), 9000).into();
-    let listener = lab.in_ns(Role::Director, || TcpListener::bind(addr)).expect("bind 9000 in dir ns");
+    let listener = lab
+        .in_ns(Role::Director, || TcpListener::bind(addr))
+        .expect("bind 9000 in dir ns");
     let server = std::thread::spawn(move || {
         let (mut s, _) = listener.accept().expect("accept");
         let mut line = String::new();
-        BufReader::new(s.try_clone().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(s.try_clone().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         s.write_all(line.as_bytes()).unwrap();
     });
     let echoed = lab.in_client(|| {
@@ -93,7 +109,10 @@ fn assert_director_host_traffic_works(lab: &Lab) {
 }
 
 fn xdp_attached(lab: &Lab, ifname: &str) -> bool {
-    let link = lab.ns(Role::Director).ip(&["link", "show", "dev", ifname]).unwrap();
+    let link = lab
+        .ns(Role::Director)
+        .ip(&["link", "show", "dev", ifname])
+        .unwrap();
     link.contains("xdp")
 }
 
@@ -103,7 +122,10 @@ fn nat_http_through_vip() {
         return;
     }
     let mut lab = lab_with_director(Mode::Nat, &[1, 1, 1]);
-    assert!(xdp_attached(&lab, "eth0") && xdp_attached(&lab, "eth1"), "director attached no XDP program");
+    assert!(
+        xdp_attached(&lab, "eth0") && xdp_attached(&lab, "eth1"),
+        "director attached no XDP program"
+    );
     let tally = lab.get_many(30, &[]);
     assert_all_succeed_everywhere(&lab, &tally, 30);
     assert_director_host_traffic_works(&lab);
@@ -111,7 +133,10 @@ fn nat_http_through_vip() {
     // Contract: SIGTERM → detach and exit 0.
     let status = lab.stop_director().unwrap();
     assert!(status.success(), "director exited with {status} on SIGTERM");
-    assert!(!xdp_attached(&lab, "eth0") && !xdp_attached(&lab, "eth1"), "XDP still attached after exit");
+    assert!(
+        !xdp_attached(&lab, "eth0") && !xdp_attached(&lab, "eth1"),
+        "XDP still attached after exit"
+    );
 }
 
 #[test]
@@ -144,7 +169,11 @@ fn weights_3_to_1(mode: Mode) {
     let lab = lab_with_director(mode, &[3, 1]);
     let n = 1000;
     let tally = lab.get_many(n, &[]);
-    assert_eq!(tally.failures, 0, "failed requests, first errors: {:#?}", tally.errors);
+    assert_eq!(
+        tally.failures, 0,
+        "failed requests, first errors: {:#?}",
+        tally.errors
+    );
     let share = tally.share_percent("rs1");
     assert!(
         (70.0..=80.0).contains(&share),
@@ -177,10 +206,23 @@ fn nat_weight_zero_gets_nothing() {
     }
     let lab = lab_with_director(Mode::Nat, &[1, 0, 1]);
     let tally = lab.get_many(200, &[]);
-    assert_eq!(tally.failures, 0, "failed requests, first errors: {:#?}", tally.errors);
-    assert_eq!(tally.count("rs2"), 0, "weight-0 server was scheduled: {:?}", tally.by_server);
+    assert_eq!(
+        tally.failures, 0,
+        "failed requests, first errors: {:#?}",
+        tally.errors
+    );
+    assert_eq!(
+        tally.count("rs2"),
+        0,
+        "weight-0 server was scheduled: {:?}",
+        tally.by_server
+    );
     assert_eq!(tally.count("rs1") + tally.count("rs3"), 200);
-    assert!(tally.count("rs1") > 0 && tally.count("rs3") > 0, "{:?}", tally.by_server);
+    assert!(
+        tally.count("rs1") > 0 && tally.count("rs3") > 0,
+        "{:?}",
+        tally.by_server
+    );
 }
 
 /// 1 MiB each way through the VIP, three times (so each real server is used once
@@ -197,7 +239,10 @@ fn upload_download_1mib(mode: Mode) {
         assert_eq!(r.status, 200);
         assert_eq!(r.body.len(), MIB, "download {round} from {:?}", r.server());
         if let Some(at) = r.body.iter().zip(&expected).position(|(a, b)| a != b) {
-            panic!("download {round} from {:?} differs at byte {at}", r.server());
+            panic!(
+                "download {round} from {:?} differs at byte {at}",
+                r.server()
+            );
         }
 
         let body = pseudo_random(MIB, round);

@@ -15,7 +15,10 @@ const DEMO: &str = env!("CARGO_BIN_EXE_director-lab");
 
 fn lab_namespaces(prefix: &str) -> Vec<String> {
     let prefix = format!("{prefix}-");
-    netns::list().into_iter().filter(|n| n.starts_with(&prefix)).collect()
+    netns::list()
+        .into_iter()
+        .filter(|n| n.starts_with(&prefix))
+        .collect()
 }
 
 fn pid_alive(pid: u32) -> bool {
@@ -29,18 +32,25 @@ fn assert_servers_answer_from(lab: &Lab, from: Role) {
         let r = lab
             .in_ns(from, || http::http_get(None, addr.into(), "/"))
             .unwrap_or_else(|e| panic!("GET {addr} from {from:?}: {e:#}"));
-        assert_eq!((r.status, r.server(), r.text()), (200, Some(name.as_str()), format!("{name}\n")));
+        assert_eq!(
+            (r.status, r.server(), r.text()),
+            (200, Some(name.as_str()), format!("{name}\n"))
+        );
     }
 }
 
 /// A one-shot echo listener bound inside `role`'s namespace; returns what peer it saw.
 fn echo_once(lab: &Lab, role: Role, addr: SocketAddr) -> std::thread::JoinHandle<SocketAddr> {
     // The socket is created in the lab namespace and keeps it wherever it is used.
-    let listener = lab.in_ns(role, || TcpListener::bind(addr)).expect("bind echo listener");
+    let listener = lab
+        .in_ns(role, || TcpListener::bind(addr))
+        .expect("bind echo listener");
     std::thread::spawn(move || {
         let (mut s, peer) = listener.accept().expect("accept");
         let mut line = String::new();
-        BufReader::new(s.try_clone().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(s.try_clone().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         s.write_all(line.as_bytes()).unwrap();
         peer
     })
@@ -63,14 +73,39 @@ fn assert_veths_tuned(lab: &Lab) {
             let ifname = line.split(": ").nth(1).unwrap().split('@').next().unwrap();
             let features = ns.exec("ethtool", &["-k", ifname]).unwrap();
             for want in ["tx-checksumming: off", "generic-receive-offload: on"] {
-                assert!(features.contains(want), "{} {ifname}: expected {want:?}", ns.name());
+                assert!(
+                    features.contains(want),
+                    "{} {ifname}: expected {want:?}",
+                    ns.name()
+                );
             }
-            assert!(line.contains("state UP") || line.contains(",UP"), "{} {ifname} not up: {line}", ns.name());
+            assert!(
+                line.contains("state UP") || line.contains(",UP"),
+                "{} {ifname} not up: {line}",
+                ns.name()
+            );
             checked += 1;
         }
     }
     // Each host has one veth and a switch port (NAT: client–dir is a direct pair).
     assert_eq!(checked, 2 * (lab.real_servers().len() + 2));
+
+    // The veth ends facing the director carry an XDP program (so XDP_TX reaches them).
+    let has_xdp = |role, ifname| {
+        lab.ns(role)
+            .ip(&["link", "show", "dev", ifname])
+            .unwrap()
+            .contains("xdp")
+    };
+    assert!(
+        has_xdp(Role::Switch, "dir"),
+        "no XDP_PASS on the switch port facing the director"
+    );
+    assert_eq!(has_xdp(Role::Client, "eth0"), lab.mode() == lab::Mode::Nat);
+    assert!(
+        !has_xdp(Role::Director, "eth0"),
+        "the lab must leave the director's interfaces alone"
+    );
 }
 
 fn unreachable(lab: &Lab, dst: SocketAddr) -> bool {
@@ -78,7 +113,8 @@ fn unreachable(lab: &Lab, dst: SocketAddr) -> bool {
         connect: Duration::from_millis(700),
         io: Duration::from_secs(1),
     };
-    lab.in_client(|| http::get_with(&quick, None, dst, "/")).is_err()
+    lab.in_client(|| http::get_with(&quick, None, dst, "/"))
+        .is_err()
 }
 
 #[test]
@@ -100,19 +136,38 @@ fn nat_lab_topology() {
         let peer = echo_once(&lab, Role::Director, echo_addr);
         assert_eq!(lab.in_client(|| echo_from(src, echo_addr)), "ping\n");
         let peer = peer.join().unwrap();
-        assert_eq!(peer.ip(), std::net::IpAddr::V4(src.unwrap_or(lab.client_addr())));
+        assert_eq!(
+            peer.ip(),
+            std::net::IpAddr::V4(src.unwrap_or(lab.client_addr()))
+        );
     }
     assert_eq!(lab.extra_client_addrs().len(), 64);
-    assert_eq!(lab.extra_client_addrs()[0], Ipv4Addr::new(198, 51, 100, 100));
+    assert_eq!(
+        lab.extra_client_addrs()[0],
+        Ipv4Addr::new(198, 51, 100, 100)
+    );
 
     // The director's stack must not forward: without the XDP program nothing passes.
-    let forward = lab.exec(Role::Director, "sysctl", &["-n", "net.ipv4.ip_forward"]).unwrap();
-    assert_eq!(forward.trim(), "0");
-    assert!(unreachable(&lab, lab.real_servers()[0].into()), "client reached a real server directly");
-    assert!(unreachable(&lab, lab.vip()), "VIP answered without a director");
+    let forward = lab
+        .ns(Role::Director)
+        .read_sysctl("net.ipv4.ip_forward")
+        .unwrap();
+    assert_eq!(forward, "0");
+    assert!(
+        unreachable(&lab, lab.real_servers()[0].into()),
+        "client reached a real server directly"
+    );
+    assert!(
+        unreachable(&lab, lab.vip()),
+        "VIP answered without a director"
+    );
 
     drop(lab);
-    assert!(lab_namespaces(&id).is_empty(), "namespaces left: {:?}", lab_namespaces(&id));
+    assert!(
+        lab_namespaces(&id).is_empty(),
+        "namespaces left: {:?}",
+        lab_namespaces(&id)
+    );
     for pid in pids {
         assert!(!pid_alive(pid), "process {pid} survived the lab");
     }
@@ -135,20 +190,41 @@ fn dr_lab_topology() {
 
     let echo_addr: SocketAddr = (lab.director_addr(), 9000).into();
     let peer = echo_once(&lab, Role::Director, echo_addr);
-    assert_eq!(lab.in_client(|| echo_from(Some(Ipv4Addr::new(10, 2, 0, 100)), echo_addr)), "ping\n");
-    assert_eq!(peer.join().unwrap().ip(), std::net::IpAddr::V4(Ipv4Addr::new(10, 2, 0, 100)));
+    assert_eq!(
+        lab.in_client(|| echo_from(Some(Ipv4Addr::new(10, 2, 0, 100)), echo_addr)),
+        "ping\n"
+    );
+    assert_eq!(
+        peer.join().unwrap().ip(),
+        std::net::IpAddr::V4(Ipv4Addr::new(10, 2, 0, 100))
+    );
 
     for n in 1..=3 {
         let rs = lab.ns(Role::Server(n));
-        assert!(rs.ip(&["-o", "addr", "show", "dev", "lo"]).unwrap().contains("192.0.2.10/32"));
+        assert!(
+            rs.ip(&["-o", "addr", "show", "dev", "lo"])
+                .unwrap()
+                .contains("192.0.2.10/32")
+        );
         for key in ["all", "eth0"] {
-            let get = |k: &str| rs.exec("sysctl", &["-n", &format!("net.ipv4.conf.{key}.{k}")]).unwrap();
-            assert_eq!((get("arp_ignore").trim(), get("arp_announce").trim()), ("1", "2"));
+            // Read by a separate process in the namespace: checks that the lab wrote
+            // the rs namespace's values (not this process's own namespace's).
+            let get = |k: &str| {
+                rs.exec("cat", &[&format!("/proc/sys/net/ipv4/conf/{key}/{k}")])
+                    .unwrap()
+            };
+            assert_eq!(
+                (get("arp_ignore").trim(), get("arp_announce").trim()),
+                ("1", "2")
+            );
         }
     }
     // The route to the VIP leads to the director, which does not forward by itself, and
     // no real server answers ARP for the VIP.
-    assert!(unreachable(&lab, lab.vip()), "VIP answered without a director");
+    assert!(
+        unreachable(&lab, lab.vip()),
+        "VIP answered without a director"
+    );
 
     drop(lab);
     assert!(lab_namespaces(&id).is_empty());
@@ -179,13 +255,24 @@ fn lab_server_http() {
     let rs1: SocketAddr = lab.real_servers()[0].into();
 
     // Download and upload, checked end to end.
-    let r = lab.in_ns(Role::Director, || http::http_get(None, rs1, "/bytes/1048576")).unwrap();
+    let r = lab
+        .in_ns(Role::Director, || {
+            http::http_get(None, rs1, "/bytes/1048576")
+        })
+        .unwrap();
     assert_eq!(r.status, 200);
-    assert!(r.body == pattern(1 << 20), "download differs from the pattern");
+    assert!(
+        r.body == pattern(1 << 20),
+        "download differs from the pattern"
+    );
     let body = pseudo_random(1 << 20, 42);
-    let r = lab.in_ns(Role::Director, || http::http_post_upload(None, rs1, &body)).unwrap();
+    let r = lab
+        .in_ns(Role::Director, || http::http_post_upload(None, rs1, &body))
+        .unwrap();
     assert_eq!(r.text(), format!("{} {:016x}\n", body.len(), fnv1a(&body)));
-    let r = lab.in_ns(Role::Director, || http::http_get(None, rs1, "/nope")).unwrap();
+    let r = lab
+        .in_ns(Role::Director, || http::http_get(None, rs1, "/nope"))
+        .unwrap();
     assert_eq!(r.status, 404);
 
     // HTTP/1.1 keep-alive: two requests on one connection (what wrk does).
@@ -199,7 +286,10 @@ fn lab_server_http() {
         all
     });
     assert_eq!(replies.matches("HTTP/1.1 200 OK").count(), 2, "{replies}");
-    assert!(replies.contains("Connection: keep-alive") && replies.ends_with("\x07\x26\x45"), "{replies:?}");
+    assert!(
+        replies.contains("Connection: keep-alive") && replies.ends_with("\x07\x26\x45"),
+        "{replies:?}"
+    );
 }
 
 /// Ctrl-C in `director-lab demo` stops the lab's processes and deletes its namespaces.
@@ -212,8 +302,18 @@ fn demo_ctrl_c_cleans_up() {
     let tmp = tempfile::tempdir().unwrap();
     let pid_file = tmp.path().join("director.pid");
     let fake = tmp.path().join("fake-director");
-    std::fs::write(&fake, format!("#!/bin/sh\necho $$ > {}\nexec sleep 60\n", pid_file.display())).unwrap();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut std::fs::metadata(&fake).unwrap().permissions(), 0o755);
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\necho $$ > {}\nexec sleep 60\n",
+            pid_file.display()
+        ),
+    )
+    .unwrap();
+    std::os::unix::fs::PermissionsExt::set_mode(
+        &mut std::fs::metadata(&fake).unwrap().permissions(),
+        0o755,
+    );
     std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     std::fs::write(
         tmp.path().join("lab-nat.toml"),
@@ -235,12 +335,27 @@ fn demo_ctrl_c_cleans_up() {
         assert!(demo.try_wait().unwrap().is_none(), "demo exited early");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let director_pid: u32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let director_pid: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert_eq!(lab_namespaces(&format!("{prefix}-0")).len(), 6);
 
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(demo.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(demo.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
     let status = demo.wait().unwrap();
     assert_eq!(status.code(), Some(130));
-    assert!(lab_namespaces(&prefix).is_empty(), "left: {:?}", lab_namespaces(&prefix));
-    assert!(!pid_alive(director_pid), "fake director {director_pid} survived");
+    assert!(
+        lab_namespaces(&prefix).is_empty(),
+        "left: {:?}",
+        lab_namespaces(&prefix)
+    );
+    assert!(
+        !pid_alive(director_pid),
+        "fake director {director_pid} survived"
+    );
 }

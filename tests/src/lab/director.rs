@@ -1,0 +1,120 @@
+//! The director under test, run in the lab's `dir` namespace.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use super::netns::NetNs;
+use super::process::ChildGuard;
+
+/// How long SIGTERM gets before SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// A director config: literal TOML or a file.
+#[derive(Debug, Clone)]
+pub enum DirectorConfig {
+    Text(String),
+    File(PathBuf),
+}
+
+impl From<&str> for DirectorConfig {
+    fn from(text: &str) -> Self {
+        Self::Text(text.to_owned())
+    }
+}
+
+impl From<String> for DirectorConfig {
+    fn from(text: String) -> Self {
+        Self::Text(text)
+    }
+}
+
+impl From<&Path> for DirectorConfig {
+    fn from(path: &Path) -> Self {
+        Self::File(path.to_owned())
+    }
+}
+
+impl From<PathBuf> for DirectorConfig {
+    fn from(path: PathBuf) -> Self {
+        Self::File(path)
+    }
+}
+
+/// A running `director run --config FILE`, its output captured in a log file.
+#[derive(Debug)]
+pub struct Director {
+    child: ChildGuard,
+    log: PathBuf,
+    config: PathBuf,
+}
+
+impl Director {
+    /// Starts `bin run --config <config>` in `ns` under `nsenter --net` (not `ip netns
+    /// exec`, which would hide the host's /sys/fs/bpf). Text configs are written to
+    /// `dir/director.toml`; output goes to `dir/director.log`.
+    pub fn spawn(bin: &Path, ns: &NetNs, config: DirectorConfig, dir: &Path) -> Result<Self> {
+        let config = match config {
+            DirectorConfig::File(path) => path,
+            DirectorConfig::Text(text) => {
+                let path = dir.join("director.toml");
+                std::fs::write(&path, text).with_context(|| format!("write {}", path.display()))?;
+                path
+            }
+        };
+        let log = dir.join("director.log");
+        let out = File::create(&log).with_context(|| format!("create {}", log.display()))?;
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net={}", ns.path().display()))
+            .arg(bin)
+            .args(["run", "--config"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out);
+        let child = ChildGuard::spawn("director", cmd, STOP_GRACE)?;
+        Ok(Self { child, log, config })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.pid()
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// Exit status if it has already exited (it should not before being stopped).
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait()
+    }
+
+    /// SIGTERM, up to [`STOP_GRACE`], then SIGKILL.
+    pub fn stop(&mut self) -> Result<ExitStatus> {
+        self.child.stop()
+    }
+
+    /// The last `lines` lines of its output.
+    pub fn log_tail(&self, lines: usize) -> String {
+        log_tail(&self.log, lines)
+    }
+}
+
+/// The last `lines` lines of a text file (or why it could not be read).
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let all: Vec<&str> = text.lines().collect();
+            all[all.len().saturating_sub(lines)..].join("\n")
+        }
+        Err(e) => format!("(cannot read {}: {e})", path.display()),
+    }
+}

@@ -1,0 +1,425 @@
+//! A network-namespace lab: a client, the director, a switch and real servers, wired
+//! for NAT or DR, with lab HTTP servers running and the director started on demand.
+//!
+//! Namespace names are `dl<pid>-<n>-<role>` (unique per process and per lab), so labs
+//! of concurrent tests or processes never collide. Dropping the [`Lab`] stops its
+//! processes by pid and then deletes its namespaces; while unwinding from a panic it
+//! first prints the director's log tail and keeps the lab's temp dir for inspection.
+//!
+//! Child processes get SIGKILL if the thread that started them exits (PR_SET_PDEATHSIG),
+//! so build, use and drop a lab on one thread (a test's thread, the demo's main thread);
+//! [`Lab::in_ns`] threads are for sockets, not for starting processes.
+//!
+//! Besides the wiring (see [`topology`]), the veth ends facing the
+//! director carry an XDP_PASS program ([`xdp`]): without it, frames the director
+//! XDP_TXes (DR mode) are not delivered.
+
+pub mod cleanup;
+pub mod director;
+pub mod netns;
+pub mod process;
+pub mod topology;
+pub mod xdp;
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Once;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+pub use cleanup::{install_signal_cleanup, sweep_stale};
+pub use director::{Director, DirectorConfig};
+pub use netns::NetNs;
+pub use process::ChildGuard;
+pub use topology::{Addressing, Mode, Namespaces, VIP};
+
+use crate::http::{self, Tally, Timeouts};
+
+/// How long the director gets to forward a first request through the VIP.
+pub const DIRECTOR_READY_TIMEOUT: Duration = Duration::from_secs(15);
+const SERVER_READY_TIMEOUT: Duration = Duration::from_secs(5);
+const LOG_TAIL_LINES: usize = 60;
+
+/// True (after printing why) when the caller is not root and a lab test must be skipped.
+pub fn skip_without_root(test: &str) -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    if !root {
+        eprintln!("skipping {test}: needs root (network namespaces, veth, XDP)");
+    }
+    !root
+}
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct LabSpec {
+    pub mode: Mode,
+    /// Number of real servers, named `rs1`…`rsN`.
+    pub servers: usize,
+    /// The `director-lab-server` binary.
+    pub server_bin: PathBuf,
+    /// The `director` binary used by [`Lab::start_director`].
+    pub director_bin: PathBuf,
+}
+
+impl LabSpec {
+    /// Three real servers and the default director binary ([`crate::paths::director_bin`]).
+    pub fn new(mode: Mode, server_bin: impl Into<PathBuf>) -> Self {
+        Self {
+            mode,
+            servers: 3,
+            server_bin: server_bin.into(),
+            director_bin: crate::paths::director_bin(),
+        }
+    }
+
+    pub fn servers(mut self, n: usize) -> Self {
+        self.servers = n;
+        self
+    }
+
+    pub fn director_bin(mut self, path: impl Into<PathBuf>) -> Self {
+        self.director_bin = path.into();
+        self
+    }
+}
+
+/// A namespace of the lab, by role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Client,
+    Director,
+    Switch,
+    /// Real server `n`, 1-based (`rs1` is `Server(1)`).
+    Server(usize),
+}
+
+/// A running lab. See the module docs for naming and teardown.
+#[derive(Debug)]
+pub struct Lab {
+    id: String,
+    mode: Mode,
+    addressing: Addressing,
+    director_bin: PathBuf,
+    // Teardown order is explicit in `Drop`: director, servers, then namespaces.
+    director: Option<Director>,
+    servers: Vec<ChildGuard>,
+    xdp_links: Vec<std::os::fd::OwnedFd>,
+    namespaces: Namespaces,
+    tmp: Option<tempfile::TempDir>,
+}
+
+static NEXT_LAB: AtomicUsize = AtomicUsize::new(0);
+static SWEEP: Once = Once::new();
+
+impl Lab {
+    /// Builds the topology and starts the real servers (each answering `GET /` on its
+    /// address in [`Lab::real_servers`]). The director is not started.
+    pub fn build(spec: LabSpec) -> Result<Self> {
+        SWEEP.call_once(|| {
+            for name in sweep_stale() {
+                eprintln!("director-tests: deleted stale lab namespace {name}");
+            }
+        });
+        let id = format!(
+            "{}{}-{}",
+            cleanup::NAME_PREFIX,
+            std::process::id(),
+            NEXT_LAB.fetch_add(1, Ordering::Relaxed)
+        );
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("director-{id}-"))
+            .tempdir()
+            .context("create lab temp dir")?;
+        let built = topology::build(spec.mode, spec.servers, &id)
+            .with_context(|| format!("build {} lab {id}", spec.mode))?;
+        let mut lab = Self {
+            id,
+            mode: spec.mode,
+            addressing: built.addressing,
+            director_bin: spec.director_bin,
+            director: None,
+            servers: Vec::new(),
+            xdp_links: built.xdp_links,
+            namespaces: built.namespaces,
+            tmp: Some(tmp),
+        };
+        lab.start_servers(&spec.server_bin)?;
+        Ok(lab)
+    }
+
+    /// [`Lab::build`] of a NAT lab with three real servers; panics on failure.
+    pub fn nat(server_bin: impl Into<PathBuf>) -> Self {
+        Self::build(LabSpec::new(Mode::Nat, server_bin)).unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    /// [`Lab::build`] of a DR lab with three real servers; panics on failure.
+    pub fn dr(server_bin: impl Into<PathBuf>) -> Self {
+        Self::build(LabSpec::new(Mode::Dr, server_bin)).unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    /// `dl<pid>-<n>`, the prefix of all its namespace names.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    pub fn addressing(&self) -> &Addressing {
+        &self.addressing
+    }
+
+    pub fn vip(&self) -> SocketAddr {
+        self.addressing.vip.into()
+    }
+
+    pub fn client_addr(&self) -> Ipv4Addr {
+        self.addressing.client
+    }
+
+    pub fn extra_client_addrs(&self) -> &[Ipv4Addr] {
+        &self.addressing.extra_clients
+    }
+
+    /// The director's address on the client side (the client's next hop to the VIP).
+    pub fn director_addr(&self) -> Ipv4Addr {
+        self.addressing.director
+    }
+
+    /// Real server `i` is named `rs{i+1}`.
+    pub fn real_servers(&self) -> &[SocketAddrV4] {
+        &self.addressing.real_servers
+    }
+
+    pub fn server_names(&self) -> Vec<String> {
+        (1..=self.real_servers().len())
+            .map(|n| format!("rs{n}"))
+            .collect()
+    }
+
+    pub fn namespaces(&self) -> &Namespaces {
+        &self.namespaces
+    }
+
+    /// The namespace playing `role`. Panics on a server number out of range.
+    pub fn ns(&self, role: Role) -> &NetNs {
+        let ns = &self.namespaces;
+        match role {
+            Role::Client => &ns.client,
+            Role::Director => &ns.dir,
+            Role::Switch => &ns.sw,
+            Role::Server(n) => ns
+                .rs
+                .get(n.wrapping_sub(1))
+                .unwrap_or_else(|| panic!("no real server {n} (lab has {})", ns.rs.len())),
+        }
+    }
+
+    /// Runs `f` on a thread inside `role`'s namespace: sockets it opens live in the lab.
+    pub fn in_ns<R: Send>(&self, role: Role, f: impl FnOnce() -> R + Send) -> R {
+        self.ns(role).run(f)
+    }
+
+    /// [`Lab::in_ns`] for the client.
+    pub fn in_client<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        self.in_ns(Role::Client, f)
+    }
+
+    /// `n` new-connection `GET /` requests from the client to the VIP, sources cycling
+    /// through `sources` (empty: the client's primary address).
+    pub fn get_many(&self, n: usize, sources: &[Ipv4Addr]) -> Tally {
+        let vip = self.vip();
+        self.in_client(|| http::get_many(n, sources, vip, "/"))
+    }
+
+    /// Puts the VIP on the director namespace's `lo` (director must work either way).
+    pub fn add_vip_on_director(&self) {
+        let vip = format!("{}/32", self.addressing.vip.ip());
+        self.namespaces
+            .dir
+            .ip(&["addr", "add", &vip, "dev", "lo"])
+            .unwrap_or_else(|e| panic!("{e:#}"));
+    }
+
+    /// The lab's scratch directory (configs, logs).
+    pub fn temp_dir(&self) -> &Path {
+        self.tmp
+            .as_ref()
+            .expect("temp dir lives as long as the lab")
+            .path()
+    }
+
+    /// Starts the director (config text or file) in the `dir` namespace and waits until
+    /// a request through the VIP succeeds. Panics with the director's log tail if it
+    /// does not get there within [`DIRECTOR_READY_TIMEOUT`].
+    pub fn start_director(&mut self, config: impl Into<DirectorConfig>) {
+        if let Err(e) = self.try_start_director(config) {
+            panic!("{e:#}");
+        }
+    }
+
+    /// [`Lab::start_director`] returning errors (the log tail is in the message).
+    pub fn try_start_director(&mut self, config: impl Into<DirectorConfig>) -> Result<()> {
+        crate::paths::check_director_bin(&self.director_bin)?;
+        if let Some(mut old) = self.director.take() {
+            let _ = old.stop();
+        }
+        let dir = self.temp_dir().to_path_buf();
+        self.director = Some(Director::spawn(
+            &self.director_bin,
+            &self.namespaces.dir,
+            config.into(),
+            &dir,
+        )?);
+        self.wait_for_vip(DIRECTOR_READY_TIMEOUT)
+    }
+
+    /// Polls `GET /` through the VIP from the client until it succeeds. Fails early if
+    /// the director exits; errors carry the director's log tail.
+    pub fn wait_for_vip(&mut self, timeout: Duration) -> Result<()> {
+        let vip = self.vip();
+        let quick = Timeouts {
+            connect: Duration::from_millis(500),
+            io: Duration::from_secs(2),
+        };
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(d) = self.director.as_mut()
+                && let Some(status) = d.try_wait()
+            {
+                bail!(
+                    "director exited early ({status}); log tail:\n{}",
+                    d.log_tail(LOG_TAIL_LINES)
+                );
+            }
+            let last = match self.in_client(|| http::get_with(&quick, None, vip, "/")) {
+                Ok(r) if r.status == 200 => return Ok(()),
+                Ok(r) => format!("status {}", r.status),
+                Err(e) => format!("{e:#}"),
+            };
+            if Instant::now() >= deadline {
+                bail!(
+                    "no answer through VIP {vip} within {timeout:?} (last: {last}); director log tail:\n{}",
+                    self.director_log_tail(LOG_TAIL_LINES)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops the director (SIGTERM, 5 s, SIGKILL) and returns how it exited.
+    pub fn stop_director(&mut self) -> Option<ExitStatus> {
+        let mut d = self.director.take()?;
+        Some(d.stop().unwrap_or_else(|e| panic!("{e:#}")))
+    }
+
+    pub fn director(&self) -> Option<&Director> {
+        self.director.as_ref()
+    }
+
+    /// The last `lines` lines of the director's output ("" if it never started).
+    pub fn director_log_tail(&self, lines: usize) -> String {
+        match &self.director {
+            Some(d) => d.log_tail(lines),
+            None => director::log_tail(&self.temp_dir().join("director.log"), lines),
+        }
+    }
+
+    /// Pids of the lab's running processes (servers, director).
+    pub fn pids(&self) -> Vec<u32> {
+        self.servers
+            .iter()
+            .map(ChildGuard::pid)
+            .chain(self.director.as_ref().map(Director::pid))
+            .collect()
+    }
+
+    fn start_servers(&mut self, server_bin: &Path) -> Result<()> {
+        anyhow::ensure!(
+            server_bin.is_file(),
+            "lab server binary not found at {}",
+            server_bin.display()
+        );
+        for (i, addr) in self.addressing.real_servers.clone().into_iter().enumerate() {
+            let name = format!("rs{}", i + 1);
+            let log_path = self.temp_dir().join(format!("{name}.log"));
+            let log = std::fs::File::create(&log_path)?;
+            let mut cmd = self.namespaces.rs[i].command(server_bin);
+            cmd.args([
+                "--name",
+                &name,
+                "--listen",
+                &format!("0.0.0.0:{}", addr.port()),
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+            self.servers
+                .push(ChildGuard::spawn(&name, cmd, Duration::ZERO)?);
+        }
+        for i in 0..self.servers.len() {
+            self.wait_for_server(i)?;
+        }
+        Ok(())
+    }
+
+    /// Waits until real server `i` accepts connections (checked inside its namespace).
+    fn wait_for_server(&mut self, i: usize) -> Result<()> {
+        let local: SocketAddr =
+            (Ipv4Addr::LOCALHOST, self.addressing.real_servers[i].port()).into();
+        let deadline = Instant::now() + SERVER_READY_TIMEOUT;
+        loop {
+            let up = self.namespaces.rs[i]
+                .run(|| TcpStream::connect_timeout(&local, Duration::from_millis(200)).is_ok());
+            if up {
+                return Ok(());
+            }
+            let log = self.temp_dir().join(format!("rs{}.log", i + 1));
+            let exited = self.servers[i].try_wait();
+            if exited.is_some() || Instant::now() >= deadline {
+                bail!(
+                    "rs{} not listening on {local} ({}); log:\n{}",
+                    i + 1,
+                    exited.map_or("timed out".to_owned(), |s| format!("exited: {s}")),
+                    director::log_tail(&log, 20)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs `program args…` in `role`'s namespace (via `ip netns exec`) to completion.
+    pub fn exec(&self, role: Role, program: &str, args: &[&str]) -> Result<String> {
+        self.ns(role).exec(program, args)
+    }
+
+    /// A [`Command`] that runs `program` inside `role`'s namespace.
+    pub fn command(&self, role: Role, program: &str) -> Command {
+        self.ns(role).command(program)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if self.director.is_some() {
+                eprintln!(
+                    "---- director log tail (lab {}) ----\n{}\n---- end of director log ----",
+                    self.id,
+                    self.director_log_tail(LOG_TAIL_LINES)
+                );
+            }
+            if let Some(tmp) = self.tmp.take() {
+                eprintln!("lab {} files kept in {}", self.id, tmp.keep().display());
+            }
+        }
+        drop(self.director.take());
+        self.servers.clear();
+        self.xdp_links.clear();
+        // `namespaces` (deleted by their guards) and `tmp` drop after this.
+    }
+}

@@ -1,0 +1,99 @@
+//! Child processes of a lab: stopped by pid and reaped when their guard drops.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use super::cleanup;
+
+/// A running child. Drop stops it: SIGTERM, up to `grace`, then SIGKILL (straight
+/// SIGKILL when `grace` is zero), always followed by a wait.
+#[derive(Debug)]
+pub struct ChildGuard {
+    name: String,
+    child: Child,
+    grace: Duration,
+    status: Option<ExitStatus>,
+}
+
+impl ChildGuard {
+    /// Spawns `cmd`. The child also gets SIGKILL if the spawning thread dies without
+    /// dropping the guard (test binary killed), so no lab process outlives its owner.
+    pub fn spawn(name: &str, mut cmd: Command, grace: Duration) -> Result<Self> {
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("spawn {name}: {cmd:?}"))?;
+        cleanup::track_process(child.id(), grace);
+        Ok(Self {
+            name: name.to_owned(),
+            child,
+            grace,
+            status: None,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The exit status if the child has already exited.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().ok().flatten();
+        }
+        self.status
+    }
+
+    /// Stops the child as described on the type and returns how it exited.
+    pub fn stop(&mut self) -> Result<ExitStatus> {
+        if let Some(status) = self.try_wait() {
+            cleanup::untrack_process(self.pid());
+            return Ok(status);
+        }
+        if !cleanup::untrack_process(self.pid()) {
+            // The signal handler has taken it over; the process is exiting anyway.
+            anyhow::bail!("{} is being stopped by the signal handler", self.name);
+        }
+        let pid = Pid::from_raw(self.pid() as i32);
+        if !self.grace.is_zero() {
+            let _ = kill(pid, Signal::SIGTERM);
+            let deadline = Instant::now() + self.grace;
+            while Instant::now() < deadline {
+                if let Some(status) = self.try_wait() {
+                    return Ok(status);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let _ = kill(pid, Signal::SIGKILL);
+        let status = self
+            .child
+            .wait()
+            .with_context(|| format!("wait for {}", self.name))?;
+        self.status = Some(status);
+        Ok(status)
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}

@@ -1,0 +1,49 @@
+//! Where the binaries and example configs are.
+
+use std::path::{Path, PathBuf};
+
+/// The cargo workspace root (this crate lives in `<workspace>/tests`).
+pub fn workspace_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests crate has a parent directory")
+        .to_path_buf()
+}
+
+/// `$DIRECTOR_BIN` if set, else `<workspace>/target/debug/director`. Not checked here:
+/// see [`check_director_bin`].
+pub fn director_bin() -> PathBuf {
+    std::env::var_os("DIRECTOR_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_dir().join("target/debug/director"))
+}
+
+/// An error saying how to get the director binary when it is missing.
+pub fn check_director_bin(path: &Path) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        path.is_file(),
+        "director binary not found at {}: run `cargo xtask test` (it builds it)",
+        path.display()
+    );
+    Ok(())
+}
+
+/// `<workspace>/examples`.
+pub fn examples_dir() -> PathBuf {
+    workspace_dir().join("examples")
+}
+
+/// A binary next to the running executable (how the demo finds `director-lab-server`).
+pub fn sibling_bin(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe
+        .parent()
+        .ok_or_else(|| anyhow::anyhow!("{} has no parent directory", exe.display()))?
+        .join(name);
+    anyhow::ensure!(
+        path.is_file(),
+        "{} not found (build it: cargo build -p director-tests)",
+        path.display()
+    );
+    Ok(path)
+}
