@@ -10,7 +10,12 @@ extern crate std;
 
 pub mod abi;
 pub mod csum;
+pub mod hash;
 pub mod tcp;
 
+#[cfg(feature = "user")]
+pub mod maglev;
+#[cfg(feature = "user")]
+pub mod sh;
 #[cfg(feature = "user")]
 pub mod wrr;

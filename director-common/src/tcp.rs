@@ -111,7 +111,12 @@ mod tests {
 
     #[test]
     fn rst_closes_from_any_state_and_fin_does_not_reopen_close() {
-        for s in [State::SynRecv, State::Established, State::FinWait, State::Close] {
+        for s in [
+            State::SynRecv,
+            State::Established,
+            State::FinWait,
+            State::Close,
+        ] {
             assert_eq!(next(s, false, FLAG_RST), State::Close);
             assert_eq!(next(s, true, FLAG_RST | FLAG_ACK), State::Close);
         }
@@ -136,7 +141,13 @@ mod tests {
 
     #[test]
     fn state_round_trips_through_u8() {
-        for s in [State::SynRecv, State::Established, State::FinWait, State::Close, State::Udp] {
+        for s in [
+            State::SynRecv,
+            State::Established,
+            State::FinWait,
+            State::Close,
+            State::Udp,
+        ] {
             assert_eq!(State::from_u8(s as u8), Some(s));
         }
         assert_eq!(State::from_u8(0), None);

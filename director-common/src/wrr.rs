@@ -82,7 +82,10 @@ mod tests {
     #[test]
     fn nginx_reference_sequence() {
         // The example from nginx's smooth wrr commit: weights 5, 1, 1.
-        assert_eq!(sequence(&[5, 1, 1], MAX_RING), std::vec![0, 0, 1, 0, 2, 0, 0]);
+        assert_eq!(
+            sequence(&[5, 1, 1], MAX_RING),
+            std::vec![0, 0, 1, 0, 2, 0, 0]
+        );
     }
 
     #[test]
@@ -107,6 +110,9 @@ mod tests {
         let c = counts(&seq, 3);
         assert!(c[1] >= 1, "a tiny non-zero weight keeps a slot");
         let ratio = c[0] as f64 / c[2] as f64;
-        assert!((ratio - 2.0).abs() < 0.02, "2:1 kept within 1%, got {ratio}");
+        assert!(
+            (ratio - 2.0).abs() < 0.02,
+            "2:1 kept within 1%, got {ratio}"
+        );
     }
 }

@@ -58,7 +58,8 @@ async fn ip_json<T: for<'de> Deserialize<'de>>(args: &[&str]) -> anyhow::Result<
     if out.stdout.iter().all(u8::is_ascii_whitespace) {
         return Ok(Vec::new());
     }
-    serde_json::from_slice(&out.stdout).with_context(|| format!("parsing `ip -j {}`", args.join(" ")))
+    serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("parsing `ip -j {}`", args.join(" ")))
 }
 
 pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
@@ -133,7 +134,10 @@ mod tests {
 
     #[test]
     fn macs_parse_strictly() {
-        assert_eq!(parse_mac("02:00:5e:10:00:ff"), Some([2, 0, 0x5e, 0x10, 0, 0xff]));
+        assert_eq!(
+            parse_mac("02:00:5e:10:00:ff"),
+            Some([2, 0, 0x5e, 0x10, 0, 0xff])
+        );
         assert_eq!(parse_mac("02:00:5e:10:00"), None);
         assert_eq!(parse_mac("02:00:5e:10:00:ff:01"), None);
         assert_eq!(parse_mac("zz:00:5e:10:00:ff"), None);
