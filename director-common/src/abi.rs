@@ -9,9 +9,37 @@ pub const FAMILY_V6: u8 = 6;
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
 
-/// Forwarding method of a virtual server (`VipInfo::flags`).
+pub const PROTO_ICMP: u8 = 1;
+pub const PROTO_ICMPV6: u8 = 58;
+
+/// `VipInfo::flags`: forwarding method.
 pub const VIP_F_NAT: u32 = 1 << 0;
 pub const VIP_F_DR: u32 = 1 << 1;
+/// sh/mh hash the source port as well as the address.
+pub const VIP_F_HASH_PORT: u32 = 1 << 2;
+/// Source-IP persistence (`VipInfo::persist_*`).
+pub const VIP_F_PERSIST: u32 = 1 << 3;
+/// A TCP segment without a connection entry is scheduled like a new flow
+/// instead of passed. Only sound for consistent hashing (mh), where a peer or
+/// restarted director picks the same server.
+pub const VIP_F_MIDFLOW: u32 = 1 << 4;
+
+/// `VipInfo::sched`: how the datapath uses the primary ring.
+/// Walk the ring with a per-CPU cursor (rr, wrr).
+pub const SCHED_RING: u32 = 0;
+/// Index the ring by the flow hash (sh, mh).
+pub const SCHED_HASH: u32 = 1;
+/// Scan the members for the fewest connections (lc).
+pub const SCHED_LC: u32 = 2;
+/// Scan the members for the fewest connections per weight (wlc).
+pub const SCHED_WLC: u32 = 3;
+
+/// Most servers the datapath scans in one scheduling decision (lc, wlc,
+/// threshold fallback, backups). The control plane refuses more per list.
+pub const MAX_SCAN: u32 = 256;
+/// Ring slots tried before falling back to a scan when servers are at
+/// their connection limit.
+pub const RING_PROBES: u32 = 4;
 
 /// A host-order port as the datapath stores it (network byte order, read
 /// natively from the packet).
@@ -47,23 +75,40 @@ pub struct VipKey {
 
 /// Value of the `VIPS` map: what the datapath needs to schedule a new flow.
 ///
-/// The scheduling ring is the slice `RING[ring_base .. ring_base + ring_len]`
-/// of backend ids, computed in userspace (wrr sequence now, Maglev later).
-/// Userspace writes a new ring into free slots and then swaps this value, so a
-/// packet never sees a half-written ring.
+/// Three lists of backend ids live in the `RING` array, each a slice
+/// `RING[base .. base + len]`, all computed in userspace:
+/// - the ring: the rr/wrr sequence or the sh/mh table;
+/// - members: every primary server taking new connections (lc/wlc, and the
+///   fallback when ring picks are at their connection limit);
+/// - backups: servers used only when no primary can take a connection.
+///
+/// Userspace writes new lists into free slots and then replaces this value,
+/// so a packet never sees a half-written ring.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VipInfo {
     pub vip_id: u32,
     pub flags: u32,
+    pub sched: u32,
     pub ring_base: u32,
-    /// 0 means no real server takes new connections.
+    /// 0 with `members_len` 0 means no primary takes new connections.
     pub ring_len: u32,
+    pub members_base: u32,
+    pub members_len: u32,
+    pub backup_base: u32,
+    pub backup_len: u32,
+    /// Seconds a persistence entry outlives its last use.
+    pub persist_timeout_s: u32,
+    /// Prefix length that groups clients for persistence.
+    pub persist_prefix: u8,
+    pub _pad: [u8; 7],
 }
 
 /// Backend flags.
 /// Next hop resolved: `dst_mac`, `src_mac` and `ifindex` are valid.
 pub const BACKEND_F_RESOLVED: u32 = 1 << 0;
+/// Failed its health check: no new connections, persistence ignored.
+pub const BACKEND_F_DOWN: u32 = 1 << 1;
 
 /// Value of the `BACKENDS` array, indexed by backend id. The control plane
 /// resolves the route and neighbour so the packet path needs no FIB lookup.
@@ -82,6 +127,60 @@ pub struct Backend {
     /// MAC of the egress interface.
     pub src_mac: [u8; 6],
     pub flags: u32,
+    /// For wlc; 0 never appears in a scan list.
+    pub weight: u32,
+    /// Connection limit (active + inactive), 0 = none (`ipvsadm -x`).
+    pub max_conns: u32,
+}
+
+/// Connection counts of a backend, IPVS style: active = ESTABLISHED,
+/// inactive = any other state (and UDP). Two arrays of these exist:
+/// `BACKEND_CONNS`, only ever changed by the datapath with atomic adds as
+/// connections open and change state, and `BACKEND_RELEASED`, written only by
+/// userspace for entries that expired or were evicted. The live count is the
+/// wrapping difference ([`ConnCounts::live`]), so no value has two writers.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnCounts {
+    pub active: u64,
+    pub inactive: u64,
+}
+
+impl ConnCounts {
+    /// `self - released`, clamped at zero (a reconciliation may briefly
+    /// overshoot).
+    pub const fn live(&self, released: &ConnCounts) -> ConnCounts {
+        let a = self.active.wrapping_sub(released.active) as i64;
+        let i = self.inactive.wrapping_sub(released.inactive) as i64;
+        ConnCounts {
+            active: if a > 0 { a as u64 } else { 0 },
+            inactive: if i > 0 { i as u64 } else { 0 },
+        }
+    }
+
+    pub const fn total(&self) -> u64 {
+        self.active.saturating_add(self.inactive)
+    }
+}
+
+/// Key of `PERSIST`: a client (address masked to the virtual server's
+/// persistence prefix) of one virtual server.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PersistKey {
+    pub addr: [u8; 16],
+    pub vip_id: u32,
+    pub family: u8,
+    pub _pad: [u8; 3],
+}
+
+/// Value of `PERSIST`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Persist {
+    pub backend_id: u32,
+    pub _pad: u32,
+    pub last_seen_ns: u64,
 }
 
 /// A flow as seen on the wire: `src -> dst`. Used for the client-side
@@ -174,26 +273,37 @@ pub enum Reason {
     TruncatedEth = 0,
     /// IPv4 header cut short or inconsistent (IHL < 5, total length).
     BadIpv4Header = 1,
-    /// Transport header of a packet to a VIP cut short.
+    /// Transport header cut short.
     TruncatedL4 = 2,
-    /// IP fragment: ports unknown, left to the stack.
+    /// IP fragment: ports are not in every fragment, left to the stack.
     Fragment = 3,
     /// Non-SYN TCP segment to a VIP with no connection entry.
     NoConnection = 4,
     /// The virtual server has no real server that takes new connections.
     NoRealServer = 5,
-    /// The scheduling ring names a backend id that is not there.
+    /// A scheduling list names a backend id that is not there.
     BadBackend = 6,
     /// The real server's next hop is not resolved yet.
     Unresolved = 7,
     /// The connection table refused an insert.
     ConntrackFull = 8,
-    /// IPv4 with options to a VIP (not rewritten in this version).
+    /// IPv4 header with options: not rewritten, left to the stack.
     Ipv4Options = 9,
+    /// IPv6 header cut short or inconsistent (payload length).
+    BadIpv6Header = 10,
+    /// IPv6 with extension headers before the transport header: left to
+    /// the stack.
+    Ipv6ExtHeader = 11,
+    /// Every server that could take the connection is at its limit.
+    Overloaded = 12,
+    /// An ICMP error quoting a flow we do not track: left to the stack.
+    IcmpUnknownFlow = 13,
+    /// An ICMP error whose quoted packet is cut short or unparsable.
+    IcmpBadQuote = 14,
 }
 
 impl Reason {
-    pub const COUNT: u32 = 10;
+    pub const COUNT: u32 = 15;
     pub const ALL: [Reason; Self::COUNT as usize] = [
         Reason::TruncatedEth,
         Reason::BadIpv4Header,
@@ -205,6 +315,11 @@ impl Reason {
         Reason::Unresolved,
         Reason::ConntrackFull,
         Reason::Ipv4Options,
+        Reason::BadIpv6Header,
+        Reason::Ipv6ExtHeader,
+        Reason::Overloaded,
+        Reason::IcmpUnknownFlow,
+        Reason::IcmpBadQuote,
     ];
 
     /// True when the packet goes on to the kernel stack; false for a drop.
@@ -216,14 +331,13 @@ impl Reason {
     /// with no entry, which passes as in IPVS: with the VIP local the stack
     /// answers a RST, so the client learns at once that the flow is gone.
     pub const fn passes(self) -> bool {
-        matches!(
+        !matches!(
             self,
-            Reason::TruncatedEth
-                | Reason::BadIpv4Header
-                | Reason::TruncatedL4
-                | Reason::Fragment
-                | Reason::NoConnection
-                | Reason::Ipv4Options
+            Reason::NoRealServer
+                | Reason::BadBackend
+                | Reason::Unresolved
+                | Reason::ConntrackFull
+                | Reason::Overloaded
         )
     }
 
@@ -239,6 +353,11 @@ impl Reason {
             Reason::Unresolved => "unresolved_next_hop",
             Reason::ConntrackFull => "conntrack_full",
             Reason::Ipv4Options => "ipv4_options",
+            Reason::BadIpv6Header => "bad_ipv6_header",
+            Reason::Ipv6ExtHeader => "ipv6_extension_header",
+            Reason::Overloaded => "overloaded",
+            Reason::IcmpUnknownFlow => "icmp_unknown_flow",
+            Reason::IcmpBadQuote => "icmp_bad_quote",
         }
     }
 }
@@ -249,8 +368,11 @@ macro_rules! assert_size {
     };
 }
 assert_size!(VipKey, 20);
-assert_size!(VipInfo, 16);
-assert_size!(Backend, 40);
+assert_size!(VipInfo, 48);
+assert_size!(Backend, 48);
+assert_size!(ConnCounts, 16);
+assert_size!(PersistKey, 24);
+assert_size!(Persist, 16);
 assert_size!(FlowKey, 40);
 assert_size!(Conn, 40);
 assert_size!(NatReply, 44);
@@ -267,4 +389,7 @@ mod pod {
     unsafe impl aya::Pod for Conn {}
     unsafe impl aya::Pod for NatReply {}
     unsafe impl aya::Pod for Traffic {}
+    unsafe impl aya::Pod for ConnCounts {}
+    unsafe impl aya::Pod for PersistKey {}
+    unsafe impl aya::Pod for Persist {}
 }

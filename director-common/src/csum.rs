@@ -17,22 +17,43 @@ pub fn fold(mut sum: u32) -> u16 {
     sum as u16
 }
 
-/// RFC 1624 eqn. 3, `HC' = ~(~HC + ~m + m')`, for a 16-bit field.
+/// The one's-complement change `~m + m'` of replacing bytes `old` by `new`
+/// (equal lengths, even), unfolded. Deltas of several fields add up (a u32
+/// holds thousands), and one delta applies to every checksum that covers
+/// the field: [`apply`].
 #[inline(always)]
-pub fn replace2(check: u16, old: [u8; 2], new: [u8; 2]) -> u16 {
-    let sum = (!check) as u32 + (!word(old) & 0xffff) + word(new);
-    !fold(sum)
+pub fn delta<const N: usize>(old: &[u8; N], new: &[u8; N]) -> u32 {
+    let mut d = 0u32;
+    let mut i = 0;
+    while i + 1 < N {
+        d += (!word([old[i], old[i + 1]]) & 0xffff) + word([new[i], new[i + 1]]);
+        i += 2;
+    }
+    d
 }
 
-/// RFC 1624 eqn. 3 for a 32-bit field (an IPv4 address).
+/// RFC 1624 eqn. 3, `HC' = ~(~HC + ~m + m')`, with a [`delta`].
+#[inline(always)]
+pub fn apply(check: u16, delta: u32) -> u16 {
+    !fold((!check) as u32 + fold(delta) as u32)
+}
+
+/// [`apply`] for one 16-bit field.
+#[inline(always)]
+pub fn replace2(check: u16, old: [u8; 2], new: [u8; 2]) -> u16 {
+    apply(check, delta(&old, &new))
+}
+
+/// [`apply`] for a 32-bit field (an IPv4 address).
 #[inline(always)]
 pub fn replace4(check: u16, old: [u8; 4], new: [u8; 4]) -> u16 {
-    let sum = (!check) as u32
-        + (!word([old[0], old[1]]) & 0xffff)
-        + (!word([old[2], old[3]]) & 0xffff)
-        + word([new[0], new[1]])
-        + word([new[2], new[3]]);
-    !fold(sum)
+    apply(check, delta(&old, &new))
+}
+
+/// [`apply`] for a 128-bit field (an IPv6 address).
+#[inline(always)]
+pub fn replace16(check: u16, old: &[u8; 16], new: &[u8; 16]) -> u16 {
+    apply(check, delta(old, new))
 }
 
 /// UDP transmits a computed zero as all ones; zero means "no checksum".
@@ -143,6 +164,27 @@ mod tests {
                 "port {old} -> {new}"
             );
         }
+    }
+
+    #[test]
+    fn replace16_matches_recomputation() {
+        let a: [u8; 16] = [
+            0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+        ];
+        let b: [u8; 16] = [
+            0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0xff, 0xff, 0, 0, 0, 0, 0x12, 0x34,
+        ];
+        let mut buf = [0u8; 40];
+        buf[..16].copy_from_slice(&a);
+        buf[20..24].copy_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+        let before = checksum(&buf);
+        buf[..16].copy_from_slice(&b);
+        assert_eq!(replace16(before, &a, &b), checksum(&buf));
+        assert_eq!(
+            replace16(before, &a, &a),
+            before,
+            "no change, same checksum"
+        );
     }
 
     #[test]

@@ -40,6 +40,10 @@ fn fmix32(mut h: u32) -> u32 {
 ///
 /// `seed` lets each virtual server (or each use) hash independently, so one
 /// client does not land on the same relative slot everywhere.
+/// Seed of the flow hash that sh and mh index their tables with: the
+/// datapath and userspace (tests, table inspection) must agree on it.
+pub const SCHED_SEED: u32 = 0x6469_7231;
+
 #[inline(always)]
 pub fn flow_hash(addr: &[u8; 16], port: u16, seed: u32) -> u32 {
     // Destructured rather than indexed so no bounds check can survive.

@@ -1,12 +1,15 @@
 //! Every map of the datapath. Sizes here are placeholders: the control plane
 //! sets the real ones from its configuration before loading
-//! (`EbpfLoader::set_max_entries`), so the names are an ABI too.
+//! (`EbpfLoader::map_max_entries`), so the names are an ABI too.
 
 use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
-use director_common::abi::{Backend, Conn, FlowKey, NatReply, Reason, Traffic, VipInfo, VipKey};
+use director_common::abi::{
+    Backend, Conn, ConnCounts, FlowKey, NatReply, Persist, PersistKey, Reason, Traffic, VipInfo,
+    VipKey,
+};
 
 #[map]
 pub static VIPS: HashMap<VipKey, VipInfo> = HashMap::with_max_entries(1024, 0);
@@ -15,7 +18,7 @@ pub static VIPS: HashMap<VipKey, VipInfo> = HashMap::with_max_entries(1024, 0);
 #[map]
 pub static BACKENDS: Array<Backend> = Array::with_max_entries(4096, 0);
 
-/// Scheduling rings of all virtual servers, see `VipInfo`.
+/// Scheduling lists of all virtual servers, see `VipInfo`.
 #[map]
 pub static RING: Array<u32> = Array::with_max_entries(65536, 0);
 
@@ -27,13 +30,27 @@ pub static RING: Array<u32> = Array::with_max_entries(65536, 0);
 pub static CURSORS: PerCpuArray<u32> = PerCpuArray::with_max_entries(1024, 0);
 
 /// Client-side flow -> connection. Shared, not per CPU: the reply direction
-/// and RSS on another queue must find the same entry.
+/// and RSS on another queue must find the same entry (a per-CPU LRU would
+/// also cost a copy per CPU for state sync to merge).
 #[map]
 pub static CONNS: LruHashMap<FlowKey, Conn> = LruHashMap::with_max_entries(65536, 0);
 
 /// Server-side flow of a NAT connection -> how to rewrite its replies.
 #[map]
 pub static NAT_REPLIES: LruHashMap<FlowKey, NatReply> = LruHashMap::with_max_entries(65536, 0);
+
+/// Source-IP persistence: client (masked) of a virtual server -> backend.
+#[map]
+pub static PERSIST: LruHashMap<PersistKey, Persist> = LruHashMap::with_max_entries(65536, 0);
+
+/// Connection counts per backend id, changed only here (atomic adds).
+#[map]
+pub static BACKEND_CONNS: Array<ConnCounts> = Array::with_max_entries(4096, 0);
+
+/// Counts of expired or evicted connections per backend id, written only by
+/// userspace; see `ConnCounts`.
+#[map]
+pub static BACKEND_RELEASED: Array<ConnCounts> = Array::with_max_entries(4096, 0);
 
 /// Per-CPU count of each `Reason`.
 #[map]

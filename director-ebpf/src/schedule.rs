@@ -1,23 +1,207 @@
 //! Picks the real server for a new connection. Policy lives in userspace,
-//! which writes each virtual server's ring; here we only walk it.
+//! which writes each virtual server's lists (see `VipInfo`); here we only
+//! walk, hash into or scan them, honouring connection limits, backups and
+//! source-IP persistence.
 
-use director_common::abi::{Reason, VipInfo};
+use director_common::{
+    abi::{
+        BACKEND_F_DOWN, MAX_SCAN, Persist, PersistKey, RING_PROBES, Reason, SCHED_HASH, SCHED_LC,
+        SCHED_RING, SCHED_WLC, VIP_F_HASH_PORT, VIP_F_PERSIST, VipInfo,
+    },
+    hash,
+};
 
-use crate::maps::{CURSORS, RING};
+use aya_ebpf::cty::c_void;
+use aya_ebpf::helpers::bpf_loop;
+
+use crate::{
+    counts,
+    maps::{BACKENDS, CURSORS, PERSIST, RING},
+};
 
 #[inline(always)]
-pub fn pick(vip: &VipInfo) -> Result<u32, Reason> {
-    if vip.ring_len == 0 {
-        return Err(Reason::NoRealServer);
+pub fn pick(
+    vip: &VipInfo,
+    family: u8,
+    src: &[u8; 16],
+    sport: u16,
+    now: u64,
+) -> Result<u32, Reason> {
+    if vip.flags & VIP_F_PERSIST == 0 {
+        return choose(vip, src, sport);
     }
-    let cursor = CURSORS.get_ptr_mut(vip.vip_id).ok_or(Reason::BadBackend)?;
-    // SAFETY: per-CPU slot, no concurrent writer.
-    let pos = unsafe {
-        let pos = *cursor % vip.ring_len;
-        *cursor = pos + 1;
-        pos
+    let key = PersistKey {
+        addr: hash::mask_addr(src, vip.persist_prefix),
+        vip_id: vip.vip_id,
+        family,
+        _pad: [0; 3],
     };
-    RING.get(vip.ring_base + pos)
-        .copied()
-        .ok_or(Reason::BadBackend)
+    let timeout_ns = vip.persist_timeout_s as u64 * 1_000_000_000;
+    if let Some(p) = PERSIST.get_ptr_mut(&key) {
+        // SAFETY: map value pointer; racing writers store whole fields.
+        let p = unsafe { &mut *p };
+        let fresh = now.wrapping_sub(p.last_seen_ns) <= timeout_ns;
+        // A quiescent (weight 0) server keeps its clients, as in IPVS; a
+        // failed one does not, nor does a missing one.
+        let up = BACKENDS
+            .get(p.backend_id)
+            .is_some_and(|b| b.flags & BACKEND_F_DOWN == 0 && b.family != 0);
+        if fresh && up {
+            p.last_seen_ns = now;
+            return Ok(p.backend_id);
+        }
+    }
+    let id = choose(vip, src, sport)?;
+    // Failing to record persistence must not fail the connection.
+    let _ = PERSIST.insert(
+        &key,
+        &Persist {
+            backend_id: id,
+            _pad: 0,
+            last_seen_ns: now,
+        },
+        0,
+    );
+    Ok(id)
+}
+
+#[inline(always)]
+fn choose(vip: &VipInfo, src: &[u8; 16], sport: u16) -> Result<u32, Reason> {
+    let primary = match vip.sched {
+        SCHED_RING => walk(vip),
+        SCHED_HASH => hashed(vip, src, sport),
+        SCHED_LC => least(vip.members_base, vip.members_len, false),
+        SCHED_WLC => least(vip.members_base, vip.members_len, true),
+        _ => None,
+    };
+    if let Some(id) = primary {
+        return Ok(id);
+    }
+    // Ring picks at their limit: the least loaded primary that has room.
+    if vip.sched == SCHED_RING || vip.sched == SCHED_HASH {
+        if let Some(id) = least(vip.members_base, vip.members_len, true) {
+            return Ok(id);
+        }
+    }
+    // Sorry servers: only when no primary can take the connection.
+    if let Some(id) = least(vip.backup_base, vip.backup_len, true) {
+        return Ok(id);
+    }
+    if vip.members_len == 0 && vip.backup_len == 0 {
+        Err(Reason::NoRealServer)
+    } else {
+        Err(Reason::Overloaded)
+    }
+}
+
+/// rr/wrr: the next ring slots on this CPU.
+#[inline(always)]
+fn walk(vip: &VipInfo) -> Option<u32> {
+    if vip.ring_len == 0 {
+        return None;
+    }
+    let cursor = CURSORS.get_ptr_mut(vip.vip_id)?;
+    for _ in 0..RING_PROBES {
+        // SAFETY: per-CPU slot, no concurrent writer.
+        let pos = unsafe {
+            let pos = *cursor % vip.ring_len;
+            *cursor = pos + 1;
+            pos
+        };
+        let id = *RING.get(vip.ring_base + pos)?;
+        if counts::admits(id).is_some() {
+            return Some(id);
+        }
+    }
+    None
+}
+
+/// sh/mh: the slot the client's hash names, or the next ones.
+#[inline(always)]
+fn hashed(vip: &VipInfo, src: &[u8; 16], sport: u16) -> Option<u32> {
+    if vip.ring_len == 0 {
+        return None;
+    }
+    let port = if vip.flags & VIP_F_HASH_PORT != 0 {
+        sport
+    } else {
+        0
+    };
+    let mut pos = hash::flow_hash(src, port, hash::SCHED_SEED) % vip.ring_len;
+    for _ in 0..RING_PROBES {
+        let id = *RING.get(vip.ring_base + pos)?;
+        if counts::admits(id).is_some() {
+            return Some(id);
+        }
+        pos += 1;
+        if pos == vip.ring_len {
+            pos = 0;
+        }
+    }
+    None
+}
+
+/// State of a `least` scan, shared with its `bpf_loop` callback.
+#[repr(C)]
+struct Scan {
+    base: u32,
+    weighted: u32,
+    best_id: u32,
+    found: u32,
+    best_overhead: u64,
+    best_weight: u64,
+}
+
+/// lc/wlc over a list: the admitted server with the lowest overhead
+/// (active × 256 + inactive), per weight when `weighted`; ties go to the
+/// first listed, as in IPVS. Runs under `bpf_loop` so the verifier checks the
+/// body once instead of once per possible iteration.
+#[inline(always)]
+fn least(base: u32, len: u32, weighted: bool) -> Option<u32> {
+    if len == 0 {
+        return None;
+    }
+    let mut scan = Scan {
+        base,
+        weighted: weighted as u32,
+        best_id: 0,
+        found: 0,
+        best_overhead: 0,
+        best_weight: 1,
+    };
+    // SAFETY: the callback only touches `scan`, which outlives the call.
+    unsafe {
+        bpf_loop(
+            len.min(MAX_SCAN),
+            scan_one as *mut c_void,
+            &raw mut scan as *mut c_void,
+            0,
+        );
+    }
+    (scan.found != 0).then_some(scan.best_id)
+}
+
+#[inline(never)]
+extern "C" fn scan_one(i: u32, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is the `Scan` passed to `bpf_loop` by `least`.
+    let scan = unsafe { &mut *(ctx as *mut Scan) };
+    let Some(&id) = RING.get(scan.base + i) else {
+        return 1;
+    };
+    let Some((overhead, weight)) = counts::admits(id) else {
+        return 0;
+    };
+    let w = if scan.weighted != 0 {
+        weight.max(1) as u64
+    } else {
+        1
+    };
+    // overhead / w < best / best_w, without division.
+    if scan.found == 0 || overhead * scan.best_weight < scan.best_overhead * w {
+        scan.best_id = id;
+        scan.best_overhead = overhead;
+        scan.best_weight = w;
+        scan.found = 1;
+    }
+    0
 }

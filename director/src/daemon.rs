@@ -34,6 +34,8 @@ fn backend_entry(b: &PlannedBackend, hop: Option<&NextHop>) -> Backend {
         addr,
         port: wire_port(b.address.port()),
         family,
+        weight: b.weight,
+        max_conns: b.max_conns,
         ..Backend::default()
     };
     if let Some(h) = hop {
@@ -92,21 +94,13 @@ impl State {
     }
 
     fn sweep(&mut self) {
-        let servers: Vec<_> = self
-            .plan
-            .backends
-            .iter()
-            .map(|b| {
-                (
-                    b.id,
-                    addr_key(b.address.ip()).0,
-                    wire_port(b.address.port()),
-                )
-            })
-            .collect();
-        let n = gc::sweep(&mut self.dp, &servers, monotonic_ns());
-        if n > 0 {
-            tracing::debug!(removed = n, "expired connection entries");
+        let s = gc::sweep(&mut self.dp, &self.plan, monotonic_ns());
+        if s != gc::Swept::default() {
+            tracing::debug!(
+                conns = s.conns_expired,
+                persistence = s.persist_expired,
+                "expired idle entries"
+            );
         }
     }
 
@@ -118,7 +112,9 @@ impl State {
         }
         for b in &self.plan.backends {
             if let Ok(t) = self.dp.backend_traffic(b.id) {
+                let c = self.dp.conn_counts(b.id).unwrap_or_default();
                 info!(vs = %b.vip_name, server = %b.address, conns = t.conns,
+                    active = c.active, inactive = c.inactive,
                     packets_in = t.packets_in, packets_out = t.packets_out, "real server totals");
             }
         }

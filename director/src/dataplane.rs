@@ -9,7 +9,10 @@ use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray},
     programs::{Xdp, XdpMode, xdp::XdpLinkId},
 };
-use director_common::abi::{Backend, Conn, FlowKey, NatReply, Reason, Traffic, VipInfo, VipKey};
+use director_common::abi::{
+    Backend, Conn, ConnCounts, FlowKey, NatReply, Persist, PersistKey, Reason, Traffic, VipInfo,
+    VipKey,
+};
 
 use crate::plan::{Plan, Sizes};
 
@@ -25,6 +28,9 @@ pub struct Dataplane {
     ring: Array<MapData, u32>,
     conns: HashMap<MapData, FlowKey, Conn>,
     nat_replies: HashMap<MapData, FlowKey, NatReply>,
+    persist: HashMap<MapData, PersistKey, Persist>,
+    backend_conns: Array<MapData, ConnCounts>,
+    backend_released: Array<MapData, ConnCounts>,
     reasons: PerCpuArray<MapData, u64>,
     vip_stats: PerCpuArray<MapData, Traffic>,
     backend_stats: PerCpuArray<MapData, Traffic>,
@@ -57,6 +63,9 @@ impl Dataplane {
             .map_max_entries("VIP_STATS", sizes.vips)
             .map_max_entries("CONNS", sizes.conntrack_max)
             .map_max_entries("NAT_REPLIES", sizes.conntrack_max)
+            .map_max_entries("PERSIST", sizes.conntrack_max)
+            .map_max_entries("BACKEND_CONNS", sizes.backends)
+            .map_max_entries("BACKEND_RELEASED", sizes.backends)
             .load(OBJECT)
             .context("loading the eBPF object (is this kernel built with BPF and BTF?)")?;
         program(&mut ebpf)?
@@ -68,6 +77,9 @@ impl Dataplane {
             ring: take(&mut ebpf, "RING")?,
             conns: take(&mut ebpf, "CONNS")?,
             nat_replies: take(&mut ebpf, "NAT_REPLIES")?,
+            persist: take(&mut ebpf, "PERSIST")?,
+            backend_conns: take(&mut ebpf, "BACKEND_CONNS")?,
+            backend_released: take(&mut ebpf, "BACKEND_RELEASED")?,
             reasons: take(&mut ebpf, "REASONS")?,
             vip_stats: take(&mut ebpf, "VIP_STATS")?,
             backend_stats: take(&mut ebpf, "BACKEND_STATS")?,
@@ -167,6 +179,50 @@ impl Dataplane {
         if let Some(rk) = reply {
             let _ = self.nat_replies.remove(rk);
         }
+    }
+
+    /// Live active/inactive connection counts of a backend.
+    pub fn conn_counts(&self, id: u32) -> anyhow::Result<ConnCounts> {
+        let opened = self
+            .backend_conns
+            .get(&id, 0)
+            .context("reading BACKEND_CONNS")?;
+        Ok(opened.live(&self.released(id)?))
+    }
+
+    /// Counts the datapath has recorded as opened (see `ConnCounts`).
+    pub fn opened_counts(&self, id: u32) -> anyhow::Result<ConnCounts> {
+        self.backend_conns
+            .get(&id, 0)
+            .context("reading BACKEND_CONNS")
+    }
+
+    fn released(&self, id: u32) -> anyhow::Result<ConnCounts> {
+        self.backend_released
+            .get(&id, 0)
+            .context("reading BACKEND_RELEASED")
+    }
+
+    /// Userspace's side of the counts: connections gone from the table.
+    pub fn set_released(&mut self, id: u32, released: &ConnCounts) -> anyhow::Result<()> {
+        self.backend_released
+            .set(id, released, 0)
+            .context("writing BACKEND_RELEASED")
+    }
+
+    pub fn persist_entries(&self) -> Vec<(PersistKey, Persist)> {
+        self.persist.iter().filter_map(Result::ok).collect()
+    }
+
+    pub fn set_persist(&mut self, key: &PersistKey, value: &Persist) -> anyhow::Result<()> {
+        self.persist
+            .insert(key, value, 0)
+            .context("writing PERSIST")
+    }
+
+    pub fn remove_persist(&mut self, key: &PersistKey) {
+        // Already evicted is fine.
+        let _ = self.persist.remove(key);
     }
 
     /// Per-reason counters summed over CPUs.

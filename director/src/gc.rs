@@ -1,19 +1,42 @@
-//! Expiry of idle connection entries by TCP state (the LRU only evicts
-//! under pressure; timeouts are ours).
+//! Periodic upkeep of the datapath's tables: expiry of idle connection
+//! entries by TCP state and per-virtual-server timeouts (the LRU only evicts
+//! under pressure), reconciliation of the live connection counts, and expiry
+//! of idle persistence entries.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use director_common::{
-    abi::{CONN_F_NAT, Conn, FAMILY_V4, FlowKey},
+    abi::{CONN_F_NAT, Conn, ConnCounts, FlowKey, PersistKey},
+    hash,
     tcp::State,
 };
 
-use crate::dataplane::Dataplane;
+use crate::{
+    config::Timeouts,
+    dataplane::Dataplane,
+    plan::{Plan, addr_key},
+};
 
-/// Whether `conn` has been idle longer than its state allows at `now_ns`.
+/// Idle timeout of an entry in `state` under a virtual server's timeouts.
+/// SYN_RECV and CLOSE keep the IPVS values, which `ipvsadm --set` does not
+/// change either.
+pub fn timeout(state: Option<State>, t: &Timeouts) -> Duration {
+    match state {
+        Some(State::Established) => t.tcp,
+        Some(State::FinWait) => t.tcp_fin,
+        Some(State::Udp) => t.udp,
+        Some(s @ (State::SynRecv | State::Close)) => Duration::from_secs(s.timeout_secs()),
+        None => Duration::ZERO,
+    }
+}
+
+/// Whether `conn` has been idle longer than allowed at `now_ns`.
 /// `last_seen_ns` lags by up to `TOUCH_INTERVAL_NS`, which only errs on the
 /// side of keeping an entry a second longer.
-pub fn expired(conn: &Conn, now_ns: u64) -> bool {
-    let timeout = State::from_u8(conn.state).map_or(0, State::timeout_secs);
-    now_ns.saturating_sub(conn.last_seen_ns) > timeout * 1_000_000_000
+pub fn expired(conn: &Conn, t: &Timeouts, now_ns: u64) -> bool {
+    let limit = timeout(State::from_u8(conn.state), t).as_nanos() as u64;
+    now_ns.saturating_sub(conn.last_seen_ns) > limit
 }
 
 /// The `NAT_REPLIES` key of a NAT connection to `server` (address, wire port).
@@ -29,21 +52,92 @@ pub fn reply_key(client: &FlowKey, server_addr: [u8; 16], server_port: u16) -> F
     }
 }
 
-/// Removes expired entries; returns how many.
-pub fn sweep(dp: &mut Dataplane, backends: &[(u32, [u8; 16], u16)], now_ns: u64) -> usize {
-    let mut removed = 0;
+/// What one sweep did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub conns_expired: usize,
+    pub persist_expired: usize,
+}
+
+/// One pass over the tables at `now_ns`.
+pub fn sweep(dp: &mut Dataplane, plan: &Plan, now_ns: u64) -> Swept {
+    let default_timeouts = Timeouts::default();
+    let mut swept = Swept::default();
+    let mut live: HashMap<u32, ConnCounts> = HashMap::new();
+    let mut persistent: HashSet<PersistKey> = HashSet::new();
     for (key, conn) in dp.conns() {
-        if !expired(&conn, now_ns) {
+        let vip = plan.vips.get(conn.vip_id as usize);
+        let t = vip.map_or(&default_timeouts, |v| &v.timeouts);
+        if expired(&conn, t, now_ns) {
+            let reply = (conn.flags & CONN_F_NAT != 0)
+                .then(|| plan.backends.get(conn.backend_id as usize))
+                .flatten()
+                .map(|b| {
+                    let (addr, _) = addr_key(b.address.ip());
+                    reply_key(
+                        &key,
+                        addr,
+                        director_common::abi::wire_port(b.address.port()),
+                    )
+                });
+            dp.remove_conn(&key, reply.as_ref());
+            swept.conns_expired += 1;
             continue;
         }
-        let reply = (conn.flags & CONN_F_NAT != 0 && key.family == FAMILY_V4)
-            .then(|| backends.iter().find(|b| b.0 == conn.backend_id))
-            .flatten()
-            .map(|&(_, addr, port)| reply_key(&key, addr, port));
-        dp.remove_conn(&key, reply.as_ref());
-        removed += 1;
+        let c = live.entry(conn.backend_id).or_default();
+        if conn.state == State::Established as u8 {
+            c.active += 1;
+        } else {
+            c.inactive += 1;
+        }
+        if let Some(v) = vip.filter(|v| v.persistence.is_some()) {
+            persistent.insert(PersistKey {
+                addr: hash::mask_addr(&key.src, v.info.persist_prefix),
+                vip_id: conn.vip_id,
+                family: key.family,
+                _pad: [0; 3],
+            });
+        }
     }
-    removed
+    reconcile(dp, plan, &live);
+
+    for (key, mut entry) in dp.persist_entries() {
+        if persistent.contains(&key) {
+            // A client with connections stays attached however long they last.
+            entry.last_seen_ns = now_ns;
+            let _ = dp.set_persist(&key, &entry);
+            continue;
+        }
+        let limit = plan
+            .vips
+            .get(key.vip_id as usize)
+            .and_then(|v| v.persistence)
+            .unwrap_or(Duration::ZERO)
+            .as_nanos() as u64;
+        if now_ns.saturating_sub(entry.last_seen_ns) > limit {
+            dp.remove_persist(&key);
+            swept.persist_expired += 1;
+        }
+    }
+    swept
+}
+
+/// Sets each backend's released counts so that opened − released equals the
+/// connections actually in the table: covers entries this sweep expired and
+/// entries the LRU evicted. Connections opened while the table was walked
+/// make it briefly low; the next sweep corrects that.
+fn reconcile(dp: &mut Dataplane, plan: &Plan, live: &HashMap<u32, ConnCounts>) {
+    for b in &plan.backends {
+        let Ok(opened) = dp.opened_counts(b.id) else {
+            continue;
+        };
+        let now = live.get(&b.id).copied().unwrap_or_default();
+        let released = ConnCounts {
+            active: opened.active.wrapping_sub(now.active),
+            inactive: opened.inactive.wrapping_sub(now.inactive),
+        };
+        let _ = dp.set_released(b.id, &released);
+    }
 }
 
 #[cfg(test)]
@@ -58,23 +152,41 @@ mod tests {
         }
     }
 
+    const NOW: u64 = 10_000 * 1_000_000_000;
+
     #[test]
-    fn each_state_has_its_own_timeout() {
-        let now = 10_000 * 1_000_000_000;
-        assert!(!expired(&conn(State::Established, 10_000 - 899), now));
-        assert!(expired(&conn(State::Established, 10_000 - 901), now));
-        assert!(!expired(&conn(State::FinWait, 10_000 - 119), now));
-        assert!(expired(&conn(State::FinWait, 10_000 - 121), now));
-        assert!(expired(&conn(State::Close, 10_000 - 11), now));
-        assert!(!expired(&conn(State::Udp, 10_000 - 299), now));
+    fn each_state_has_its_own_default_timeout() {
+        let t = Timeouts::default();
+        assert!(!expired(&conn(State::Established, 10_000 - 899), &t, NOW));
+        assert!(expired(&conn(State::Established, 10_000 - 901), &t, NOW));
+        assert!(!expired(&conn(State::FinWait, 10_000 - 119), &t, NOW));
+        assert!(expired(&conn(State::FinWait, 10_000 - 121), &t, NOW));
+        assert!(expired(&conn(State::Close, 10_000 - 11), &t, NOW));
+        assert!(!expired(&conn(State::SynRecv, 10_000 - 59), &t, NOW));
+        assert!(!expired(&conn(State::Udp, 10_000 - 299), &t, NOW));
+    }
+
+    #[test]
+    fn virtual_server_timeouts_apply() {
+        let t = Timeouts {
+            tcp: Duration::from_secs(30),
+            tcp_fin: Duration::from_secs(5),
+            udp: Duration::from_secs(2),
+        };
+        assert!(expired(&conn(State::Established, 10_000 - 31), &t, NOW));
+        assert!(!expired(&conn(State::Established, 10_000 - 29), &t, NOW));
+        assert!(expired(&conn(State::FinWait, 10_000 - 6), &t, NOW));
+        assert!(expired(&conn(State::Udp, 10_000 - 3), &t, NOW));
+        assert!(!expired(&conn(State::Udp, 10_000 - 1), &t, NOW));
     }
 
     #[test]
     fn unknown_state_expires_at_once_and_future_stamps_do_not() {
+        let t = Timeouts::default();
         let mut c = conn(State::Established, 5);
         c.state = 0;
-        assert!(expired(&c, 6 * 1_000_000_000));
-        assert!(!expired(&conn(State::Close, 20), 10 * 1_000_000_000));
+        assert!(expired(&c, &t, 6 * 1_000_000_000));
+        assert!(!expired(&conn(State::Close, 20), &t, 10 * 1_000_000_000));
     }
 
     #[test]
@@ -85,7 +197,7 @@ mod tests {
             sport: 1111,
             dport: 80,
             proto: 6,
-            family: FAMILY_V4,
+            family: 4,
             _pad: [0; 2],
         };
         let server = [10, 1, 0, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];

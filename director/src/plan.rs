@@ -3,13 +3,18 @@
 //! reach it; `dataplane` writes the result.
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use director_common::{
-    abi::{FAMILY_V4, FAMILY_V6, VIP_F_DR, VIP_F_NAT, VipInfo, VipKey, v4_key, wire_port},
-    wrr,
+    abi::{
+        FAMILY_V4, FAMILY_V6, SCHED_HASH, SCHED_LC, SCHED_RING, SCHED_WLC, VIP_F_DR,
+        VIP_F_HASH_PORT, VIP_F_MIDFLOW, VIP_F_NAT, VIP_F_PERSIST, VipInfo, VipKey, v4_key,
+        wire_port,
+    },
+    maglev, sh, wrr,
 };
 
-use crate::config::{Config, Forward};
+use crate::config::{Config, Forward, Scheduler, Timeouts, VirtualServer};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlannedVip {
@@ -17,28 +22,34 @@ pub struct PlannedVip {
     pub address: SocketAddr,
     pub key: VipKey,
     pub info: VipInfo,
+    pub timeouts: Timeouts,
+    pub persistence: Option<Duration>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlannedBackend {
     /// Index into the `BACKENDS` map.
     pub id: u32,
+    pub vip_id: u32,
     pub vip_name: String,
     pub address: SocketAddr,
     pub weight: u32,
+    pub max_conns: u32,
+    pub backup: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {
+    /// `vips[i].info.vip_id == i`.
     pub vips: Vec<PlannedVip>,
     /// `backends[i].id == i`.
     pub backends: Vec<PlannedBackend>,
-    /// All rings, back to back; each `VipInfo` names its slice.
+    /// All scheduling lists, back to back; each `VipInfo` names its slices.
     pub ring: Vec<u32>,
 }
 
 /// Map capacities derived from a plan, with room for the configuration to
-/// grow (and for rings to be double-buffered) without reloading the program.
+/// grow (and for lists to be double-buffered) without reloading the program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sizes {
     pub conntrack_max: u32,
@@ -54,23 +65,109 @@ pub fn addr_key(ip: IpAddr) -> ([u8; 16], u8) {
     }
 }
 
+/// Identity of a real server for Maglev: FNV-1a over its address and port,
+/// fixed by definition (not `std`'s hasher) so that every director, of any
+/// build, computes the same table from the same configuration.
+pub fn stable_key(addr: SocketAddr) -> u64 {
+    let (bytes, family) = addr_key(addr.ip());
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes
+        .iter()
+        .chain(&[family])
+        .chain(&addr.port().to_be_bytes())
+    {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// The primary ring of a virtual server, as positions in `primaries`.
+fn ring(vs: &VirtualServer, primaries: &[&crate::config::RealServer]) -> Vec<u32> {
+    let weights: Vec<u32> = primaries.iter().map(|rs| rs.weight).collect();
+    match vs.scheduler {
+        Scheduler::Rr => {
+            let equal: Vec<u32> = weights.iter().map(|&w| u32::from(w > 0)).collect();
+            wrr::sequence(&equal, wrr::MAX_RING)
+        }
+        Scheduler::Wrr => wrr::sequence(&weights, wrr::MAX_RING),
+        Scheduler::Sh => sh::table(&weights, sh::DEFAULT_TABLE_SIZE),
+        Scheduler::Mh => {
+            let keyed: Vec<(u64, u32)> = primaries
+                .iter()
+                .map(|rs| (stable_key(rs.address), rs.weight))
+                .collect();
+            maglev::table(&keyed, vs.mh_table_size)
+        }
+        Scheduler::Lc | Scheduler::Wlc => Vec::new(),
+    }
+}
+
 impl Plan {
     pub fn new(config: &Config) -> Plan {
         let mut plan = Plan::default();
         for (vip_id, vs) in config.virtual_servers.iter().enumerate() {
+            let vip_id = vip_id as u32;
             let first = plan.backends.len() as u32;
             for rs in &vs.real_servers {
                 plan.backends.push(PlannedBackend {
                     id: plan.backends.len() as u32,
+                    vip_id,
                     vip_name: vs.name.clone(),
                     address: rs.address,
                     weight: rs.weight,
+                    max_conns: rs.max_connections,
+                    backup: rs.backup,
                 });
             }
-            let weights: Vec<u32> = vs.real_servers.iter().map(|rs| rs.weight).collect();
+            let ids = |backup: bool| -> Vec<u32> {
+                (first..)
+                    .zip(&vs.real_servers)
+                    .filter(|(_, rs)| rs.backup == backup)
+                    .map(|(id, _)| id)
+                    .collect()
+            };
+            let (primary_ids, backup_ids) = (ids(false), ids(true));
+            let primaries: Vec<_> = vs.real_servers.iter().filter(|rs| !rs.backup).collect();
+            let taking = |list: &[u32]| -> Vec<u32> {
+                list.iter()
+                    .copied()
+                    .filter(|&id| plan.backends[id as usize].weight > 0)
+                    .collect()
+            };
+            let (members, backups) = (taking(&primary_ids), taking(&backup_ids));
+
             let ring_base = plan.ring.len() as u32;
-            let seq = wrr::sequence(&weights, wrr::MAX_RING);
-            plan.ring.extend(seq.iter().map(|&i| first + i));
+            let ring: Vec<u32> = ring(vs, &primaries)
+                .into_iter()
+                .map(|i| primary_ids[i as usize])
+                .collect();
+            let ring_len = ring.len() as u32;
+            plan.ring.extend(ring);
+            let members_base = plan.ring.len() as u32;
+            plan.ring.extend(&members);
+            let backup_base = plan.ring.len() as u32;
+            plan.ring.extend(&backups);
+
+            let mut flags = match vs.forward {
+                Forward::Nat => VIP_F_NAT,
+                Forward::Dr => VIP_F_DR,
+            };
+            if vs.hash_source_port {
+                flags |= VIP_F_HASH_PORT;
+            }
+            if vs.persistence.is_some() {
+                flags |= VIP_F_PERSIST;
+            }
+            if vs.scheduler == Scheduler::Mh {
+                flags |= VIP_F_MIDFLOW;
+            }
+            let sched = match vs.scheduler {
+                Scheduler::Rr | Scheduler::Wrr => SCHED_RING,
+                Scheduler::Sh | Scheduler::Mh => SCHED_HASH,
+                Scheduler::Lc => SCHED_LC,
+                Scheduler::Wlc => SCHED_WLC,
+            };
             let (addr, family) = addr_key(vs.address.ip());
             plan.vips.push(PlannedVip {
                 name: vs.name.clone(),
@@ -82,14 +179,23 @@ impl Plan {
                     family,
                 },
                 info: VipInfo {
-                    vip_id: vip_id as u32,
-                    flags: match vs.forward {
-                        Forward::Nat => VIP_F_NAT,
-                        Forward::Dr => VIP_F_DR,
-                    },
+                    vip_id,
+                    flags,
+                    sched,
                     ring_base,
-                    ring_len: seq.len() as u32,
+                    ring_len,
+                    members_base,
+                    members_len: members.len() as u32,
+                    backup_base,
+                    backup_len: backups.len() as u32,
+                    persist_timeout_s: vs
+                        .persistence
+                        .map_or(0, |d| d.as_secs().min(u32::MAX as u64) as u32),
+                    persist_prefix: vs.persistence_prefix(),
+                    _pad: [0; 7],
                 },
+                timeouts: vs.timeouts,
+                persistence: vs.persistence,
             });
         }
         plan
@@ -153,20 +259,25 @@ forward = "dr"
         }
         let web = &p.vips[0].info;
         assert_eq!(
-            (web.vip_id, web.flags, web.ring_base, web.ring_len),
-            (0, VIP_F_NAT, 0, 4)
+            (web.vip_id, web.flags, web.sched),
+            (0, VIP_F_NAT, SCHED_RING)
         );
+        assert_eq!((web.ring_base, web.ring_len), (0, 4));
         assert_eq!(
             &p.ring[0..4],
             &[0, 0, 1, 0],
             "3:1 smooth wrr over backends 0 and 1"
         );
-        let dns = &p.vips[1].info;
         assert_eq!(
-            (dns.vip_id, dns.flags, dns.ring_base, dns.ring_len),
-            (1, VIP_F_DR, 4, 1)
+            (web.members_base, web.members_len, web.backup_len),
+            (4, 2, 0)
         );
-        assert_eq!(p.ring[4], 2, "weight 0 backend 3 never scheduled");
+        assert_eq!(&p.ring[4..6], &[0, 1]);
+        let dns = &p.vips[1].info;
+        assert_eq!((dns.vip_id, dns.flags), (1, VIP_F_DR));
+        assert_eq!((dns.ring_base, dns.ring_len), (6, 1));
+        assert_eq!(p.ring[6], 2, "weight 0 backend 3 never scheduled");
+        assert_eq!((dns.members_base, dns.members_len), (7, 1));
     }
 
     #[test]
@@ -185,5 +296,79 @@ forward = "dr"
         let s = plan().sizes(1000);
         assert_eq!(s.conntrack_max, 1000);
         assert!(s.vips >= 4 && s.backends >= 8 && s.ring >= 10);
+    }
+
+    fn one_vs(extra: &str, servers: &str) -> Plan {
+        let text = format!(
+            "[director]\ninterfaces = [\"eth0\"]\n[[virtual_server]]\nname = \"v\"\naddress = \"192.0.2.10:80\"\n{extra}\n{servers}"
+        );
+        let loaded = config::parse(&text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+        Plan::new(&loaded.config)
+    }
+
+    const THREE: &str = "[[virtual_server.real_server]]\naddress = \"10.1.0.11:80\"\nweight = 2\n\
+        [[virtual_server.real_server]]\naddress = \"10.1.0.12:80\"\nweight = 1\n\
+        [[virtual_server.real_server]]\naddress = \"10.1.0.13:80\"\nweight = 5\nbackup = true\n";
+
+    #[test]
+    fn each_scheduler_gets_its_lists() {
+        for (sched, kind, ring_len) in [
+            ("rr", SCHED_RING, 2),
+            ("wrr", SCHED_RING, 3),
+            ("sh", SCHED_HASH, sh::DEFAULT_TABLE_SIZE),
+            ("mh", SCHED_HASH, 65_537),
+            ("lc", SCHED_LC, 0),
+            ("wlc", SCHED_WLC, 0),
+        ] {
+            let p = one_vs(&format!("scheduler = \"{sched}\""), THREE);
+            let v = &p.vips[0].info;
+            assert_eq!((v.sched, v.ring_len), (kind, ring_len), "{sched}");
+            let ring = &p.ring[v.ring_base as usize..(v.ring_base + v.ring_len) as usize];
+            assert!(
+                !ring.contains(&2),
+                "{sched}: the backup is never in the primary ring"
+            );
+            let members =
+                &p.ring[v.members_base as usize..(v.members_base + v.members_len) as usize];
+            assert_eq!(members, &[0, 1], "{sched}: members are the primaries");
+            let backups = &p.ring[v.backup_base as usize..(v.backup_base + v.backup_len) as usize];
+            assert_eq!(backups, &[2], "{sched}: the backup list");
+            assert_eq!(
+                v.flags & VIP_F_MIDFLOW != 0,
+                sched == "mh",
+                "{sched}: only mh reschedules mid-flow"
+            );
+        }
+    }
+
+    #[test]
+    fn persistence_and_hash_port_flags() {
+        let p = one_vs(
+            "scheduler = \"sh\"\nhash_source_port = true\npersistence = \"300s\"\npersistence_netmask = 24",
+            THREE,
+        );
+        let v = &p.vips[0].info;
+        assert_eq!(
+            v.flags & (VIP_F_HASH_PORT | VIP_F_PERSIST),
+            VIP_F_HASH_PORT | VIP_F_PERSIST
+        );
+        assert_eq!((v.persist_timeout_s, v.persist_prefix), (300, 24));
+        assert_eq!(p.backends[0].max_conns, 0);
+        assert!(p.backends[2].backup);
+    }
+
+    const GOLDEN_KEY: u64 = 3_770_802_566_846_005_819;
+
+    #[test]
+    fn maglev_identity_is_the_address_not_the_position() {
+        let a: SocketAddr = "10.1.0.11:80".parse().unwrap_or_else(|e| panic!("{e}"));
+        let b: SocketAddr = "10.1.0.11:81".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(stable_key(a), stable_key(b));
+        // Pinned: peers must compute the same tables from the same config.
+        assert_eq!(
+            stable_key(a),
+            GOLDEN_KEY,
+            "stable_key changed: Maglev tables would differ between versions"
+        );
     }
 }

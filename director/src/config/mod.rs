@@ -50,17 +50,25 @@ impl Protocol {
     }
 }
 
-/// Real server selection algorithm (named as in IPVS). Only `wrr` is
-/// implemented; the others parse so that the error can say so.
+/// Real server selection algorithm, named and behaving as in IPVS.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scheduler {
+    /// Weighted round robin (smooth: a heavy server's turns are spread out).
     #[default]
     Wrr,
+    /// Round robin, ignoring weights (weight 0 still takes no new
+    /// connections).
     Rr,
+    /// Least connections.
     Lc,
+    /// Weighted least connections: fewest connections per unit of weight.
     Wlc,
+    /// Source hashing: the client address (and port with
+    /// `hash_source_port`) picks the server.
     Sh,
+    /// Maglev hashing: consistent hashing over a table of `mh_table_size`
+    /// slots, so a server change moves few clients.
     Mh,
 }
 
@@ -135,6 +143,18 @@ pub const MAX_WEIGHT: u32 = 65_535;
 pub const MAX_NAME_LEN: usize = 64;
 /// Longest Linux interface name (IFNAMSIZ - 1).
 pub const MAX_IFNAME_LEN: usize = 15;
+/// Most primary real servers with a non-zero weight, and most backups, in
+/// one virtual server: the datapath scans at most this many per list.
+pub const MAX_REAL_SERVERS: usize = director_common::abi::MAX_SCAN as usize;
+/// Default Maglev table size for `mh` (prime, as Katran uses).
+pub const DEFAULT_MH_TABLE_SIZE: u32 = 65_537;
+/// Smallest accepted `mh_table_size`.
+pub const MIN_MH_TABLE_SIZE: u32 = 1021;
+/// Largest accepted `mh_table_size`.
+pub const MAX_MH_TABLE_SIZE: u32 = 1_000_003;
+/// `mh_table_size` must be at least this many slots per real server, so
+/// that shares stay close to the weights.
+pub const MH_SLOTS_PER_SERVER: u32 = 4;
 
 /// A validated configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -161,9 +181,28 @@ pub struct VirtualServer {
     pub protocol: Protocol,
     pub scheduler: Scheduler,
     pub forward: Forward,
-    /// Parsed, not applied yet (a warning says so).
+    /// Client affinity (IPVS persistence). A client, its address masked by
+    /// `persistence_netmask` (IPv4, default 32) or `persistence_netmask6`
+    /// (IPv6, default 128), keeps its real server for new connections until
+    /// its persistence entry has been idle for this long; the entry is kept
+    /// alive while the client has connections. A server with weight 0
+    /// (quiescent) keeps its persistent clients, as in IPVS; a server that
+    /// fails its health check does not: its clients are rescheduled.
     pub persistence: Option<Duration>,
+    /// IPv4 prefix length grouping clients for persistence, 0..=32; only
+    /// with `persistence` on an IPv4 virtual server. None means 32.
     pub persistence_netmask: Option<u8>,
+    /// IPv6 prefix length grouping clients for persistence, 0..=128; only
+    /// with `persistence` on an IPv6 virtual server. None means 128.
+    pub persistence_netmask6: Option<u8>,
+    /// sh and mh hash the client's source port as well as its address
+    /// (false with any other scheduler).
+    pub hash_source_port: bool,
+    /// Idle timeouts of connection entries.
+    pub timeouts: Timeouts,
+    /// Maglev table size (prime); only meaningful with [`Scheduler::Mh`],
+    /// [`DEFAULT_MH_TABLE_SIZE`] otherwise.
+    pub mh_table_size: u32,
     /// Parsed, not applied yet (a warning says so).
     pub drain_timeout: Option<Duration>,
     /// Parsed, not applied yet (a warning says so).
@@ -171,15 +210,56 @@ pub struct VirtualServer {
     pub real_servers: Vec<RealServer>,
 }
 
+impl VirtualServer {
+    /// The prefix length that groups clients for persistence: the family's
+    /// netmask key, or the full address length.
+    pub fn persistence_prefix(&self) -> u8 {
+        if self.address.is_ipv4() {
+            self.persistence_netmask.unwrap_or(32)
+        } else {
+            self.persistence_netmask6.unwrap_or(128)
+        }
+    }
+}
+
+/// Idle timeouts of connection entries, like `ipvsadm --set TCP TCPFIN UDP`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP in the ESTABLISHED state (`tcp_timeout`).
+    pub tcp: Duration,
+    /// TCP in the FIN_WAIT and CLOSE states (`tcp_fin_timeout`).
+    pub tcp_fin: Duration,
+    /// UDP flows (`udp_timeout`).
+    pub udp: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            tcp: DEFAULT_TCP_TIMEOUT,
+            tcp_fin: DEFAULT_TCP_FIN_TIMEOUT,
+            udp: DEFAULT_UDP_TIMEOUT,
+        }
+    }
+}
+
+/// Timeout defaults when the keys are absent (the IPVS defaults).
+pub const DEFAULT_TCP_TIMEOUT: Duration = Duration::from_secs(900);
+pub const DEFAULT_TCP_FIN_TIMEOUT: Duration = Duration::from_secs(120);
+pub const DEFAULT_UDP_TIMEOUT: Duration = Duration::from_secs(300);
+/// Longest accepted connection timeout.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// One `[[virtual_server.real_server]]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RealServer {
     pub address: SocketAddr,
     /// 0..=65535; 0 means "no new connections".
     pub weight: u32,
-    /// 0 means no limit. Non-zero values are parsed, not applied yet.
+    /// Connections (active and inactive) beyond which the server takes no
+    /// new ones; 0 means no limit.
     pub max_connections: u32,
-    /// Parsed, not applied yet.
+    /// Takes new connections only when no primary (non-backup) server can.
     pub backup: bool,
 }
 

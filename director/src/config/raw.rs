@@ -33,6 +33,12 @@ pub(super) struct VirtualServer {
     pub forward: Option<Spanned<Forward>>,
     pub persistence: Option<Spanned<String>>,
     pub persistence_netmask: Option<Spanned<i64>>,
+    pub persistence_netmask6: Option<Spanned<i64>>,
+    pub hash_source_port: Option<Spanned<bool>>,
+    pub tcp_timeout: Option<Spanned<String>>,
+    pub tcp_fin_timeout: Option<Spanned<String>>,
+    pub udp_timeout: Option<Spanned<String>>,
+    pub mh_table_size: Option<Spanned<i64>>,
     pub drain_timeout: Option<Spanned<String>>,
     pub health_check: Option<Spanned<HealthCheck>>,
     #[serde(default)]

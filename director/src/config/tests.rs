@@ -75,6 +75,8 @@ scheduler = "wrr"
 forward = "nat"
 persistence = "300s"
 persistence_netmask = 24
+tcp_timeout = "1h"
+tcp_fin_timeout = "1m"
 drain_timeout = "30s"
 
 [virtual_server.health_check]
@@ -101,11 +103,25 @@ backup = true
 name = "dns"
 address = "192.0.2.53:53"
 protocol = "udp"
+scheduler = "mh"
 forward = "dr"
+hash_source_port = true
+udp_timeout = "10s"
+mh_table_size = 1021
 
 [[virtual_server.real_server]]
 address = "10.2.0.1:53"
 weight = 0
+
+[[virtual_server]]
+name = "web6"
+address = "[2001:db8::10]:443"
+scheduler = "sh"
+persistence = "10m"
+persistence_netmask6 = 64
+
+[[virtual_server.real_server]]
+address = "[2001:db8:1::11]:443"
 "#;
 
 #[test]
@@ -127,6 +143,14 @@ fn full_example_parses_to_expected_values() {
                 forward: Forward::Nat,
                 persistence: Some(Duration::from_secs(300)),
                 persistence_netmask: Some(24),
+                persistence_netmask6: None,
+                hash_source_port: false,
+                timeouts: Timeouts {
+                    tcp: Duration::from_secs(3600),
+                    tcp_fin: Duration::from_secs(60),
+                    udp: Duration::from_secs(300),
+                },
+                mh_table_size: DEFAULT_MH_TABLE_SIZE,
                 drain_timeout: Some(Duration::from_secs(30)),
                 health_check: Some(HealthCheck {
                     kind: CheckKind::Http,
@@ -157,10 +181,18 @@ fn full_example_parses_to_expected_values() {
                 name: "dns".into(),
                 address: sa("192.0.2.53:53"),
                 protocol: Protocol::Udp,
-                scheduler: Scheduler::Wrr,
+                scheduler: Scheduler::Mh,
                 forward: Forward::Dr,
                 persistence: None,
                 persistence_netmask: None,
+                persistence_netmask6: None,
+                hash_source_port: true,
+                timeouts: Timeouts {
+                    tcp: Duration::from_secs(900),
+                    tcp_fin: Duration::from_secs(120),
+                    udp: Duration::from_secs(10),
+                },
+                mh_table_size: 1021,
                 drain_timeout: None,
                 health_check: None,
                 real_servers: vec![RealServer {
@@ -170,9 +202,37 @@ fn full_example_parses_to_expected_values() {
                     backup: false,
                 }],
             },
+            VirtualServer {
+                name: "web6".into(),
+                address: sa("[2001:db8::10]:443"),
+                protocol: Protocol::Tcp,
+                scheduler: Scheduler::Sh,
+                forward: Forward::Nat,
+                persistence: Some(Duration::from_secs(600)),
+                persistence_netmask: None,
+                persistence_netmask6: Some(64),
+                hash_source_port: false,
+                timeouts: Timeouts::default(),
+                mh_table_size: DEFAULT_MH_TABLE_SIZE,
+                drain_timeout: None,
+                health_check: None,
+                real_servers: vec![RealServer {
+                    address: sa("[2001:db8:1::11]:443"),
+                    weight: 1,
+                    max_connections: 0,
+                    backup: false,
+                }],
+            },
         ],
     };
     assert_eq!(loaded.config, expected);
+    let prefixes: Vec<u8> = loaded
+        .config
+        .virtual_servers
+        .iter()
+        .map(VirtualServer::persistence_prefix)
+        .collect();
+    assert_eq!(prefixes, [24, 32, 64]);
 }
 
 #[test]
@@ -184,15 +244,13 @@ fn full_example_warnings_have_positions() {
             .iter()
             .all(|w| w.severity == Severity::Warning)
     );
+    // persistence, max_connections and backup are applied: no warnings.
     assert_eq!(
         loaded.format_warnings(),
         vec![
-            "full.toml:12:15: warning: persistence is parsed but not applied yet by this version",
-            "full.toml:14:17: warning: drain_timeout is parsed but not applied yet by this version",
-            "full.toml:16:1: warning: health_check is parsed but not applied yet by this version",
-            "full.toml:29:19: warning: max_connections is parsed but not applied yet by this version",
-            "full.toml:34:10: warning: backup is parsed but not applied yet by this version",
-            "full.toml:36:1: warning: no real server takes new connections: every real server of \"dns\" has weight 0",
+            "full.toml:16:17: warning: drain_timeout is parsed but not applied yet by this version",
+            "full.toml:18:1: warning: health_check is parsed but not applied yet by this version",
+            "full.toml:38:1: warning: no real server takes new connections: every real server of \"dns\" has weight 0",
         ]
     );
 }
@@ -208,9 +266,27 @@ fn defaults_apply() {
         (Protocol::Tcp, Scheduler::Wrr, Forward::Nat)
     );
     assert_eq!(
-        (vs.persistence, vs.persistence_netmask, vs.drain_timeout),
-        (None, None, None)
+        (
+            vs.persistence,
+            vs.persistence_netmask,
+            vs.persistence_netmask6,
+            vs.drain_timeout
+        ),
+        (None, None, None, None)
     );
+    assert_eq!(vs.persistence_prefix(), 32);
+    assert!(!vs.hash_source_port);
+    assert_eq!(
+        vs.timeouts,
+        Timeouts {
+            tcp: Duration::from_secs(900),
+            tcp_fin: Duration::from_secs(120),
+            udp: Duration::from_secs(300),
+        }
+    );
+    assert_eq!(vs.timeouts, Timeouts::default());
+    assert_eq!(vs.mh_table_size, 65_537);
+    assert_eq!(DEFAULT_MH_TABLE_SIZE, 65_537);
     assert_eq!(vs.health_check, None);
     assert_eq!(
         vs.real_servers,
@@ -221,6 +297,18 @@ fn defaults_apply() {
             backup: false,
         }]
     );
+    // mh without mh_table_size, IPv6 without persistence_netmask6.
+    let text = BASE
+        .replace("192.0.2.10:80", "[2001:db8::10]:80")
+        .replace("10.1.0.11:8080", "[2001:db8::11]:8080")
+        .replace(
+            "address = \"[2001:db8::10]:80\"\n",
+            "address = \"[2001:db8::10]:80\"\nscheduler = \"mh\"\npersistence = \"1m\"\n",
+        );
+    let vs = &parse(&text, "t.toml").unwrap().config.virtual_servers[0];
+    assert_eq!(vs.mh_table_size, DEFAULT_MH_TABLE_SIZE);
+    assert_eq!(vs.persistence_netmask6, None);
+    assert_eq!(vs.persistence_prefix(), 128);
 }
 
 #[test]
@@ -478,34 +566,359 @@ fn address_family_mismatch() {
         "9:11",
         "real server address [2001:db8::11]:8080 is IPv6 but the virtual server address 192.0.2.10:80 is IPv4",
     );
+    let text = BASE6.replace("[2001:db8:1::11]:8080", "10.1.0.11:8080");
+    assert_one_error(
+        &text,
+        "9:11",
+        "real server address 10.1.0.11:8080 is IPv4 but the virtual server address [2001:db8::10]:80 is IPv6",
+    );
+}
+
+/// BASE with `lines` inserted after the virtual server's address (line 6),
+/// so the first inserted line is line 7.
+fn with_vs_keys(base: &str, lines: &str) -> String {
+    if lines.is_empty() {
+        return base.to_owned();
+    }
+    let (head, tail) = base.split_at(base.find("\n\n[[virtual_server.real_server]]").unwrap());
+    format!("{head}\n{}{tail}", lines.trim_end_matches('\n'))
+}
+
+/// BASE with IPv6 addresses.
+const BASE6: &str = r#"[director]
+interfaces = ["eth0"]
+
+[[virtual_server]]
+name = "web6"
+address = "[2001:db8::10]:80"
+
+[[virtual_server.real_server]]
+address = "[2001:db8:1::11]:8080"
+"#;
+
+#[test]
+fn ipv6_virtual_server_accepted() {
+    assert_eq!(warnings(BASE6), Vec::<String>::new());
+    let c = parse(BASE6, "t.toml").unwrap().config;
+    let vs = &c.virtual_servers[0];
+    assert_eq!(vs.address, sa("[2001:db8::10]:80"));
+    assert_eq!(vs.real_servers[0].address, sa("[2001:db8:1::11]:8080"));
+    // The same address and port on TCP and UDP, and an IPv4 neighbour.
+    let text = format!(
+        "{BASE6}\n[[virtual_server]]\nname = \"web6-udp\"\naddress = \"[2001:db8::10]:80\"\nprotocol = \"udp\"\n\n[[virtual_server.real_server]]\naddress = \"[2001:db8:1::11]:8080\"\n"
+    );
+    assert_eq!(warnings(&text), Vec::<String>::new());
+    // Duplicates are still caught for IPv6 (written differently here).
+    let text = format!(
+        "{BASE6}\n[[virtual_server]]\nname = \"again\"\naddress = \"[2001:db8:0::10]:80\"\n\n[[virtual_server.real_server]]\naddress = \"[2001:db8:1::11]:8080\"\n"
+    );
+    assert_one_error(
+        &text,
+        "13:11",
+        "duplicate virtual server [2001:db8::10]:80 tcp (first defined at 6:11)",
+    );
 }
 
 #[test]
-fn ipv6_virtual_server_rejected() {
-    let text = BASE
-        .replace("192.0.2.10:80", "[2001:db8::10]:80")
-        .replace("10.1.0.11:8080", "[2001:db8::11]:8080");
-    assert_one_error(&text, "6:11", "IPv6 virtual servers are not supported yet");
+fn every_scheduler_parses() {
+    for (name, expected) in [
+        ("rr", Scheduler::Rr),
+        ("wrr", Scheduler::Wrr),
+        ("lc", Scheduler::Lc),
+        ("wlc", Scheduler::Wlc),
+        ("sh", Scheduler::Sh),
+        ("mh", Scheduler::Mh),
+    ] {
+        let text = with_vs_keys(BASE, &format!("scheduler = \"{name}\""));
+        let loaded = parse(&text, "t.toml").unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(loaded.warnings, vec![], "{name}");
+        assert_eq!(loaded.config.virtual_servers[0].scheduler, expected);
+        assert_eq!(expected.as_str(), name);
+    }
+    let text = with_vs_keys(BASE, "scheduler = \"fifo\"");
+    assert_one_error(&text, "7:13", "unknown variant `fifo`");
 }
 
 #[test]
-fn unimplemented_scheduler_rejected() {
-    for s in ["rr", "lc", "wlc", "sh", "mh"] {
-        let text = BASE.replace(
-            "address = \"192.0.2.10:80\"\n",
-            &format!("address = \"192.0.2.10:80\"\nscheduler = \"{s}\"\n"),
+fn hash_source_port_only_with_sh_and_mh() {
+    for s in ["sh", "mh"] {
+        let text = with_vs_keys(
+            BASE,
+            &format!("scheduler = \"{s}\"\nhash_source_port = true"),
         );
+        let loaded = parse(&text, "t.toml").unwrap();
+        assert_eq!(loaded.warnings, vec![]);
+        assert!(loaded.config.virtual_servers[0].hash_source_port);
+    }
+    // Points at the key, not at the value.
+    let text = with_vs_keys(BASE, "hash_source_port = true");
+    assert_one_error(
+        &text,
+        "7:1",
+        "hash_source_port applies only to the sh and mh schedulers, not \"wrr\"",
+    );
+    let text = with_vs_keys(BASE, "scheduler = \"wlc\"\n  hash_source_port   =   true");
+    assert_one_error(
+        &text,
+        "8:3",
+        "hash_source_port applies only to the sh and mh schedulers, not \"wlc\"",
+    );
+    let text = with_vs_keys(BASE, "\"hash_source_port\" = true");
+    assert_one_error(&text, "7:1", "hash_source_port applies only to");
+    // false is the default, so it is fine anywhere.
+    let text = with_vs_keys(BASE, "hash_source_port = false");
+    assert_eq!(warnings(&text), Vec::<String>::new());
+}
+
+#[test]
+fn persistence_netmask6_rules() {
+    let text = with_vs_keys(BASE6, "persistence_netmask6 = 64");
+    assert_one_error(
+        &text,
+        "7:24",
+        "persistence_netmask6 requires persistence to be set",
+    );
+    let text = with_vs_keys(BASE6, "persistence = \"5m\"\npersistence_netmask6 = 129");
+    assert_one_error(
+        &text,
+        "8:24",
+        "persistence_netmask6 must be in 0..=128, got 129",
+    );
+    for (mask, expected) in [("0", 0), ("128", 128)] {
+        let text = with_vs_keys(
+            BASE6,
+            &format!("persistence = \"5m\"\npersistence_netmask6 = {mask}"),
+        );
+        let loaded = parse(&text, "t.toml").unwrap();
+        assert_eq!(loaded.warnings, vec![]);
+        let vs = &loaded.config.virtual_servers[0];
+        assert_eq!(vs.persistence_netmask6, Some(expected));
+        assert_eq!(vs.persistence_prefix(), expected);
+    }
+}
+
+#[test]
+fn persistence_netmask_family_must_match() {
+    let text = with_vs_keys(BASE6, "persistence = \"5m\"\npersistence_netmask = 24");
+    assert_one_error(
+        &text,
+        "8:23",
+        "persistence_netmask applies to IPv4 virtual servers; use persistence_netmask6",
+    );
+    let text = with_vs_keys(BASE, "persistence = \"5m\"\npersistence_netmask6 = 64");
+    assert_one_error(
+        &text,
+        "8:24",
+        "persistence_netmask6 applies to IPv6 virtual servers; use persistence_netmask",
+    );
+    // Every rule about the key is reported, all at the value.
+    let text = with_vs_keys(BASE, "persistence_netmask6 = 200");
+    assert_eq!(
+        errors(&text),
+        vec![
+            "7:24: persistence_netmask6 requires persistence to be set",
+            "7:24: persistence_netmask6 applies to IPv6 virtual servers; use persistence_netmask",
+            "7:24: persistence_netmask6 must be in 0..=128, got 200",
+        ]
+    );
+}
+
+#[test]
+fn persistence_and_real_server_limits_are_applied_without_warnings() {
+    let text = with_vs_keys(BASE, "persistence = \"5m\"\npersistence_netmask = 24");
+    assert_eq!(warnings(&text), Vec::<String>::new());
+    let text = format!(
+        "{BASE}max_connections = 100\nbackup = false\n\n[[virtual_server.real_server]]\naddress = \"10.1.0.12:8080\"\nbackup = true\n"
+    );
+    let loaded = parse(&text, "t.toml").unwrap();
+    assert_eq!(loaded.warnings, vec![]);
+    let rs = &loaded.config.virtual_servers[0].real_servers;
+    assert_eq!((rs[0].max_connections, rs[0].backup), (100, false));
+    assert_eq!((rs[1].max_connections, rs[1].backup), (0, true));
+}
+
+#[test]
+fn timeouts_parse() {
+    let text = with_vs_keys(BASE, "tcp_timeout = \"2h\"\ntcp_fin_timeout = \"30s\"");
+    let loaded = parse(&text, "t.toml").unwrap();
+    assert_eq!(loaded.warnings, vec![]);
+    assert_eq!(
+        loaded.config.virtual_servers[0].timeouts,
+        Timeouts {
+            tcp: Duration::from_secs(7200),
+            tcp_fin: Duration::from_secs(30),
+            udp: DEFAULT_UDP_TIMEOUT,
+        }
+    );
+    let text = with_vs_keys(BASE, "protocol = \"udp\"\nudp_timeout = \"24h\"");
+    let loaded = parse(&text, "t.toml").unwrap();
+    assert_eq!(loaded.warnings, vec![]);
+    assert_eq!(
+        loaded.config.virtual_servers[0].timeouts,
+        Timeouts {
+            udp: Duration::from_secs(86_400),
+            ..Timeouts::default()
+        }
+    );
+}
+
+#[test]
+fn timeout_rules() {
+    let text = with_vs_keys(BASE, "tcp_timeout = \"0s\"");
+    assert_one_error(&text, "7:15", "tcp_timeout must be greater than zero");
+    let text = with_vs_keys(BASE, "tcp_fin_timeout = \"24h 1s\"");
+    assert_one_error(
+        &text,
+        "7:19",
+        "tcp_fin_timeout must be at most 24h, got 1day 1s",
+    );
+    let text = with_vs_keys(BASE, "protocol = \"udp\"\nudp_timeout = \"forever\"");
+    assert_one_error(
+        &text,
+        "8:15",
+        "invalid duration \"forever\" for udp_timeout",
+    );
+}
+
+#[test]
+fn timeouts_for_the_other_protocol_warn() {
+    let text = with_vs_keys(BASE, "udp_timeout = \"10s\"");
+    assert_eq!(
+        warnings(&text),
+        vec!["7:15: warning: udp_timeout has no effect on a tcp virtual server"]
+    );
+    let text = with_vs_keys(
+        BASE,
+        "protocol = \"udp\"\ntcp_timeout = \"1h\"\ntcp_fin_timeout = \"1m\"",
+    );
+    assert_eq!(
+        warnings(&text),
+        vec![
+            "8:15: warning: tcp_timeout has no effect on a udp virtual server",
+            "9:19: warning: tcp_fin_timeout has no effect on a udp virtual server",
+        ]
+    );
+    // The value is still checked.
+    let text = with_vs_keys(BASE, "udp_timeout = \"0s\"");
+    let err = parse(&text, "t.toml").unwrap_err();
+    assert_eq!(
+        err.diagnostics
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>(),
+        vec![
+            "7:15: warning: udp_timeout has no effect on a tcp virtual server",
+            "7:15: udp_timeout must be greater than zero",
+        ]
+    );
+}
+
+#[test]
+fn mh_table_size_rules() {
+    let text = with_vs_keys(BASE, "scheduler = \"mh\"\nmh_table_size = 1021");
+    let loaded = parse(&text, "t.toml").unwrap();
+    assert_eq!(loaded.warnings, vec![]);
+    assert_eq!(loaded.config.virtual_servers[0].mh_table_size, 1021);
+    let text = with_vs_keys(BASE, "scheduler = \"mh\"\nmh_table_size = 1000003");
+    assert_eq!(
+        parse(&text, "t.toml").unwrap().config.virtual_servers[0].mh_table_size,
+        1_000_003
+    );
+    // `mh_table_size = ` is 16 characters.
+    for bad in [
+        "1022",
+        "1019",
+        "1000033",
+        "65536",
+        "0",
+        "-65537",
+        "4294967311",
+    ] {
+        let text = with_vs_keys(BASE, &format!("scheduler = \"mh\"\nmh_table_size = {bad}"));
         assert_one_error(
             &text,
-            "7:13",
-            &format!("scheduler \"{s}\" is not implemented yet (available: wrr)"),
+            "8:17",
+            &format!("mh_table_size must be a prime between 1021 and 1000003, got {bad}"),
         );
     }
-    let text = BASE.replace(
-        "address = \"192.0.2.10:80\"\n",
-        "address = \"192.0.2.10:80\"\nscheduler = \"fifo\"\n",
+    let text = with_vs_keys(BASE, "scheduler = \"sh\"\nmh_table_size = 65537");
+    assert_one_error(
+        &text,
+        "8:17",
+        "mh_table_size applies only to the mh scheduler, not \"sh\"",
     );
-    assert_one_error(&text, "7:13", "unknown variant `fifo`");
+    let text = with_vs_keys(BASE, "mh_table_size = 65537");
+    assert_one_error(
+        &text,
+        "7:17",
+        "mh_table_size applies only to the mh scheduler, not \"wrr\"",
+    );
+}
+
+/// A virtual server (header on line 4) with `primaries` real servers of
+/// weight `weight` and `backups` backups, then `extra` keys on line 7.
+fn many_real_servers(primaries: usize, weight: u32, backups: usize, extra: &str) -> String {
+    let mut text = format!(
+        "[director]\ninterfaces = [\"eth0\"]\n\n[[virtual_server]]\nname = \"big\"\naddress = \"192.0.2.10:80\"\n{extra}\n"
+    );
+    for i in 0..primaries {
+        text.push_str(&format!(
+            "\n[[virtual_server.real_server]]\naddress = \"10.1.{}.{}:8080\"\nweight = {weight}\n",
+            i / 250,
+            i % 250 + 1
+        ));
+    }
+    for i in 0..backups {
+        text.push_str(&format!(
+            "\n[[virtual_server.real_server]]\naddress = \"10.2.{}.{}:8080\"\nbackup = true\n",
+            i / 250,
+            i % 250 + 1
+        ));
+    }
+    text
+}
+
+#[test]
+fn mh_table_size_must_be_4_times_the_real_servers() {
+    // 1021 slots hold 255 real servers (1020) but not 256 (1024).
+    let text = many_real_servers(255, 1, 0, "scheduler = \"mh\"\nmh_table_size = 1021");
+    assert_eq!(warnings(&text), Vec::<String>::new());
+    let text = many_real_servers(255, 1, 1, "scheduler = \"mh\"\nmh_table_size = 1021");
+    assert_one_error(
+        &text,
+        "8:17",
+        "mh_table_size 1021 is too small for 256 real servers: it must be at least 4 times the number of real servers (1024)",
+    );
+    let text = many_real_servers(256, 1, 0, "scheduler = \"mh\"\nmh_table_size = 1031");
+    assert_eq!(warnings(&text), Vec::<String>::new());
+    // The default size holds the most real servers a virtual server may have.
+    let text = many_real_servers(256, 1, 256, "scheduler = \"mh\"");
+    assert_eq!(warnings(&text), Vec::<String>::new());
+}
+
+#[test]
+fn at_most_256_primaries_and_256_backups() {
+    assert_eq!(MAX_REAL_SERVERS, 256);
+    let text = many_real_servers(256, 1, 256, "");
+    assert_eq!(warnings(&text), Vec::<String>::new());
+    // Weight-0 primaries take no new connections and are not scanned.
+    let text = format!(
+        "{}\n[[virtual_server.real_server]]\naddress = \"10.3.0.1:8080\"\nweight = 0\n",
+        many_real_servers(256, 1, 0, "")
+    );
+    assert_eq!(warnings(&text), Vec::<String>::new());
+    let text = many_real_servers(257, 1, 0, "");
+    assert_one_error(
+        &text,
+        "4:1",
+        "too many real servers: at most 256 primaries and 256 backups per virtual server (\"big\" has 257 primaries with weight > 0 and 0 backups)",
+    );
+    let text = many_real_servers(1, 1, 257, "");
+    assert_one_error(
+        &text,
+        "4:1",
+        "too many real servers: at most 256 primaries and 256 backups per virtual server (\"big\" has 1 primaries with weight > 0 and 257 backups)",
+    );
 }
 
 #[test]
@@ -717,7 +1130,7 @@ conntrack_max = 0
 [[virtual_server]]
 name = "b"
 address = "192.0.2.10:80"
-scheduler = "lc"
+hash_source_port = true
 forward = "dr"
 
 [[virtual_server.real_server]]
@@ -740,19 +1153,18 @@ address = "10.1.0.12:80"
         [
             "multi.toml:2:23: invalid interface name \"eth/1\": contains '/'",
             "multi.toml:3:17: conntrack_max must be in 1..=134217728, got 0",
-            "multi.toml:8:13: scheduler \"lc\" is not implemented yet (available: wrr)",
+            "multi.toml:8:1: hash_source_port applies only to the sh and mh schedulers, not \"wrr\"",
             "multi.toml:12:11: forward = \"dr\" requires the real server port (8080) to equal the virtual server port (80)",
             "multi.toml:13:10: weight must be in 0..=65535, got 70000",
             "multi.toml:16:11: duplicate real server 10.1.0.11:8080 (first defined at 12:11)",
             "multi.toml:16:11: forward = \"dr\" requires the real server port (8080) to equal the virtual server port (80)",
             "multi.toml:19:8: duplicate virtual server name \"b\" (first defined at 6:8)",
-            "multi.toml:20:11: IPv6 virtual servers are not supported yet",
             "multi.toml:23:11: real server address 10.1.0.12:80 is IPv4 but the virtual server address [2001:db8::1]:80 is IPv6",
         ]
         .join("\n")
     );
     assert_eq!(err.file, "multi.toml");
-    assert_eq!(err.errors().count(), 10);
+    assert_eq!(err.errors().count(), 9);
 }
 
 #[test]
@@ -825,6 +1237,24 @@ address = "192.0.2.10:80"
             "8:3: warning: no real server takes new connections: every real server of \"zero\" has weight 0",
         ]
     );
+    // A backup with a weight takes new connections when no primary can.
+    let with_backup = format!(
+        "{text}\n  [[virtual_server.real_server]]\n  address = \"10.1.0.12:8080\"\n  backup = true\n"
+    );
+    assert_eq!(
+        warnings(&with_backup),
+        vec![
+            "4:1: warning: no real server takes new connections: virtual server \"empty\" has no real servers",
+        ]
+    );
+    let zero_backup = format!("{with_backup}  weight = 0\n");
+    assert_eq!(
+        warnings(&zero_backup),
+        vec![
+            "4:1: warning: no real server takes new connections: virtual server \"empty\" has no real servers",
+            "8:3: warning: no real server takes new connections: every real server of \"zero\" has weight 0",
+        ]
+    );
 }
 
 #[test]
@@ -853,11 +1283,12 @@ fn load_reports_read_errors_at_1_1() {
 
 const LAB_NAT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/lab-nat.toml");
 const LAB_DR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/lab-dr.toml");
+const LAB_NAT6: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/lab-nat6.toml");
 const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/director.toml");
 
 #[test]
 fn example_files_parse_without_errors_or_warnings() {
-    for path in [LAB_NAT, LAB_DR, REFERENCE] {
+    for path in [LAB_NAT, LAB_DR, LAB_NAT6, REFERENCE] {
         let loaded = load(std::path::Path::new(path)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(loaded.warnings, vec![], "{path}");
         assert_eq!(loaded.config.path, PathBuf::from(path));
@@ -936,6 +1367,80 @@ fn lab_examples_have_the_expected_values() {
             rs("10.2.0.13:80", 1),
         ]
     );
+
+    let nat6 = load(std::path::Path::new(LAB_NAT6)).unwrap().config;
+    assert_eq!(
+        nat6.director.interfaces,
+        vec!["eth0".to_string(), "eth1".to_string()]
+    );
+    assert_eq!(nat6.virtual_servers.len(), 1);
+    let vs = &nat6.virtual_servers[0];
+    assert_eq!(
+        (
+            vs.name.as_str(),
+            vs.address,
+            vs.protocol,
+            vs.scheduler,
+            vs.forward
+        ),
+        (
+            "web6",
+            sa("[2001:db8:10::10]:80"),
+            Protocol::Tcp,
+            Scheduler::Wrr,
+            Forward::Nat
+        )
+    );
+    assert_eq!(
+        vs.real_servers,
+        vec![
+            rs("[2001:db8:1::11]:8080", 1),
+            rs("[2001:db8:1::12]:8080", 1),
+            rs("[2001:db8:1::13]:8080", 1),
+        ]
+    );
+}
+
+/// Every key of `[[virtual_server]]` and its real servers appears in the
+/// reference, set or commented out, so that it documents them all.
+#[test]
+fn reference_mentions_every_key() {
+    let text = std::fs::read_to_string(REFERENCE).unwrap();
+    for key in [
+        "name",
+        "address",
+        "protocol",
+        "scheduler",
+        "forward",
+        "persistence",
+        "persistence_netmask",
+        "persistence_netmask6",
+        "hash_source_port",
+        "tcp_timeout",
+        "tcp_fin_timeout",
+        "udp_timeout",
+        "mh_table_size",
+        "drain_timeout",
+        "weight",
+        "max_connections",
+        "backup",
+        "kind",
+        "path",
+        "expect_status",
+        "interval",
+        "timeout",
+        "rise",
+        "fall",
+        "port",
+    ] {
+        assert!(
+            text.lines().any(|l| {
+                let l = l.trim_start_matches(['#', ' ']);
+                l.starts_with(&format!("{key} = "))
+            }),
+            "{key} missing from {REFERENCE}"
+        );
+    }
 }
 
 #[test]

@@ -17,9 +17,11 @@ use serde_spanned::Spanned;
 
 use super::{
     CheckKind, Config, DEFAULT_CHECK_FALL, DEFAULT_CHECK_INTERVAL, DEFAULT_CHECK_RISE,
-    DEFAULT_CHECK_TIMEOUT, DEFAULT_CONNTRACK_MAX, Diagnostic, DirectorSection, Forward,
-    HealthCheck, MAX_CONNTRACK_MAX, MAX_IFNAME_LEN, MAX_NAME_LEN, MAX_WEIGHT, Protocol, RealServer,
-    Scheduler, Severity, VirtualServer, position, raw,
+    DEFAULT_CHECK_TIMEOUT, DEFAULT_CONNTRACK_MAX, DEFAULT_MH_TABLE_SIZE, DEFAULT_TCP_FIN_TIMEOUT,
+    DEFAULT_TCP_TIMEOUT, DEFAULT_UDP_TIMEOUT, Diagnostic, DirectorSection, Forward, HealthCheck,
+    MAX_CONNTRACK_MAX, MAX_IFNAME_LEN, MAX_MH_TABLE_SIZE, MAX_NAME_LEN, MAX_REAL_SERVERS,
+    MAX_TIMEOUT, MAX_WEIGHT, MH_SLOTS_PER_SERVER, MIN_MH_TABLE_SIZE, Protocol, RealServer,
+    Scheduler, Severity, Timeouts, VirtualServer, position, raw,
 };
 
 /// Placeholder for an address that failed to parse.
@@ -77,6 +79,26 @@ impl Checker<'_> {
         });
     }
 
+    /// The key of the `key = value` pair whose value spans `value`.
+    /// serde_spanned records only values; a rule about a key being set at
+    /// all reads best pointed at the key. TOML keeps a key and its value on
+    /// one line, so the key is the token before the last `=` preceding the
+    /// value; if there is none, the value's span is returned.
+    fn key_span(&self, value: Range<usize>) -> Range<usize> {
+        let before = &self.text[..value.start];
+        let Some(eq) = before.rfind('=') else {
+            return value;
+        };
+        let key = before[..eq].trim_end_matches([' ', '\t']);
+        let start = key
+            .rfind(|c: char| c.is_whitespace() || c == '{' || c == ',')
+            .map_or(0, |i| i + 1);
+        if start == key.len() {
+            return value;
+        }
+        start..key.len()
+    }
+
     fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
         self.push(span, Severity::Error, message.into());
     }
@@ -131,6 +153,71 @@ impl Checker<'_> {
             return None;
         }
         Some(d)
+    }
+
+    /// A connection idle timeout: positive and at most [`MAX_TIMEOUT`].
+    /// `default` stands in when it is absent or invalid. Set on a virtual
+    /// server of the other protocol, it is accepted with a warning.
+    fn conn_timeout(
+        &mut self,
+        key: &str,
+        value: Option<&Spanned<String>>,
+        applies_to: Protocol,
+        protocol: Protocol,
+        default: Duration,
+    ) -> Duration {
+        let Some(value) = value else {
+            return default;
+        };
+        if protocol != applies_to {
+            self.warning(
+                value.span(),
+                format!("{key} has no effect on a {protocol} virtual server"),
+            );
+        }
+        let Some(d) = self.positive_duration(key, value) else {
+            return default;
+        };
+        if d > MAX_TIMEOUT {
+            self.error(
+                value.span(),
+                format!(
+                    "{key} must be at most {}h, got {}",
+                    MAX_TIMEOUT.as_secs() / 3600,
+                    humantime::format_duration(d)
+                ),
+            );
+            return default;
+        }
+        d
+    }
+
+    /// `persistence_netmask` (`v6` false) or `persistence_netmask6`.
+    fn persistence_netmask(
+        &mut self,
+        value: &Spanned<i64>,
+        v6: bool,
+        has_persistence: bool,
+        vip: Option<SocketAddr>,
+    ) -> Option<u8> {
+        let (key, other, family, max) = if v6 {
+            ("persistence_netmask6", "persistence_netmask", "IPv6", 128)
+        } else {
+            ("persistence_netmask", "persistence_netmask6", "IPv4", 32)
+        };
+        if !has_persistence {
+            self.error(
+                value.span(),
+                format!("{key} requires persistence to be set"),
+            );
+        }
+        if vip.is_some_and(|vip| vip.is_ipv6() != v6) {
+            self.error(
+                value.span(),
+                format!("{key} applies to {family} virtual servers; use {other}"),
+            );
+        }
+        self.int_in(key, value, 0, max).map(|v| v as u8)
     }
 
     /// "IP:port" or "[IPv6]:port" with a port in 1..=65535.
@@ -237,12 +324,7 @@ impl Checker<'_> {
             .unwrap_or_default();
         let address = self.socket_addr(&raw.address);
         if let Some(addr) = address {
-            if addr.is_ipv6() {
-                self.error(
-                    raw.address.span(),
-                    "IPv6 virtual servers are not supported yet",
-                );
-            } else if let Some(first) = services.get(&(addr, protocol)) {
+            if let Some(first) = services.get(&(addr, protocol)) {
                 self.error(
                     raw.address.span(),
                     format!(
@@ -254,40 +336,89 @@ impl Checker<'_> {
             }
         }
 
-        let scheduler = match &raw.scheduler {
-            Some(s) if *s.get_ref() != Scheduler::Wrr => {
-                self.error(
-                    s.span(),
-                    format!(
-                        "scheduler \"{}\" is not implemented yet (available: wrr)",
-                        s.get_ref()
-                    ),
-                );
-                *s.get_ref()
-            }
-            Some(s) => *s.get_ref(),
-            None => Scheduler::default(),
-        };
+        let scheduler = raw
+            .scheduler
+            .as_ref()
+            .map(|s| *s.get_ref())
+            .unwrap_or_default();
         let forward = raw
             .forward
             .as_ref()
             .map(|f| *f.get_ref())
             .unwrap_or_default();
+        let hashing = matches!(scheduler, Scheduler::Sh | Scheduler::Mh);
 
-        let persistence = raw.persistence.as_ref().and_then(|p| {
-            let d = self.positive_duration("persistence", p);
-            self.not_applied("persistence", p);
-            d
-        });
-        let persistence_netmask = raw.persistence_netmask.as_ref().and_then(|m| {
-            if raw.persistence.is_none() {
+        let hash_source_port = raw.hash_source_port.as_ref().is_some_and(|h| *h.get_ref());
+        if let Some(h) = &raw.hash_source_port
+            && *h.get_ref()
+            && !hashing
+        {
+            self.error(
+                self.key_span(h.span()),
+                format!(
+                    "hash_source_port applies only to the sh and mh schedulers, not \"{scheduler}\""
+                ),
+            );
+        }
+
+        let persistence = raw
+            .persistence
+            .as_ref()
+            .and_then(|p| self.positive_duration("persistence", p));
+        let has_persistence = raw.persistence.is_some();
+        let persistence_netmask = raw
+            .persistence_netmask
+            .as_ref()
+            .and_then(|m| self.persistence_netmask(m, false, has_persistence, address));
+        let persistence_netmask6 = raw
+            .persistence_netmask6
+            .as_ref()
+            .and_then(|m| self.persistence_netmask(m, true, has_persistence, address));
+
+        let timeouts = Timeouts {
+            tcp: self.conn_timeout(
+                "tcp_timeout",
+                raw.tcp_timeout.as_ref(),
+                Protocol::Tcp,
+                protocol,
+                DEFAULT_TCP_TIMEOUT,
+            ),
+            tcp_fin: self.conn_timeout(
+                "tcp_fin_timeout",
+                raw.tcp_fin_timeout.as_ref(),
+                Protocol::Tcp,
+                protocol,
+                DEFAULT_TCP_FIN_TIMEOUT,
+            ),
+            udp: self.conn_timeout(
+                "udp_timeout",
+                raw.udp_timeout.as_ref(),
+                Protocol::Udp,
+                protocol,
+                DEFAULT_UDP_TIMEOUT,
+            ),
+        };
+
+        let mh_table_size = raw.mh_table_size.as_ref().and_then(|m| {
+            if scheduler != Scheduler::Mh {
                 self.error(
                     m.span(),
-                    "persistence_netmask requires persistence to be set",
+                    format!("mh_table_size applies only to the mh scheduler, not \"{scheduler}\""),
                 );
             }
-            self.int_in("persistence_netmask", m, 0, 32)
-                .map(|v| v as u8)
+            let v = *m.get_ref();
+            let range = i64::from(MIN_MH_TABLE_SIZE)..=i64::from(MAX_MH_TABLE_SIZE);
+            if range.contains(&v) && is_prime(v as u32) {
+                Some(v as u32)
+            } else {
+                self.error(
+                    m.span(),
+                    format!(
+                        "mh_table_size must be a prime between {MIN_MH_TABLE_SIZE} and {MAX_MH_TABLE_SIZE}, got {v}"
+                    ),
+                );
+                None
+            }
         });
         let drain_timeout = raw.drain_timeout.as_ref().and_then(|d| {
             let v = self.duration("drain_timeout", d);
@@ -305,6 +436,39 @@ impl Checker<'_> {
             .into_iter()
             .map(|rs| self.real_server(rs.into_inner(), address, forward, &mut seen))
             .collect();
+
+        // The datapath scans at most MAX_REAL_SERVERS servers per list: the
+        // primaries taking new connections, and the backups.
+        let primaries = real_servers
+            .iter()
+            .filter(|rs| !rs.backup && rs.weight > 0)
+            .count();
+        let backups = real_servers.iter().filter(|rs| rs.backup).count();
+        if primaries > MAX_REAL_SERVERS || backups > MAX_REAL_SERVERS {
+            self.error(
+                header.clone(),
+                format!(
+                    "too many real servers: at most {MAX_REAL_SERVERS} primaries and {MAX_REAL_SERVERS} backups per virtual server ({name:?} has {primaries} primaries with weight > 0 and {backups} backups)"
+                ),
+            );
+        }
+
+        if let (Some(m), Some(size)) = (&raw.mh_table_size, mh_table_size)
+            && scheduler == Scheduler::Mh
+        {
+            let min = MH_SLOTS_PER_SERVER as usize * real_servers.len();
+            if (size as usize) < min {
+                self.error(
+                    m.span(),
+                    format!(
+                        "mh_table_size {size} is too small for {} real servers: it must be at least {MH_SLOTS_PER_SERVER} times the number of real servers ({min})",
+                        real_servers.len()
+                    ),
+                );
+            }
+        }
+
+        // Backups count: they take new connections when no primary can.
         if real_servers.is_empty() {
             self.warning(
                 header,
@@ -329,6 +493,10 @@ impl Checker<'_> {
             forward,
             persistence,
             persistence_netmask,
+            persistence_netmask6,
+            hash_source_port,
+            timeouts,
+            mh_table_size: mh_table_size.unwrap_or(DEFAULT_MH_TABLE_SIZE),
             drain_timeout,
             health_check,
             real_servers,
@@ -383,20 +551,9 @@ impl Checker<'_> {
         let max_connections = raw
             .max_connections
             .as_ref()
-            .and_then(|m| {
-                let v = self.int_in("max_connections", m, 0, u32::MAX.into());
-                if v.is_some_and(|v| v != 0) {
-                    self.not_applied("max_connections", m);
-                }
-                v
-            })
+            .and_then(|m| self.int_in("max_connections", m, 0, u32::MAX.into()))
             .map_or(0, |v| v as u32);
         let backup = raw.backup.as_ref().is_some_and(|b| *b.get_ref());
-        if let Some(b) = &raw.backup
-            && *b.get_ref()
-        {
-            self.not_applied("backup", b);
-        }
         RealServer {
             address: address.unwrap_or(BAD_ADDR),
             weight,
@@ -492,6 +649,25 @@ impl Checker<'_> {
             port,
         }
     }
+}
+
+/// Trial division; table sizes are at most about a million.
+fn is_prime(n: u32) -> bool {
+    if n < 4 {
+        return n >= 2;
+    }
+    if n.is_multiple_of(2) || n.is_multiple_of(3) {
+        return false;
+    }
+    let n = u64::from(n);
+    let mut d = 5u64;
+    while d * d <= n {
+        if n.is_multiple_of(d) || n.is_multiple_of(d + 2) {
+            return false;
+        }
+        d += 6;
+    }
+    true
 }
 
 fn family(addr: SocketAddr) -> &'static str {

@@ -1,0 +1,191 @@
+//! The TCP/UDP paths: client -> VIP (find or schedule the real server, then
+//! NAT or direct routing) and real server -> client (undo the NAT).
+//!
+//! The three entry points are BPF subprograms (`#[inline(never)]`): each
+//! gets its own stack frame, where inlined together they would exceed the
+//! 512-byte BPF stack. They take references and return `ret::pack`ed results.
+
+use aya_ebpf::{bindings::xdp_md, helpers::bpf_ktime_get_ns};
+use director_common::abi::{
+    BACKEND_F_RESOLVED, Backend, CONN_F_NAT, Conn, FlowKey, NatReply, PROTO_TCP, Reason,
+    VIP_F_MIDFLOW, VIP_F_NAT, VipInfo,
+};
+use network_types::eth::EthHdr;
+
+use crate::{
+    conntrack::{self, Lookup},
+    l2,
+    maps::BACKENDS,
+    nat::{self, Side},
+    parse::{Ctx, L4, Pkt, ptr_at},
+    ret, schedule, stats,
+};
+
+#[inline(always)]
+pub fn flow(
+    src: &[u8; 16],
+    dst: &[u8; 16],
+    sport: u16,
+    dport: u16,
+    proto: u8,
+    family: u8,
+) -> FlowKey {
+    FlowKey {
+        src: *src,
+        dst: *dst,
+        sport,
+        dport,
+        proto,
+        family,
+        _pad: [0; 2],
+    }
+}
+
+/// The backend a packet may be sent to: present, same family, resolved.
+#[inline(always)]
+pub fn backend(id: u32, family: u8) -> Result<&'static Backend, Reason> {
+    let be = BACKENDS.get(id).ok_or(Reason::BadBackend)?;
+    if be.family != family {
+        return Err(Reason::BadBackend);
+    }
+    if be.flags & BACKEND_F_RESOLVED == 0 {
+        return Err(Reason::Unresolved);
+    }
+    Ok(be)
+}
+
+/// Client -> VIP.
+#[inline(never)]
+pub fn inbound(raw: *mut xdp_md, pkt: &Pkt, l4: &L4, vip: &VipInfo) -> i64 {
+    ret::pack(try_inbound(&Ctx::new(raw), pkt, l4, vip))
+}
+
+#[inline(always)]
+fn try_inbound(ctx: &Ctx, pkt: &Pkt, l4: &L4, vip: &VipInfo) -> Result<u32, Reason> {
+    let tcp = pkt.proto == PROTO_TCP;
+    let key = flow(
+        &pkt.src, &pkt.dst, l4.sport, l4.dport, pkt.proto, pkt.family,
+    );
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let midflow = vip.flags & VIP_F_MIDFLOW != 0;
+    let (backend_id, new_conn) = match conntrack::inbound(&key, tcp, l4.flags, now, midflow)? {
+        Lookup::Known(id) => (id, false),
+        Lookup::New { state, replaces } => (open(ctx, pkt, l4, vip, state as u8, replaces)?, true),
+    };
+    let be = backend(backend_id, pkt.family)?;
+    if vip.flags & VIP_F_NAT != 0 {
+        nat::rewrite(
+            ctx,
+            pkt,
+            l4.check_off,
+            tcp,
+            Side::Destination,
+            &be.addr,
+            be.port,
+        )?;
+    }
+    let bytes = ctx.len() as u64;
+    stats::traffic(vip.vip_id, backend_id, new_conn, bytes, true);
+    l2::send(ctx, be.dst_mac, be.src_mac, be.ifindex)
+}
+
+/// Schedules a new connection and records it; returns the backend id.
+#[inline(always)]
+fn open(
+    ctx: &Ctx,
+    pkt: &Pkt,
+    l4: &L4,
+    vip: &VipInfo,
+    state: u8,
+    replaces: Option<(u32, u8)>,
+) -> Result<u32, Reason> {
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let backend_id = schedule::pick(vip, pkt.family, &pkt.src, l4.sport, now)?;
+    let be = backend(backend_id, pkt.family)?;
+    // SAFETY: in bounds (checked on entry); copied out at once.
+    let (client_mac, local_mac) = unsafe {
+        let eth = ptr_at::<EthHdr>(ctx, 0, Reason::TruncatedEth)?;
+        ((*eth).src_addr, (*eth).dst_addr)
+    };
+    let ifindex = ctx.ingress_ifindex();
+    let is_nat = vip.flags & VIP_F_NAT != 0;
+    if is_nat {
+        if let Some((old_id, _)) = replaces {
+            if let Some(old) = BACKENDS.get(old_id) {
+                conntrack::forget_reply(&flow(
+                    &old.addr, &pkt.src, old.port, l4.sport, pkt.proto, pkt.family,
+                ));
+            }
+        }
+        conntrack::create_reply(
+            &flow(&be.addr, &pkt.src, be.port, l4.sport, pkt.proto, pkt.family),
+            &NatReply {
+                vip: pkt.dst,
+                vip_port: l4.dport,
+                _pad0: [0; 2],
+                ifindex,
+                vip_id: vip.vip_id,
+                backend_id,
+                dst_mac: client_mac,
+                src_mac: local_mac,
+            },
+        )?;
+    }
+    conntrack::create(
+        &flow(
+            &pkt.src, &pkt.dst, l4.sport, l4.dport, pkt.proto, pkt.family,
+        ),
+        &Conn {
+            backend_id,
+            vip_id: vip.vip_id,
+            state,
+            flags: if is_nat { CONN_F_NAT } else { 0 },
+            _pad0: [0; 2],
+            client_ifindex: ifindex,
+            last_seen_ns: now,
+            client_mac,
+            local_mac,
+            _pad1: [0; 4],
+        },
+        replaces,
+    )?;
+    Ok(backend_id)
+}
+
+/// Real server -> client of a NAT connection: restore VIP:port as source.
+/// Anything that is not a tracked reply passes.
+#[inline(never)]
+pub fn reply(raw: *mut xdp_md, pkt: &Pkt, l4: &L4) -> i64 {
+    ret::pack(try_reply(&Ctx::new(raw), pkt, l4))
+}
+
+#[inline(always)]
+fn try_reply(ctx: &Ctx, pkt: &Pkt, l4: &L4) -> Result<u32, Reason> {
+    let tcp = pkt.proto == PROTO_TCP;
+    let key = flow(
+        &pkt.src, &pkt.dst, l4.sport, l4.dport, pkt.proto, pkt.family,
+    );
+    let Some(r) = conntrack::reply(&key) else {
+        return Ok(aya_ebpf::bindings::xdp_action::XDP_PASS);
+    };
+    if tcp {
+        let client_key = flow(
+            &pkt.dst, &r.vip, l4.dport, r.vip_port, pkt.proto, pkt.family,
+        );
+        conntrack::reply_flags(&client_key, l4.flags);
+    }
+    nat::rewrite(
+        ctx,
+        pkt,
+        l4.check_off,
+        tcp,
+        Side::Source,
+        &r.vip,
+        r.vip_port,
+    )?;
+    let bytes = ctx.len() as u64;
+    stats::traffic(r.vip_id, r.backend_id, false, bytes, false);
+    l2::send(ctx, r.dst_mac, r.src_mac, r.ifindex)
+}
