@@ -20,6 +20,8 @@ pub struct VirtualServer {
     pub name: Option<String>,
     pub address: String,
     #[serde(default)]
+    pub protocol: Option<String>,
+    #[serde(default)]
     pub scheduler: Option<String>,
     #[serde(default)]
     pub forward: Option<String>,

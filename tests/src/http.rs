@@ -3,10 +3,13 @@
 //! Every request opens a new TCP connection (`Connection: close`), so each one is a new
 //! flow for the director to schedule. Run these from a thread that entered the client
 //! namespace (`Lab::in_ns`): sockets belong to the namespace they were created in.
+//!
+//! The `*_from` variants take any source address, IPv4 or IPv6; [`KeepAlive`] holds
+//! one HTTP/1.1 connection open across requests.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -57,10 +60,15 @@ impl Response {
 
 /// Opens a TCP connection to `dst`, first binding to `src` (port 0) when given.
 pub fn connect(src: Option<Ipv4Addr>, dst: SocketAddr, t: &Timeouts) -> Result<TcpStream> {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    connect_from(src.map(IpAddr::V4), dst, t)
+}
+
+/// [`connect`] from any source address (of `dst`'s family).
+pub fn connect_from(src: Option<IpAddr>, dst: SocketAddr, t: &Timeouts) -> Result<TcpStream> {
+    let socket = Socket::new(Domain::for_address(dst), Type::STREAM, Some(Protocol::TCP))?;
     if let Some(src) = src {
         socket
-            .bind(&SockAddr::from(SocketAddrV4::new(src, 0)))
+            .bind(&SockAddr::from(SocketAddr::new(src, 0)))
             .with_context(|| format!("bind {src}"))?;
     }
     socket
@@ -85,23 +93,40 @@ pub fn get_with(
     dst: SocketAddr,
     path: &str,
 ) -> Result<Response> {
+    request(t, src.map(IpAddr::V4), dst, "GET", path, &[])
+}
+
+/// `GET path` from any source address.
+pub fn get_from(
+    t: &Timeouts,
+    src: Option<IpAddr>,
+    dst: SocketAddr,
+    path: &str,
+) -> Result<Response> {
     request(t, src, dst, "GET", path, &[])
 }
 
 /// `POST /upload` of `body` over a new connection.
 pub fn http_post_upload(src: Option<Ipv4Addr>, dst: SocketAddr, body: &[u8]) -> Result<Response> {
-    request(&Timeouts::default(), src, dst, "POST", "/upload", body)
+    request(
+        &Timeouts::default(),
+        src.map(IpAddr::V4),
+        dst,
+        "POST",
+        "/upload",
+        body,
+    )
 }
 
 fn request(
     t: &Timeouts,
-    src: Option<Ipv4Addr>,
+    src: Option<IpAddr>,
     dst: SocketAddr,
     method: &str,
     path: &str,
     body: &[u8],
 ) -> Result<Response> {
-    let mut stream = connect(src, dst, t)?;
+    let mut stream = connect_from(src, dst, t)?;
     let mut head = format!(
         "{method} {path} HTTP/1.0\r\nHost: {dst}\r\nUser-Agent: director-tests\r\nConnection: close\r\n"
     );
@@ -129,18 +154,7 @@ pub fn parse_response(raw: Vec<u8>) -> Result<Response> {
     let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
         bail!("no complete response head in {} bytes", raw.len());
     };
-    let head = std::str::from_utf8(&raw[..end]).context("response head is not UTF-8")?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("bad status line {status_line:?}"))?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
+    let (status, headers) = parse_head(&raw[..end])?;
     let body = raw[end + 4..].to_vec();
     let response = Response {
         status,
@@ -159,6 +173,24 @@ pub fn parse_response(raw: Vec<u8>) -> Result<Response> {
         }
     }
     Ok(response)
+}
+
+/// Status and headers (names lower-cased) of a response head without its final
+/// blank line.
+fn parse_head(head: &[u8]) -> Result<(u16, Vec<(String, String)>)> {
+    let head = std::str::from_utf8(head).context("response head is not UTF-8")?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("bad status line {status_line:?}"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Ok((status, headers))
 }
 
 /// Outcome of a batch of requests: answers per real server and the failures.
@@ -190,6 +222,15 @@ impl Tally {
         match self.total() {
             0 => 0.0,
             total => 100.0 * self.count(server) as f64 / total as f64,
+        }
+    }
+
+    /// Records one answer naming the server that gave it (UDP, keep-alive requests):
+    /// `Ok(name)` counts for `name`, an error is a failure.
+    pub fn record_answer(&mut self, result: Result<String>) {
+        match result {
+            Ok(name) => *self.by_server.entry(name).or_default() += 1,
+            Err(e) => self.fail(format!("{e:#}")),
         }
     }
 
@@ -228,6 +269,13 @@ pub const BATCH_TIME_LIMIT: Duration = Duration::from_secs(120);
 /// through `sources` (request i binds to `sources[i % len]`); empty means unbound.
 /// Bounded in time: see [`GIVE_UP_AFTER_FAILURES`] and [`BATCH_TIME_LIMIT`].
 pub fn get_many(n: usize, sources: &[Ipv4Addr], dst: SocketAddr, path: &str) -> Tally {
+    let sources: Vec<IpAddr> = sources.iter().copied().map(IpAddr::V4).collect();
+    get_many_from(n, &sources, dst, path)
+}
+
+/// [`get_many`] with sources of any family (that of `dst`).
+pub fn get_many_from(n: usize, sources: &[IpAddr], dst: SocketAddr, path: &str) -> Tally {
+    let t = Timeouts::default();
     let deadline = Instant::now() + BATCH_TIME_LIMIT;
     let mut tally = Tally::default();
     let mut in_a_row = 0;
@@ -239,7 +287,7 @@ pub fn get_many(n: usize, sources: &[Ipv4Addr], dst: SocketAddr, path: &str) -> 
         }
         let src = (!sources.is_empty()).then(|| sources[i % sources.len()]);
         let before = tally.failures;
-        tally.record(http_get(src, dst, path));
+        tally.record(get_from(&t, src, dst, path));
         in_a_row = if tally.failures > before {
             in_a_row + 1
         } else {
@@ -247,6 +295,113 @@ pub fn get_many(n: usize, sources: &[Ipv4Addr], dst: SocketAddr, path: &str) -> 
         };
     }
     tally
+}
+
+/// One HTTP/1.1 keep-alive connection: requests go one after the other over the same
+/// TCP connection (the same flow for the director), which stays open until dropped.
+/// Dropping it closes the socket: the client sends FIN.
+#[derive(Debug)]
+pub struct KeepAlive {
+    reader: BufReader<TcpStream>,
+    dst: SocketAddr,
+    /// The real server that answered the first request.
+    pub server: String,
+}
+
+impl KeepAlive {
+    /// Connects (from `src` if given) and sends `GET /` to learn which real server
+    /// answers.
+    pub fn open(t: &Timeouts, src: Option<IpAddr>, dst: SocketAddr) -> Result<Self> {
+        let stream = connect_from(src, dst, t)?;
+        let mut conn = Self {
+            reader: BufReader::new(stream),
+            dst,
+            server: String::new(),
+        };
+        let r = conn.get("/")?;
+        conn.server = match r.server() {
+            Some(name) if r.status == 200 && r.body == format!("{name}\n").as_bytes() => {
+                name.to_owned()
+            }
+            _ => bail!("keep-alive GET / from {dst}: unexpected answer {r:?}"),
+        };
+        Ok(conn)
+    }
+
+    /// `GET path` on this connection; the response must say `Connection: keep-alive`
+    /// and carry a Content-Length.
+    pub fn get(&mut self, path: &str) -> Result<Response> {
+        let dst = self.dst;
+        let head =
+            format!("GET {path} HTTP/1.1\r\nHost: {dst}\r\nUser-Agent: director-tests\r\n\r\n");
+        self.reader
+            .get_mut()
+            .write_all(head.as_bytes())
+            .context("send keep-alive request")?;
+        let mut raw = Vec::new();
+        loop {
+            let before = raw.len();
+            let n = self
+                .reader
+                .read_until(b'\n', &mut raw)
+                .with_context(|| format!("read response head from {dst}"))?;
+            if n == 0 {
+                bail!("{dst} closed the keep-alive connection");
+            }
+            if &raw[before..] == b"\r\n" && raw.len() >= 4 {
+                break;
+            }
+        }
+        let head = &raw[..raw.len() - 4];
+        let (status, headers) =
+            parse_head(head).with_context(|| format!("GET {path} from {dst}"))?;
+        let mut r = Response {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        let len: usize = r
+            .header("content-length")
+            .with_context(|| format!("no Content-Length from {dst}"))?
+            .parse()
+            .context("bad Content-Length")?;
+        r.body.resize(len, 0);
+        self.reader
+            .read_exact(&mut r.body)
+            .with_context(|| format!("read {len} body bytes from {dst}"))?;
+        anyhow::ensure!(
+            r.header("connection")
+                .is_some_and(|c| c.eq_ignore_ascii_case("keep-alive")),
+            "{dst} did not keep the connection alive: {:?}",
+            r.headers
+        );
+        Ok(r)
+    }
+
+    pub fn stream(&self) -> &TcpStream {
+        self.reader.get_ref()
+    }
+
+    /// Closes the connection from the client side (FIN) and waits for the server's FIN
+    /// in return: when this returns, both FINs have passed the director. Anything the
+    /// server sends before its FIN is an error.
+    pub fn close(mut self) -> Result<()> {
+        let dst = self.dst;
+        self.reader
+            .get_ref()
+            .shutdown(std::net::Shutdown::Write)
+            .with_context(|| format!("shut down the connection to {dst}"))?;
+        let mut rest = Vec::new();
+        self.reader
+            .read_to_end(&mut rest)
+            .with_context(|| format!("wait for {dst} to close"))?;
+        anyhow::ensure!(
+            rest.is_empty(),
+            "{dst} sent {} unexpected bytes before closing",
+            rest.len()
+        );
+        Ok(())
+    }
 }
 
 #[cfg(test)]

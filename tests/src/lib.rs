@@ -1,13 +1,15 @@
 //! End-to-end test support for director: a network-namespace lab ([`lab::Lab`]) with a
 //! client, the director and real servers wired for NAT or DR, a small HTTP client
-//! ([`http`]) to drive traffic from inside it, and the payloads both ends agree on
-//! ([`pattern`]).
+//! ([`http`]) and a UDP one ([`udp`]) to drive traffic from inside it, director configs
+//! for lab tests ([`config`]), and the payloads both ends agree on ([`pattern`]).
 //!
 //! Everything stays inside namespaces the lab creates: nothing is added to the default
-//! namespace, and all addresses are 10.x or documentation ranges.
+//! namespace, and all addresses are 10.x or documentation ranges (IPv6: 2001:db8::/32).
 
+pub mod config;
 pub mod example_config;
 pub mod http;
 pub mod lab;
 pub mod paths;
 pub mod pattern;
+pub mod udp;

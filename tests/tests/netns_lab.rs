@@ -2,13 +2,14 @@
 //! server, isolation between labs, and teardown (including Ctrl-C in the demo).
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use director_tests::http::{self, Timeouts};
 use director_tests::lab::{self, Lab, Role, netns};
 use director_tests::pattern::{fnv1a, pattern, pseudo_random};
+use director_tests::udp;
 
 const SERVER: &str = env!("CARGO_BIN_EXE_director-lab-server");
 const DEMO: &str = env!("CARGO_BIN_EXE_director-lab");
@@ -56,8 +57,9 @@ fn echo_once(lab: &Lab, role: Role, addr: SocketAddr) -> std::thread::JoinHandle
     })
 }
 
-fn echo_from(src: Option<Ipv4Addr>, dst: SocketAddr) -> String {
-    let mut s = http::connect(src, dst, &Timeouts::default()).expect("connect to echo listener");
+fn echo_from(src: Option<IpAddr>, dst: SocketAddr) -> String {
+    let mut s =
+        http::connect_from(src, dst, &Timeouts::default()).expect("connect to echo listener");
     s.write_all(b"ping\n").unwrap();
     let mut back = String::new();
     s.read_to_string(&mut back).unwrap();
@@ -132,14 +134,11 @@ fn nat_lab_topology() {
 
     // The client reaches the director's own address, from its primary and extra addresses.
     let echo_addr: SocketAddr = (lab.director_addr(), 9000).into();
-    for src in [None, Some(Ipv4Addr::new(198, 51, 100, 163))] {
+    for src in [None, Some(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 163)))] {
         let peer = echo_once(&lab, Role::Director, echo_addr);
         assert_eq!(lab.in_client(|| echo_from(src, echo_addr)), "ping\n");
         let peer = peer.join().unwrap();
-        assert_eq!(
-            peer.ip(),
-            std::net::IpAddr::V4(src.unwrap_or(lab.client_addr()))
-        );
+        assert_eq!(peer.ip(), src.unwrap_or(IpAddr::V4(lab.client_addr())));
     }
     assert_eq!(lab.extra_client_addrs().len(), 64);
     assert_eq!(
@@ -191,7 +190,7 @@ fn dr_lab_topology() {
     let echo_addr: SocketAddr = (lab.director_addr(), 9000).into();
     let peer = echo_once(&lab, Role::Director, echo_addr);
     assert_eq!(
-        lab.in_client(|| echo_from(Some(Ipv4Addr::new(10, 2, 0, 100)), echo_addr)),
+        lab.in_client(|| echo_from(Some(Ipv4Addr::new(10, 2, 0, 100).into()), echo_addr)),
         "ping\n"
     );
     assert_eq!(
@@ -228,6 +227,225 @@ fn dr_lab_topology() {
 
     drop(lab);
     assert!(lab_namespaces(&id).is_empty());
+}
+
+/// IPv6 is on in every namespace of the lab and no address is tentative.
+fn assert_ipv6_ready(lab: &Lab) {
+    for ns in lab.namespaces().all() {
+        for key in ["all", "default"] {
+            assert_eq!(
+                ns.read_sysctl(&format!("net.ipv6.conf.{key}.disable_ipv6"))
+                    .unwrap(),
+                "0",
+                "{}: IPv6 disabled ({key})",
+                ns.name()
+            );
+        }
+        let addrs = ns.ip(&["-6", "-o", "addr", "show"]).unwrap();
+        assert!(
+            !addrs.contains("tentative"),
+            "{}: tentative IPv6 addresses:\n{addrs}",
+            ns.name()
+        );
+    }
+}
+
+/// Every real server answers UDP with its own name at its UDP address, asked from `from`.
+fn assert_udp_servers_answer_from(lab: &Lab, from: Role, addrs: &[SocketAddr]) {
+    for (i, &addr) in addrs.iter().enumerate() {
+        let name = format!("rs{}", i + 1);
+        let answer = lab
+            .in_ns(from, || {
+                udp::ask(None, addr, b"hello", &udp::Retry::default())
+            })
+            .unwrap_or_else(|e| panic!("UDP {addr} from {from:?}: {e:#}"));
+        assert_eq!(
+            (answer.server.as_str(), answer.sent),
+            (name.as_str(), 1),
+            "UDP answer from {addr}"
+        );
+    }
+}
+
+/// `ip -o addr show dev DEV` in `role` lists `cidr`.
+fn has_addr(lab: &Lab, role: Role, dev: &str, cidr: &str) -> bool {
+    lab.ns(role)
+        .ip(&["-o", "addr", "show", "dev", dev])
+        .unwrap()
+        .split_whitespace()
+        .any(|w| w == cidr)
+}
+
+#[test]
+fn nat_lab_ipv6_addressing() {
+    if lab::skip_without_root("nat_lab_ipv6_addressing") {
+        return;
+    }
+    let lab = Lab::nat(SERVER);
+    assert_ipv6_ready(&lab);
+
+    // The addresses of the brief, IPv4 ones untouched.
+    assert!(has_addr(&lab, Role::Client, "eth0", "2001:db8:c::2/64"));
+    assert!(has_addr(&lab, Role::Client, "eth0", "198.51.100.2/24"));
+    assert!(has_addr(&lab, Role::Director, "eth0", "2001:db8:c::1/64"));
+    assert!(has_addr(&lab, Role::Director, "eth1", "2001:db8:1::1/64"));
+    for n in 1..=3 {
+        assert!(has_addr(
+            &lab,
+            Role::Server(n),
+            "eth0",
+            &format!("2001:db8:1::1{n}/64")
+        ));
+        assert!(has_addr(
+            &lab,
+            Role::Server(n),
+            "eth0",
+            &format!("10.1.0.1{n}/24")
+        ));
+        let routes = lab
+            .ns(Role::Server(n))
+            .ip(&["-6", "route", "show", "default"])
+            .unwrap();
+        assert!(routes.contains("via 2001:db8:1::1"), "rs{n}: {routes}");
+    }
+    let extras = lab.extra_client_addrs6();
+    assert_eq!(extras.len(), 64);
+    assert_eq!(extras[0], "2001:db8:c::100".parse::<Ipv6Addr>().unwrap());
+    assert_eq!(extras[63], "2001:db8:c::163".parse::<Ipv6Addr>().unwrap());
+    assert!(has_addr(&lab, Role::Client, "eth0", "2001:db8:c::163/64"));
+    assert_eq!(lab.vip6().to_string(), "[2001:db8:10::10]:80");
+    assert_eq!(
+        lab.real_servers6()[0].to_string(),
+        "[2001:db8:1::11]:8080",
+        "must match examples/lab-nat6.toml"
+    );
+
+    // Real servers answer HTTP over IPv6 and UDP over both families.
+    for (i, &addr) in lab.real_servers6().iter().enumerate() {
+        let r = lab
+            .in_ns(Role::Director, || {
+                http::get_from(&Timeouts::default(), None, addr.into(), "/")
+            })
+            .unwrap_or_else(|e| panic!("GET {addr}: {e:#}"));
+        assert_eq!(r.server(), Some(format!("rs{}", i + 1).as_str()));
+    }
+    assert_udp_servers_answer_from(&lab, Role::Director, &lab.real_server_addrs(false, true));
+    assert_udp_servers_answer_from(&lab, Role::Director, &lab.real_server_addrs(true, true));
+
+    // The client reaches the director's IPv6 address from its primary and an extra one.
+    let echo_addr: SocketAddr = (lab.director_addr6(), 9000).into();
+    for src in [None, Some(IpAddr::V6(extras[63]))] {
+        let peer = echo_once(&lab, Role::Director, echo_addr);
+        assert_eq!(lab.in_client(|| echo_from(src, echo_addr)), "ping\n");
+        assert_eq!(
+            peer.join().unwrap().ip(),
+            src.unwrap_or(IpAddr::V6(lab.client_addr6()))
+        );
+    }
+
+    // No IPv6 forwarding by the director's stack: nothing passes without the program.
+    let forward = lab
+        .ns(Role::Director)
+        .read_sysctl("net.ipv6.conf.all.forwarding")
+        .unwrap();
+    assert_eq!(forward, "0");
+    assert!(
+        unreachable(&lab, lab.real_servers6()[0].into()),
+        "client reached a real server directly over IPv6"
+    );
+    assert!(
+        unreachable(&lab, lab.vip6()),
+        "VIP6 answered without a director"
+    );
+}
+
+/// Whether `ip neigh` in the client has a usable link-layer address for `ip`.
+fn client_neighbour(lab: &Lab, ip: IpAddr) -> String {
+    lab.ns(Role::Client)
+        .ip(&["neigh", "show", "to", &ip.to_string(), "dev", "eth0"])
+        .unwrap()
+}
+
+#[test]
+fn dr_lab_ipv6_addressing() {
+    if lab::skip_without_root("dr_lab_ipv6_addressing") {
+        return;
+    }
+    let lab = Lab::dr(SERVER);
+    assert_ipv6_ready(&lab);
+    assert!(has_addr(&lab, Role::Client, "eth0", "2001:db8:2::2/64"));
+    assert!(has_addr(&lab, Role::Client, "eth0", "2001:db8:2::163/64"));
+    assert!(has_addr(&lab, Role::Director, "eth0", "2001:db8:2::1/64"));
+    let routes = lab.ns(Role::Client).ip(&["-6", "route", "show"]).unwrap();
+    assert!(
+        routes.contains("2001:db8:10::10 via 2001:db8:2::1 dev eth0"),
+        "client routes: {routes}"
+    );
+    for n in 1..=3 {
+        assert!(has_addr(
+            &lab,
+            Role::Server(n),
+            "eth0",
+            &format!("2001:db8:2::1{n}/64")
+        ));
+        assert!(has_addr(&lab, Role::Server(n), "lo", "2001:db8:10::10/128"));
+        assert!(has_addr(&lab, Role::Server(n), "lo", "192.0.2.10/32"));
+    }
+    assert_eq!(
+        lab.real_servers6()[2].to_string(),
+        "[2001:db8:2::13]:80",
+        "must match examples/lab-dr6.toml"
+    );
+
+    // One segment: the client reaches every real server over IPv6.
+    for (i, &addr) in lab.real_servers6().iter().enumerate() {
+        let r = lab
+            .in_client(|| http::get_from(&Timeouts::default(), None, addr.into(), "/"))
+            .unwrap_or_else(|e| panic!("GET {addr}: {e:#}"));
+        assert_eq!(r.server(), Some(format!("rs{}", i + 1).as_str()));
+    }
+    // The UDP servers are bound to the VIPs themselves (each rs asks its own).
+    for n in 1..=3 {
+        for vip in [lab.udp_vip(), lab.udp_vip6()] {
+            let a = lab
+                .in_ns(Role::Server(n), || {
+                    udp::ask(None, vip, b"me?", &udp::Retry::default())
+                })
+                .unwrap_or_else(|e| panic!("rs{n} UDP {vip}: {e:#}"));
+            assert_eq!(a.server, format!("rs{n}"));
+        }
+    }
+
+    // Nobody announces the VIPs on the segment. Point the client's VIP routes at the
+    // segment itself for a moment: its ARP / neighbour solicitations go unanswered.
+    let client = lab.ns(Role::Client);
+    for (vip, host_route, via) in [
+        (
+            lab.vip6(),
+            "2001:db8:10::10/128",
+            lab.director_addr6().to_string(),
+        ),
+        (lab.vip(), "192.0.2.10/32", lab.director_addr().to_string()),
+    ] {
+        client
+            .ip(&["route", "replace", host_route, "dev", "eth0"])
+            .unwrap();
+        let reached = !unreachable(&lab, vip);
+        let neigh = client_neighbour(&lab, vip.ip());
+        client
+            .ip(&["route", "replace", host_route, "via", &via])
+            .unwrap();
+        assert!(!reached, "{vip} answered on the segment");
+        assert!(
+            !neigh.contains("lladdr") && (neigh.contains("INCOMPLETE") || neigh.contains("FAILED")),
+            "expected an unanswered solicitation for {}, neighbour entry: {neigh:?}",
+            vip.ip()
+        );
+    }
+    assert!(
+        unreachable(&lab, lab.vip6()),
+        "VIP6 answered without a director"
+    );
 }
 
 #[test]

@@ -5,12 +5,21 @@
 //! - `GET /bytes/<n>` → n bytes of `director_tests::pattern::pattern_byte` (n ≤ 64 MiB)
 //! - `POST /upload`   → `<len> <fnv1a-64 hex>\n` of the Content-Length body
 //! - anything else    → 404
+//!
+//! With `--udp ADDR` (repeatable) it also answers every UDP datagram on ADDR with
+//! `<name> <payload>`, from the address the socket is bound to: bind a DR real
+//! server's UDP socket to the VIP itself, or the answer leaves from its own address.
+//!
+//! An IPv6 wildcard address (`[::]:8080`) is dual-stack (IPV6_V6ONLY off): it serves
+//! IPv4 clients too.
 
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 
+use anyhow::Context;
 use clap::Parser;
 use director_tests::pattern::{Fnv1a, fill_pattern};
+use socket2::{Domain, Protocol, Socket, Type};
 
 const MAX_DOWNLOAD: u64 = 64 << 20;
 const MAX_HEAD_LINES: usize = 100;
@@ -22,17 +31,48 @@ struct Args {
     /// Name reported in bodies and the X-Server header.
     #[arg(long)]
     name: String,
-    /// Address to listen on.
+    /// Address to listen on for HTTP (`[::]:PORT` serves IPv4 and IPv6).
     #[arg(long, default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
+    /// Also answer UDP datagrams on this address (repeatable).
+    #[arg(long)]
+    udp: Vec<SocketAddr>,
+}
+
+/// A socket for `addr`: dual-stack when it is IPv6, address reuse for TCP.
+fn socket(addr: SocketAddr, ty: Type, proto: Protocol) -> anyhow::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), ty, Some(proto))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(false)?;
+    }
+    if ty == Type::STREAM {
+        socket.set_reuse_address(true)?;
+    }
+    socket
+        .bind(&addr.into())
+        .with_context(|| format!("bind {addr}"))?;
+    Ok(socket)
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let listener = TcpListener::bind(args.listen)?;
-    println!("listening on {} as {}", listener.local_addr()?, args.name);
-    io::stdout().flush()?;
     let name: &'static str = Box::leak(args.name.into_boxed_str());
+    // Bind everything before listening for HTTP: a server that accepts TCP is
+    // ready for UDP too.
+    let udp = args
+        .udp
+        .iter()
+        .map(|&addr| Ok(UdpSocket::from(socket(addr, Type::DGRAM, Protocol::UDP)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for sock in udp {
+        println!("answering UDP on {} as {name}", sock.local_addr()?);
+        std::thread::spawn(move || udp_echo(&sock, name));
+    }
+    let listener = socket(args.listen, Type::STREAM, Protocol::TCP)?;
+    listener.listen(1024)?;
+    let listener = TcpListener::from(listener);
+    println!("listening on {} as {name}", listener.local_addr()?);
+    io::stdout().flush()?;
     for stream in listener.incoming() {
         match stream {
             Ok(stream) => {
@@ -45,6 +85,28 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Answers each datagram with `<name> <payload>`, to where it came from.
+fn udp_echo(sock: &UdpSocket, name: &str) {
+    let mut buf = vec![0u8; 65536];
+    loop {
+        match sock.recv_from(&mut buf) {
+            Ok((n, peer)) => {
+                let mut answer = Vec::with_capacity(name.len() + 1 + n);
+                answer.extend_from_slice(name.as_bytes());
+                answer.push(b' ');
+                answer.extend_from_slice(&buf[..n]);
+                if let Err(e) = sock.send_to(&answer, peer) {
+                    eprintln!("udp send to {peer}: {e}");
+                }
+            }
+            Err(e) => {
+                eprintln!("udp recv: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    }
 }
 
 struct Request {

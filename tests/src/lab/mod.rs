@@ -10,6 +10,10 @@
 //! so build, use and drop a lab on one thread (a test's thread, the demo's main thread);
 //! [`Lab::in_ns`] threads are for sockets, not for starting processes.
 //!
+//! The lab is dual-stack: every host has IPv4 and IPv6 addresses (tables in
+//! [`topology`]), and each real server answers HTTP over both and UDP (`<name>
+//! <payload>`) on its UDP address, for the director's TCP and UDP virtual servers.
+//!
 //! Besides the wiring (see [`topology`]), the veth ends facing the
 //! director carry an XDP_PASS program ([`xdp`]): without it, frames the director
 //! XDP_TXes (DR mode) are not delivered.
@@ -21,7 +25,7 @@ pub mod process;
 pub mod topology;
 pub mod xdp;
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Once;
@@ -34,13 +38,17 @@ pub use cleanup::{install_signal_cleanup, sweep_stale};
 pub use director::{Director, DirectorConfig};
 pub use netns::NetNs;
 pub use process::ChildGuard;
-pub use topology::{Addressing, Mode, Namespaces, VIP};
+pub use topology::{Addressing, Mode, NAT_UDP_PORT, Namespaces, UDP_VIP, UDP_VIP6, VIP, VIP6};
 
 use crate::http::{self, Tally, Timeouts};
+use crate::udp;
 
-/// How long the director gets to forward a first request through the VIP.
-pub const DIRECTOR_READY_TIMEOUT: Duration = Duration::from_secs(15);
-const SERVER_READY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the director gets to forward a first request through the VIP. Loading
+/// takes about 5 s on an idle machine (the verifier alone about 3.5 s), but 15 s and
+/// more when other builds and labs share the CPUs: a generous bound, which a director
+/// that exits or never forwards still cannot hide (it only costs time on failure).
+pub const DIRECTOR_READY_TIMEOUT: Duration = Duration::from_secs(60);
+const SERVER_READY_TIMEOUT: Duration = Duration::from_secs(15);
 const LOG_TAIL_LINES: usize = 60;
 
 /// True (after printing why) when the caller is not root and a lab test must be skipped.
@@ -83,6 +91,77 @@ impl LabSpec {
     pub fn director_bin(mut self, path: impl Into<PathBuf>) -> Self {
         self.director_bin = path.into();
         self
+    }
+}
+
+/// How [`Lab::start_director`] decides that the director forwards: one exchange
+/// through a virtual server succeeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// `GET /` through this TCP virtual server answers 200.
+    Http(SocketAddr),
+    /// A datagram to this UDP virtual server is answered.
+    Udp(SocketAddr),
+}
+
+impl Probe {
+    /// The probe [`Lab::start_director`] uses for `config`: HTTP through the lab's VIP
+    /// when the config has a TCP virtual server there, else an exchange with the
+    /// config's first virtual server (HTTP for TCP, a datagram for UDP); HTTP through
+    /// the VIP when the config cannot be read.
+    pub fn for_config(config: &DirectorConfig, vip: SocketAddr) -> Self {
+        let text = match config {
+            DirectorConfig::Text(t) => Some(t.clone()),
+            DirectorConfig::File(path) => std::fs::read_to_string(path).ok(),
+        };
+        let Some(file) = text.and_then(|t| crate::example_config::parse(&t).ok()) else {
+            return Probe::Http(vip);
+        };
+        let services: Vec<(SocketAddr, bool)> = file
+            .virtual_server
+            .iter()
+            .filter_map(|vs| {
+                let addr = vs.address.parse().ok()?;
+                Some((addr, vs.protocol.as_deref() == Some("udp")))
+            })
+            .collect();
+        if services.contains(&(vip, false)) {
+            return Probe::Http(vip);
+        }
+        match services.first() {
+            Some(&(addr, true)) => Probe::Udp(addr),
+            Some(&(addr, false)) => Probe::Http(addr),
+            None => Probe::Http(vip),
+        }
+    }
+
+    pub fn target(self) -> SocketAddr {
+        match self {
+            Probe::Http(a) | Probe::Udp(a) => a,
+        }
+    }
+
+    /// One attempt from the client namespace thread: `Ok` when answered.
+    fn once(self) -> Result<()> {
+        match self {
+            Probe::Http(vip) => {
+                let quick = Timeouts {
+                    connect: Duration::from_millis(500),
+                    io: Duration::from_secs(2),
+                };
+                match http::get_from(&quick, None, vip, "/")? {
+                    r if r.status == 200 => Ok(()),
+                    r => bail!("status {}", r.status),
+                }
+            }
+            Probe::Udp(vip) => {
+                let once = udp::Retry {
+                    per_try: Duration::from_millis(500),
+                    tries: 1,
+                };
+                udp::ask(None, vip, b"probe", &once).map(drop)
+            }
+        }
     }
 }
 
@@ -177,6 +256,60 @@ impl Lab {
         self.addressing.vip.into()
     }
 
+    /// The IPv6 VIP, `[2001:db8:10::10]:80`.
+    pub fn vip6(&self) -> SocketAddr {
+        self.addressing.vip6.into()
+    }
+
+    /// The UDP VIP, `192.0.2.10:53`.
+    pub fn udp_vip(&self) -> SocketAddr {
+        self.addressing.udp_vip.into()
+    }
+
+    /// The IPv6 UDP VIP, `[2001:db8:10::10]:53`.
+    pub fn udp_vip6(&self) -> SocketAddr {
+        self.addressing.udp_vip6.into()
+    }
+
+    pub fn client_addr6(&self) -> Ipv6Addr {
+        self.addressing.client6
+    }
+
+    pub fn extra_client_addrs6(&self) -> &[Ipv6Addr] {
+        &self.addressing.extra_clients6
+    }
+
+    /// The director's IPv6 address on the client side.
+    pub fn director_addr6(&self) -> Ipv6Addr {
+        self.addressing.director6
+    }
+
+    /// Real server `i`'s IPv6 HTTP address (same port as over IPv4).
+    pub fn real_servers6(&self) -> &[SocketAddrV6] {
+        &self.addressing.real_servers6
+    }
+
+    /// Real server `i`'s UDP address: port 5353 (NAT) or 53 (DR, bound to the VIP).
+    pub fn udp_real_servers(&self) -> &[SocketAddrV4] {
+        &self.addressing.udp_real_servers
+    }
+
+    pub fn udp_real_servers6(&self) -> &[SocketAddrV6] {
+        &self.addressing.udp_real_servers6
+    }
+
+    /// Real server addresses of `family` as socket addresses, in server order: HTTP
+    /// (`udp` false) or UDP. Handy for configs.
+    pub fn real_server_addrs(&self, v6: bool, udp: bool) -> Vec<SocketAddr> {
+        let a = &self.addressing;
+        match (v6, udp) {
+            (false, false) => a.real_servers.iter().map(|&s| s.into()).collect(),
+            (false, true) => a.udp_real_servers.iter().map(|&s| s.into()).collect(),
+            (true, false) => a.real_servers6.iter().map(|&s| s.into()).collect(),
+            (true, true) => a.udp_real_servers6.iter().map(|&s| s.into()).collect(),
+        }
+    }
+
     pub fn client_addr(&self) -> Ipv4Addr {
         self.addressing.client
     }
@@ -236,6 +369,30 @@ impl Lab {
         self.in_client(|| http::get_many(n, sources, vip, "/"))
     }
 
+    /// `n` new-connection `GET /` requests from the client to `dst` (any VIP, either
+    /// family), sources cycling through `sources` (empty: the client's primary address).
+    pub fn get_many_to(&self, n: usize, sources: &[IpAddr], dst: SocketAddr) -> Tally {
+        self.in_client(|| http::get_many_from(n, sources, dst, "/"))
+    }
+
+    /// [`Lab::get_many`] through the IPv6 VIP.
+    pub fn get_many6(&self, n: usize, sources: &[Ipv6Addr]) -> Tally {
+        let sources: Vec<IpAddr> = sources.iter().copied().map(IpAddr::V6).collect();
+        self.get_many_to(n, &sources, self.vip6())
+    }
+
+    /// `n` UDP exchanges from the client (address `src`, or the primary one) with
+    /// `dst`, source ports `first_port`, `first_port + 1`, …: see [`udp::many`].
+    pub fn udp_many(
+        &self,
+        n: usize,
+        src: Option<IpAddr>,
+        first_port: u16,
+        dst: SocketAddr,
+    ) -> udp::Batch {
+        self.in_client(|| udp::many(n, src, first_port, dst, &udp::Retry::default()))
+    }
+
     /// Puts the VIP on the director namespace's `lo` (director must work either way).
     pub fn add_vip_on_director(&self) {
         let vip = format!("{}/32", self.addressing.vip.ip());
@@ -254,8 +411,9 @@ impl Lab {
     }
 
     /// Starts the director (config text or file) in the `dir` namespace and waits until
-    /// a request through the VIP succeeds. Panics with the director's log tail if it
-    /// does not get there within [`DIRECTOR_READY_TIMEOUT`].
+    /// an exchange through a virtual server succeeds (see [`Probe::for_config`]: `GET /`
+    /// through the VIP for the usual configs). Panics with the director's log tail if
+    /// it does not get there within [`DIRECTOR_READY_TIMEOUT`].
     pub fn start_director(&mut self, config: impl Into<DirectorConfig>) {
         if let Err(e) = self.try_start_director(config) {
             panic!("{e:#}");
@@ -264,6 +422,24 @@ impl Lab {
 
     /// [`Lab::start_director`] returning errors (the log tail is in the message).
     pub fn try_start_director(&mut self, config: impl Into<DirectorConfig>) -> Result<()> {
+        let config = config.into();
+        let probe = Probe::for_config(&config, self.vip());
+        self.try_start_director_with(config, probe)
+    }
+
+    /// [`Lab::start_director`] with an explicit readiness probe.
+    pub fn start_director_with(&mut self, config: impl Into<DirectorConfig>, probe: Probe) {
+        if let Err(e) = self.try_start_director_with(config, probe) {
+            panic!("{e:#}");
+        }
+    }
+
+    /// [`Lab::start_director_with`] returning errors.
+    pub fn try_start_director_with(
+        &mut self,
+        config: impl Into<DirectorConfig>,
+        probe: Probe,
+    ) -> Result<()> {
         crate::paths::check_director_bin(&self.director_bin)?;
         if let Some(mut old) = self.director.take() {
             let _ = old.stop();
@@ -275,17 +451,19 @@ impl Lab {
             config.into(),
             &dir,
         )?);
-        self.wait_for_vip(DIRECTOR_READY_TIMEOUT)
+        self.wait_for(probe, DIRECTOR_READY_TIMEOUT)
     }
 
     /// Polls `GET /` through the VIP from the client until it succeeds. Fails early if
     /// the director exits; errors carry the director's log tail.
     pub fn wait_for_vip(&mut self, timeout: Duration) -> Result<()> {
-        let vip = self.vip();
-        let quick = Timeouts {
-            connect: Duration::from_millis(500),
-            io: Duration::from_secs(2),
-        };
+        self.wait_for(Probe::Http(self.vip()), timeout)
+    }
+
+    /// Runs `probe` from the client until it succeeds. Fails early if the director
+    /// exits; errors carry the director's log tail.
+    pub fn wait_for(&mut self, probe: Probe, timeout: Duration) -> Result<()> {
+        let vip = probe.target();
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(d) = self.director.as_mut()
@@ -296,9 +474,8 @@ impl Lab {
                     d.log_tail(LOG_TAIL_LINES)
                 );
             }
-            let last = match self.in_client(|| http::get_with(&quick, None, vip, "/")) {
-                Ok(r) if r.status == 200 => return Ok(()),
-                Ok(r) => format!("status {}", r.status),
+            let last = match self.in_client(|| probe.once()) {
+                Ok(()) => return Ok(()),
                 Err(e) => format!("{e:#}"),
             };
             if Instant::now() >= deadline {
@@ -344,7 +521,14 @@ impl Lab {
             "lab server binary not found at {}",
             server_bin.display()
         );
-        for (i, addr) in self.addressing.real_servers.clone().into_iter().enumerate() {
+        // HTTP: dual-stack wildcard. UDP: dual-stack wildcard in NAT; in DR the VIPs
+        // themselves, so that answers leave from the VIP (see the topology docs).
+        let a = &self.addressing;
+        let udp: Vec<String> = match self.mode {
+            Mode::Nat => vec![format!("[::]:{NAT_UDP_PORT}")],
+            Mode::Dr => vec![a.udp_vip.to_string(), a.udp_vip6.to_string()],
+        };
+        for (i, addr) in a.real_servers.clone().into_iter().enumerate() {
             let name = format!("rs{}", i + 1);
             let log_path = self.temp_dir().join(format!("{name}.log"));
             let log = std::fs::File::create(&log_path)?;
@@ -353,11 +537,14 @@ impl Lab {
                 "--name",
                 &name,
                 "--listen",
-                &format!("0.0.0.0:{}", addr.port()),
-            ])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
+                &format!("[::]:{}", addr.port()),
+            ]);
+            for u in &udp {
+                cmd.args(["--udp", u]);
+            }
+            cmd.stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log);
             self.servers
                 .push(ChildGuard::spawn(&name, cmd, Duration::ZERO)?);
         }

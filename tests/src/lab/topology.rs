@@ -1,8 +1,36 @@
 //! The two lab layouts. Both are built from the same plumbing: hosts plugged into a
 //! bridge in the `sw` namespace (or, for the NAT client, wired straight to the director),
 //! every veth end tuned for XDP, addresses and routes applied in one `ip -batch` per host.
+//!
+//! Both layouts are dual-stack. IPv4 (unchanged from the first lab):
+//!
+//! | | NAT | DR |
+//! |---|---|---|
+//! | client `eth0` | `198.51.100.2/24` (+ `.100`–`.163`) | `10.2.0.2/24` (+ `.100`–`.163`) |
+//! | director | `eth0` `198.51.100.1/24`, `eth1` `10.1.0.1/24` | `eth0` `10.2.0.1/24` |
+//! | real server N | `10.1.0.1N/24`, default via `10.1.0.1` | `10.2.0.1N/24`, VIP on `lo` |
+//! | client route | default via `198.51.100.1` | `192.0.2.10/32 via 10.2.0.1` |
+//!
+//! IPv6 (every address added `nodad`, so none is ever tentative):
+//!
+//! | | NAT | DR |
+//! |---|---|---|
+//! | client `eth0` | `2001:db8:c::2/64` (+ `::100`–`::163`) | `2001:db8:2::2/64` (+ `::100`–`::163`) |
+//! | director | `eth0` `2001:db8:c::1/64`, `eth1` `2001:db8:1::1/64` | `eth0` `2001:db8:2::1/64` |
+//! | real server N | `2001:db8:1::1N/64`, default via `2001:db8:1::1` | `2001:db8:2::1N/64`, VIP6 on `lo` |
+//! | client route | default via `2001:db8:c::1` | `2001:db8:10::10/128 via 2001:db8:2::1` |
+//!
+//! The VIPs are `192.0.2.10` and `2001:db8:10::10`: HTTP on port 80 and UDP on port 53
+//! through the director. Each real server runs one `director-lab-server` with HTTP on
+//! `[::]:8080` (NAT) or `[::]:80` (DR), and UDP on `[::]:5353` (NAT) or on the VIPs
+//! themselves, port 53 (DR: an unconnected UDP socket bound to a wildcard address would
+//! answer from the real server's own address, not from the VIP).
+//!
+//! A DR real server holds the VIPs on `lo` and must not announce them. IPv4 needs
+//! `arp_ignore`/`arp_announce` for that; IPv6 needs nothing, because Linux answers a
+//! neighbour solicitation only for addresses of the interface it arrived on.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::OwnedFd;
 
 use anyhow::Result;
@@ -12,6 +40,23 @@ use super::xdp::XdpPass;
 
 /// The virtual service address both example configs use.
 pub const VIP: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 10), 80);
+
+/// The IPv6 virtual service (examples/lab-nat6.toml, examples/lab-dr6.toml).
+pub const VIP6: SocketAddrV6 = SocketAddrV6::new(
+    Ipv6Addr::new(0x2001, 0xdb8, 0x10, 0, 0, 0, 0, 0x10),
+    80,
+    0,
+    0,
+);
+
+/// The UDP virtual service: the VIP's address, port 53.
+pub const UDP_VIP: SocketAddrV4 = SocketAddrV4::new(*VIP.ip(), 53);
+
+/// The UDP virtual service over IPv6.
+pub const UDP_VIP6: SocketAddrV6 = SocketAddrV6::new(*VIP6.ip(), 53, 0, 0);
+
+/// The real servers' UDP port in a NAT lab (in a DR lab it is the VIP's, 53).
+pub const NAT_UDP_PORT: u16 = 5353;
 
 /// How many extra client source addresses each lab has.
 pub const EXTRA_CLIENTS: u8 = 64;
@@ -51,7 +96,7 @@ impl std::str::FromStr for Mode {
     }
 }
 
-/// Where everything in a lab lives.
+/// Where everything in a lab lives. See the module docs for the tables.
 #[derive(Debug, Clone)]
 pub struct Addressing {
     pub vip: SocketAddrV4,
@@ -63,10 +108,84 @@ pub struct Addressing {
     pub director: Ipv4Addr,
     /// Real server `i` (named `rs{i+1}`) listens here.
     pub real_servers: Vec<SocketAddrV4>,
+    /// The IPv6 VIP ([`VIP6`]).
+    pub vip6: SocketAddrV6,
+    /// The client's primary IPv6 address.
+    pub client6: Ipv6Addr,
+    /// Extra client IPv6 addresses (`…::100` to `…::163`, as many as the IPv4 ones).
+    pub extra_clients6: Vec<Ipv6Addr>,
+    /// The director's IPv6 address on the client side.
+    pub director6: Ipv6Addr,
+    /// Real server `i` listens for HTTP here too (same port as over IPv4).
+    pub real_servers6: Vec<SocketAddrV6>,
+    /// The UDP VIP ([`UDP_VIP`]).
+    pub udp_vip: SocketAddrV4,
+    /// The UDP VIP over IPv6 ([`UDP_VIP6`]).
+    pub udp_vip6: SocketAddrV6,
+    /// Real server `i`'s address in a UDP virtual server's config: its address, port
+    /// [`NAT_UDP_PORT`] (NAT, where the server answers on it) or 53, the VIP's (DR,
+    /// where the server's socket is bound to the VIP itself, so that answers leave
+    /// from the VIP: nothing answers on this address directly).
+    pub udp_real_servers: Vec<SocketAddrV4>,
+    /// The same over IPv6.
+    pub udp_real_servers6: Vec<SocketAddrV6>,
+}
+
+/// `prefix` followed by the decimal digits of `host` read as the last hex group, so
+/// IPv6 host numbers read like the IPv4 ones (`.163` ↔ `::163`).
+fn host6(prefix: [u16; 3], host: u16) -> Ipv6Addr {
+    let group = u16::from_str_radix(&host.to_string(), 16).expect("host number below 10000");
+    Ipv6Addr::new(prefix[0], prefix[1], prefix[2], 0, 0, 0, 0, group)
 }
 
 impl Addressing {
     fn new(mode: Mode, servers: usize) -> Self {
+        let (client_net6, director6, rs_net6, udp_port) = match mode {
+            Mode::Nat => (
+                [0x2001, 0xdb8, 0xc],
+                host6([0x2001, 0xdb8, 0xc], 1),
+                [0x2001, 0xdb8, 0x1],
+                NAT_UDP_PORT,
+            ),
+            Mode::Dr => (
+                [0x2001, 0xdb8, 0x2],
+                host6([0x2001, 0xdb8, 0x2], 1),
+                [0x2001, 0xdb8, 0x2],
+                UDP_VIP.port(),
+            ),
+        };
+        let v4 = Self::new4(mode, servers);
+        let real_servers6 = (1..=servers)
+            .map(|n| SocketAddrV6::new(host6(rs_net6, 10 + n as u16), v4.port, 0, 0))
+            .collect::<Vec<_>>();
+        Self {
+            vip6: VIP6,
+            client6: host6(client_net6, 2),
+            extra_clients6: (0..u16::from(EXTRA_CLIENTS))
+                .map(|i| host6(client_net6, 100 + i))
+                .collect(),
+            director6,
+            udp_vip: UDP_VIP,
+            udp_vip6: UDP_VIP6,
+            udp_real_servers: v4
+                .real_servers
+                .iter()
+                .map(|a| SocketAddrV4::new(*a.ip(), udp_port))
+                .collect(),
+            udp_real_servers6: real_servers6
+                .iter()
+                .map(|a| SocketAddrV6::new(*a.ip(), udp_port, 0, 0))
+                .collect(),
+            real_servers6,
+            vip: v4.vip,
+            client: v4.client,
+            extra_clients: v4.extra_clients,
+            director: v4.director,
+            real_servers: v4.real_servers,
+        }
+    }
+
+    fn new4(mode: Mode, servers: usize) -> V4 {
         let (client_net, director, rs_net, port) = match mode {
             Mode::Nat => (
                 [198, 51, 100],
@@ -82,7 +201,7 @@ impl Addressing {
             ),
         };
         let host = |net: [u8; 3], h: u8| Ipv4Addr::new(net[0], net[1], net[2], h);
-        Self {
+        V4 {
             vip: VIP,
             client: host(client_net, 2),
             extra_clients: (0..EXTRA_CLIENTS)
@@ -92,9 +211,31 @@ impl Addressing {
             real_servers: (1..=servers)
                 .map(|n| SocketAddrV4::new(host(rs_net, 10 + n as u8), port))
                 .collect(),
+            port,
         }
     }
 }
+
+/// The IPv4 half of [`Addressing`].
+struct V4 {
+    vip: SocketAddrV4,
+    client: Ipv4Addr,
+    extra_clients: Vec<Ipv4Addr>,
+    director: Ipv4Addr,
+    real_servers: Vec<SocketAddrV4>,
+    /// The real servers' HTTP port.
+    port: u16,
+}
+
+/// Set in every lab namespace as it is created: IPv6 on, and no duplicate address
+/// detection, so link-local addresses are usable at once too (global ones are added
+/// `nodad` anyway). `default` applies to interfaces created afterwards.
+pub const IPV6_SYSCTLS: &[&str] = &[
+    "net.ipv6.conf.all.disable_ipv6=0",
+    "net.ipv6.conf.default.disable_ipv6=0",
+    "net.ipv6.conf.all.accept_dad=0",
+    "net.ipv6.conf.default.accept_dad=0",
+];
 
 /// The namespaces of one lab.
 #[derive(Debug)]
@@ -107,7 +248,11 @@ pub struct Namespaces {
 
 impl Namespaces {
     fn create(prefix: &str, servers: usize) -> Result<Self> {
-        let ns = |role: &str| NetNs::create(&format!("{prefix}-{role}"));
+        let ns = |role: &str| -> Result<NetNs> {
+            let ns = NetNs::create(&format!("{prefix}-{role}"))?;
+            ns.sysctl(IPV6_SYSCTLS)?;
+            Ok(ns)
+        };
         let built = Self {
             client: ns("client")?,
             dir: ns("dir")?,
@@ -116,7 +261,17 @@ impl Namespaces {
                 .map(|n| ns(&format!("rs{n}")))
                 .collect::<Result<_>>()?,
         };
-        built.sw.ip(&["link", "add", "br0", "type", "bridge"])?;
+        // No multicast snooping: the switch floods neighbour solicitations to every
+        // port, whatever MLD reports it has or has not seen.
+        built.sw.ip(&[
+            "link",
+            "add",
+            "br0",
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ])?;
         built.sw.ip(&["link", "set", "br0", "up"])?;
         Ok(built)
     }
@@ -148,10 +303,20 @@ pub(crate) fn build(mode: Mode, servers: usize, prefix: &str) -> Result<Built> {
     let ns = Namespaces::create(prefix, servers)?;
     let a = Addressing::new(mode, servers);
     let cidr24 = |ip: Ipv4Addr| format!("{ip}/24");
+    let cidr64 = |ip: Ipv6Addr| format!("{ip}/64 nodad");
+    // IPv4: the first address of a subnet is the primary, the default source. IPv6 has
+    // no primary: among equally good candidates Linux picks the address added last,
+    // so the primary IPv6 address goes after the extra ones.
     let client_addrs: Vec<String> = [a.client]
         .iter()
         .chain(&a.extra_clients)
         .map(|&ip| cidr24(ip))
+        .chain(
+            a.extra_clients6
+                .iter()
+                .chain([&a.client6])
+                .map(|&ip| cidr64(ip)),
+        )
         .collect();
     match mode {
         Mode::Nat => {
@@ -161,10 +326,23 @@ pub(crate) fn build(mode: Mode, servers: usize, prefix: &str) -> Result<Built> {
                 &ns.client,
                 "eth0",
                 &client_addrs,
-                &[format!("default via {}", a.director)],
+                &[
+                    format!("default via {}", a.director),
+                    format!("::/0 via {}", a.director6),
+                ],
             )?;
-            configure(&ns.dir, "eth0", &[cidr24(a.director)], &[])?;
-            configure(&ns.dir, "eth1", &["10.1.0.1/24".into()], &[])?;
+            configure(
+                &ns.dir,
+                "eth0",
+                &[cidr24(a.director), cidr64(a.director6)],
+                &[],
+            )?;
+            configure(
+                &ns.dir,
+                "eth1",
+                &["10.1.0.1/24".into(), cidr64(NAT_RS_GATEWAY6)],
+                &[],
+            )?;
         }
         Mode::Dr => {
             plug(&ns.sw, &ns.client, "eth0", "client")?;
@@ -173,25 +351,48 @@ pub(crate) fn build(mode: Mode, servers: usize, prefix: &str) -> Result<Built> {
                 &ns.client,
                 "eth0",
                 &client_addrs,
-                &[format!("{}/32 via {}", a.vip.ip(), a.director)],
+                &[
+                    format!("{}/32 via {}", a.vip.ip(), a.director),
+                    format!("{}/128 via {}", a.vip6.ip(), a.director6),
+                ],
             )?;
-            configure(&ns.dir, "eth0", &[cidr24(a.director)], &[])?;
+            configure(
+                &ns.dir,
+                "eth0",
+                &[cidr24(a.director), cidr64(a.director6)],
+                &[],
+            )?;
         }
     }
-    for (n, (rs, addr)) in ns.rs.iter().zip(&a.real_servers).enumerate() {
+    for (n, ((rs, addr), addr6)) in ns
+        .rs
+        .iter()
+        .zip(&a.real_servers)
+        .zip(&a.real_servers6)
+        .enumerate()
+    {
         plug(&ns.sw, rs, "eth0", &format!("rs{}", n + 1))?;
+        let addrs = [cidr24(*addr.ip()), cidr64(*addr6.ip())];
         match mode {
             Mode::Nat => configure(
                 rs,
                 "eth0",
-                &[cidr24(*addr.ip())],
-                &["default via 10.1.0.1".into()],
+                &addrs,
+                &[
+                    "default via 10.1.0.1".into(),
+                    format!("::/0 via {NAT_RS_GATEWAY6}"),
+                ],
             )?,
             Mode::Dr => {
-                configure(rs, "eth0", &[cidr24(*addr.ip())], &[])?;
-                // The VIP is local (so the server accepts it) but must never be announced
-                // on the segment: only the director answers ARP for the service.
-                rs.ip(&["addr", "add", &format!("{}/32", a.vip.ip()), "dev", "lo"])?;
+                configure(rs, "eth0", &addrs, &[])?;
+                // The VIPs are local (so the server accepts them) but must never be
+                // announced on the segment: only the director answers ARP for the
+                // service. IPv6 needs no setting: neighbour solicitations are answered
+                // only for addresses of the receiving interface, and these are on lo.
+                rs.ip_batch(&[
+                    format!("addr add {}/32 dev lo", a.vip.ip()),
+                    format!("addr add {}/128 dev lo nodad", a.vip6.ip()),
+                ])?;
                 rs.sysctl(&[
                     "net.ipv4.conf.all.arp_ignore=1",
                     "net.ipv4.conf.all.arp_announce=2",
@@ -218,6 +419,9 @@ pub(crate) fn build(mode: Mode, servers: usize, prefix: &str) -> Result<Built> {
         xdp_links,
     })
 }
+
+/// The director's IPv6 address on the real servers' side of a NAT lab (their gateway).
+pub const NAT_RS_GATEWAY6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x1, 0, 0, 0, 0, 0x1);
 
 /// A veth pair `a:a_if` ↔ `b:b_if`, created directly in the two namespaces (never in
 /// the default one), both ends tuned, then both up.
@@ -258,8 +462,10 @@ fn tune(ns: &NetNs, ifname: &str) -> Result<()> {
         .map(drop)
 }
 
-/// Addresses on `ifname`, then routes, in one batch.
+/// Addresses on `ifname`, then routes, in one batch. IPv6 is switched on for the
+/// interface first (see [`IPV6_SYSCTLS`]).
 fn configure(ns: &NetNs, ifname: &str, cidrs: &[String], routes: &[String]) -> Result<()> {
+    ns.sysctl(&[&format!("net.ipv6.conf.{ifname}.disable_ipv6=0")])?;
     let addrs = cidrs.iter().map(|c| format!("addr add {c} dev {ifname}"));
     let routes = routes.iter().map(|r| format!("route add {r}"));
     ns.ip_batch(&addrs.chain(routes).collect::<Vec<_>>())
