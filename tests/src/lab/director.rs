@@ -54,9 +54,16 @@ pub struct Director {
 
 impl Director {
     /// Starts `bin run --config <config>` in `ns` under `nsenter --net` (not `ip netns
-    /// exec`, which would hide the host's /sys/fs/bpf). Text configs are written to
+    /// exec`, which would hide the host's /sys/fs/bpf), pinning under `pins` and
+    /// serving its control socket at `dir/director.sock`. Text configs are written to
     /// `dir/director.toml`; output goes to `dir/director.log`.
-    pub fn spawn(bin: &Path, ns: &NetNs, config: DirectorConfig, dir: &Path) -> Result<Self> {
+    pub fn spawn(
+        bin: &Path,
+        ns: &NetNs,
+        config: DirectorConfig,
+        dir: &Path,
+        pins: &Path,
+    ) -> Result<Self> {
         let config = match config {
             DirectorConfig::File(path) => path,
             DirectorConfig::Text(text) => {
@@ -72,6 +79,10 @@ impl Director {
             .arg(bin)
             .args(["run", "--config"])
             .arg(&config)
+            .arg("--pin-dir")
+            .arg(pins)
+            .arg("--socket")
+            .arg(dir.join("director.sock"))
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out);
@@ -81,6 +92,11 @@ impl Director {
 
     pub fn pid(&self) -> u32 {
         self.child.pid()
+    }
+
+    /// Its control socket (for `director status --socket`).
+    pub fn socket(&self) -> PathBuf {
+        self.log.with_file_name("director.sock")
     }
 
     pub fn config_path(&self) -> &Path {

@@ -246,6 +246,12 @@ impl Lab {
     }
 
     /// The lab's scratch directory (configs, logs).
+    /// Where this lab's director pins its maps and links (on the host's
+    /// bpffs, removed with the lab).
+    pub fn pin_dir(&self) -> PathBuf {
+        PathBuf::from("/sys/fs/bpf").join(&self.id)
+    }
+
     pub fn temp_dir(&self) -> &Path {
         self.tmp
             .as_ref()
@@ -269,11 +275,13 @@ impl Lab {
             let _ = old.stop();
         }
         let dir = self.temp_dir().to_path_buf();
+        let pins = self.pin_dir();
         self.director = Some(Director::spawn(
             &self.director_bin,
             &self.namespaces.dir,
             config.into(),
             &dir,
+            &pins,
         )?);
         self.wait_for_vip(DIRECTOR_READY_TIMEOUT)
     }
@@ -420,6 +428,8 @@ impl Drop for Lab {
         drop(self.director.take());
         self.servers.clear();
         self.xdp_links.clear();
+        // The director leaves its datapath pinned when it stops: remove it.
+        let _ = std::fs::remove_dir_all(self.pin_dir());
         // `namespaces` (deleted by their guards) and `tmp` drop after this.
     }
 }
