@@ -5,7 +5,7 @@
 //! namespace (`Lab::in_ns`): sockets belong to the namespace they were created in.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -159,6 +159,82 @@ pub fn parse_response(raw: Vec<u8>) -> Result<Response> {
         }
     }
     Ok(response)
+}
+
+/// One HTTP/1.1 keep-alive connection: many requests, one TCP flow (so the director
+/// schedules it once, and every answer must come from the same real server).
+#[derive(Debug)]
+pub struct KeepAlive {
+    reader: BufReader<TcpStream>,
+    dst: SocketAddr,
+}
+
+impl KeepAlive {
+    /// Connects to `dst` (from `src` when given). Call it on a thread inside the
+    /// client's namespace; the connection can then be used from any thread.
+    pub fn connect(src: Option<Ipv4Addr>, dst: SocketAddr, t: &Timeouts) -> Result<Self> {
+        let stream = connect(src, dst, t)?;
+        Ok(Self {
+            reader: BufReader::new(stream),
+            dst,
+        })
+    }
+
+    /// The connection's local address (its flow's source).
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.reader.get_ref().local_addr()?)
+    }
+
+    /// `GET path` on this connection, keeping it open. The response must carry a
+    /// `Content-Length` and keep the connection alive.
+    pub fn get(&mut self, path: &str) -> Result<Response> {
+        let head = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: director-tests\r\nConnection: keep-alive\r\n\r\n",
+            self.dst
+        );
+        self.reader
+            .get_mut()
+            .write_all(head.as_bytes())
+            .with_context(|| format!("send GET {path} to {}", self.dst))?;
+        let mut raw = Vec::new();
+        loop {
+            let before = raw.len();
+            self.reader
+                .read_until(b'\n', &mut raw)
+                .with_context(|| format!("read response head from {}", self.dst))?;
+            if raw.len() == before {
+                bail!(
+                    "{} closed the connection ({} bytes of a response head)",
+                    self.dst,
+                    before
+                );
+            }
+            if raw.ends_with(b"\r\n\r\n") {
+                break;
+            }
+        }
+        let text = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+        let len: usize = text
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .with_context(|| format!("no Content-Length from {}", self.dst))?
+            .trim()
+            .parse()
+            .context("bad Content-Length")?;
+        let start = raw.len();
+        raw.resize(start + len, 0);
+        self.reader
+            .read_exact(&mut raw[start..])
+            .with_context(|| format!("read {len}-byte body from {}", self.dst))?;
+        let response = parse_response(raw)?;
+        if response
+            .header("connection")
+            .is_some_and(|c| c.eq_ignore_ascii_case("close"))
+        {
+            bail!("{} closes the connection after this response", self.dst);
+        }
+        Ok(response)
+    }
 }
 
 /// Outcome of a batch of requests: answers per real server and the failures.

@@ -92,8 +92,13 @@ struct Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        // Dropping the task's future also kills a running exec probe
-        // (kill_on_drop).
+        // abort() only asks: on another worker the task may be finishing a
+        // probe right now. The new generation makes it drop that result
+        // rather than report a transition of a target that is gone, or
+        // race the task that replaces it.
+        lock(&self.shared).generation += 1;
+        // Dropping the task's future also kills a running exec probe and
+        // its process group.
         self.task.abort();
     }
 }
@@ -108,6 +113,8 @@ struct Shared {
     transitions: u64,
     last_reason: String,
     since: SystemTime,
+    /// Which task may write: bumped when a task is stopped.
+    generation: u64,
 }
 
 impl Monitor {
@@ -152,6 +159,7 @@ impl Monitor {
                         transitions: 0,
                         last_reason: NOT_CHECKED.to_owned(),
                         since: SystemTime::now(),
+                        generation: 0,
                     }));
                     self.start(target, shared)
                 }
@@ -186,12 +194,15 @@ impl Monitor {
 
     fn start(&self, target: Target, shared: Arc<Mutex<Shared>>) -> Running {
         let check = target.check.clone();
-        let health = lock(&shared).health;
+        let (health, generation) = {
+            let s = lock(&shared);
+            (s.health, s.generation)
+        };
         let task = match Probe::new(&target.vs, target.server, &target.check) {
             Some(probe) => tokio::spawn(watch(
                 target,
                 probe,
-                health,
+                (health, generation),
                 Arc::clone(&shared),
                 self.events.clone(),
             )),
@@ -212,16 +223,23 @@ fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
     shared.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Probes start on a grid of this step: targets whose probes fall in the
+/// same step are probed in one wakeup of the runtime, their connects
+/// issued back to back and their completions collected by one epoll wait.
+/// Spread evenly instead, 10 000 probes a second would wake a worker
+/// thread for nearly every probe, and the context switches would cost
+/// more than the probes.
+const PROBE_GRID: Duration = Duration::from_millis(10);
+
 /// The delay before the first probe of `(vs, server)`: a stable pseudo-
-/// random point within `interval`, so that targets added together (a
-/// daemon start) do not probe together.
+/// random step of [`PROBE_GRID`] within `interval`, so that targets added
+/// together (a daemon start) do not all probe at once.
 fn first_delay(vs: &str, server: SocketAddr, interval: Duration) -> Duration {
     let mut hasher = DefaultHasher::new();
     (vs, server).hash(&mut hasher);
-    let nanos = u64::try_from(interval.as_nanos())
-        .unwrap_or(u64::MAX)
-        .max(1);
-    Duration::from_nanos(hasher.finish() % nanos)
+    let steps = (interval.as_nanos() / PROBE_GRID.as_nanos()).max(1);
+    let step = u128::from(hasher.finish()) % steps;
+    PROBE_GRID * u32::try_from(step).unwrap_or(0)
 }
 
 /// The task of one target: probe every interval, feed the hysteresis,
@@ -229,7 +247,7 @@ fn first_delay(vs: &str, server: SocketAddr, interval: Duration) -> Duration {
 async fn watch(
     target: Target,
     probe: Probe,
-    health: Health,
+    (health, generation): (Health, u64),
     shared: Arc<Mutex<Shared>>,
     events: UnboundedSender<Transition>,
 ) {
@@ -244,8 +262,27 @@ async fn watch(
         ticks.tick().await;
         let result = probe.run().await;
         let change = machine.record(result.is_ok());
+        let transition = change.map(|to| Transition {
+            vs: vs.clone(),
+            server,
+            to,
+            reason: match &result {
+                // Down always follows a failure.
+                Err(reason) if to == Health::Down => reason.clone(),
+                _ => format!(
+                    "{} check passed {} time{} in a row",
+                    check.kind,
+                    check.rise,
+                    if check.rise == 1 { "" } else { "s" }
+                ),
+            },
+        });
         {
             let mut s = lock(&shared);
+            if s.generation != generation {
+                // Stopped or replaced while probing.
+                return;
+            }
             s.checks += 1;
             match &result {
                 Ok(()) => {
@@ -258,41 +295,25 @@ async fn watch(
                     s.last_reason.clone_from(reason);
                 }
             }
-            if let Some(to) = change {
-                s.health = to;
-                s.transitions += 1;
-                s.since = SystemTime::now();
+            let Some(t) = transition else { continue };
+            s.health = t.to;
+            s.transitions += 1;
+            s.since = SystemTime::now();
+            let probed = probe.addr();
+            match t.to {
+                Health::Down => tracing::warn!(
+                    vs = %t.vs, server = %t.server, probed = %probed, fall = check.fall,
+                    reason = %t.reason, "real server down"
+                ),
+                Health::Up => tracing::info!(
+                    vs = %t.vs, server = %t.server, probed = %probed, rise = check.rise,
+                    reason = %t.reason, "real server up"
+                ),
             }
+            // Sent under the lock, so that the events of a task and of the
+            // one replacing it keep their order. The owner may have stopped
+            // listening (shutting down): the status still has the change.
+            let _ = events.send(t);
         }
-        let Some(to) = change else { continue };
-        let reason = match result {
-            // Down always follows a failure.
-            Err(reason) if to == Health::Down => reason,
-            _ => format!(
-                "{} check passed {} time{} in a row",
-                check.kind,
-                check.rise,
-                if check.rise == 1 { "" } else { "s" }
-            ),
-        };
-        let probed = probe.addr();
-        match to {
-            Health::Down => tracing::warn!(
-                vs = %vs, server = %server, probed = %probed, fall = check.fall, reason = %reason,
-                "real server down"
-            ),
-            Health::Up => tracing::info!(
-                vs = %vs, server = %server, probed = %probed, rise = check.rise, reason = %reason,
-                "real server up"
-            ),
-        }
-        // The owner may have stopped listening (shutting down): the status
-        // still records the change.
-        let _ = events.send(Transition {
-            vs: vs.clone(),
-            server,
-            to,
-            reason,
-        });
     }
 }

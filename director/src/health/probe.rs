@@ -172,25 +172,43 @@ impl Probe {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             // Its own process group, so that a timeout kills what it
-            // started too (a shell's children); kill_on_drop covers a
-            // probe dropped because its target was removed.
+            // started too (a shell's children).
             .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("exec: cannot run {program}: {}", io_reason(&e)))?;
+        // Declared after `child`, so dropped before it: a probe dropped
+        // mid-run (its target removed) kills the group as well.
+        let mut group = KillGroup(child.id().and_then(|pid| i32::try_from(pid).ok()));
         match tokio::time::timeout(self.timeout, child.wait()).await {
-            Ok(Ok(status)) => exit_result(status),
-            Ok(Err(e)) => Err(format!("exec: wait: {}", io_reason(&e))),
-            Err(_) => {
-                if let Some(pid) = child.id().and_then(|pid| i32::try_from(pid).ok()) {
-                    // SAFETY: kill(2) has no memory effects; -pid names the
-                    // group the child leads (process_group(0)), and the
-                    // child is not reaped yet, so the id is still ours.
-                    unsafe { libc::kill(-pid, libc::SIGKILL) };
+            Ok(result) => {
+                // Reaped: the id may be reused from now on.
+                group.0 = None;
+                match result {
+                    Ok(status) => exit_result(status),
+                    Err(e) => Err(format!("exec: wait: {}", io_reason(&e))),
                 }
+            }
+            Err(_) => {
+                drop(group);
                 let _ = child.kill().await;
                 Err(format!("{}, killed", self.timeout_reason))
             }
+        }
+    }
+}
+
+/// The process group of a running exec probe (its command leads it),
+/// killed when this is dropped unless cleared first.
+struct KillGroup(Option<i32>);
+
+impl Drop for KillGroup {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            // SAFETY: kill(2) has no memory effects. The leader is not
+            // reaped yet (the field is cleared once it is), so the group
+            // is still the one it started.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
         }
     }
 }

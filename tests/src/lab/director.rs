@@ -1,6 +1,7 @@
 //! The director under test, run in the lab's `dir` namespace.
 
-use std::fs::File;
+use std::fs::OpenOptions;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
@@ -56,7 +57,7 @@ impl Director {
     /// Starts `bin run --config <config>` in `ns` under `nsenter --net` (not `ip netns
     /// exec`, which would hide the host's /sys/fs/bpf), pinning under `pins` and
     /// serving its control socket at `dir/director.sock`. Text configs are written to
-    /// `dir/director.toml`; output goes to `dir/director.log`.
+    /// `dir/director.toml`; output is appended to `dir/director.log`.
     pub fn spawn(
         bin: &Path,
         ns: &NetNs,
@@ -72,8 +73,18 @@ impl Director {
                 path
             }
         };
+        // Appended to, so the log of a restarted director keeps its predecessors' runs.
         let log = dir.join("director.log");
-        let out = File::create(&log).with_context(|| format!("create {}", log.display()))?;
+        let mut out = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .with_context(|| format!("open {}", log.display()))?;
+        writeln!(
+            out,
+            "---- director-tests: director run --config {} ----",
+            config.display()
+        )?;
         let mut cmd = Command::new("nsenter");
         cmd.arg(format!("--net={}", ns.path().display()))
             .arg(bin)
@@ -115,6 +126,11 @@ impl Director {
     /// SIGTERM, up to [`STOP_GRACE`], then SIGKILL.
     pub fn stop(&mut self) -> Result<ExitStatus> {
         self.child.stop()
+    }
+
+    /// SIGKILL by pid (no grace period), then reap.
+    pub fn kill(&mut self) -> Result<ExitStatus> {
+        self.child.kill()
     }
 
     /// The last `lines` lines of its output.
