@@ -130,8 +130,8 @@ fn client(socket: &Socket, req: Request) -> ExitCode {
             Response::Status(s) => print!("{}", director::status::render_text(s)),
             Response::Conns { total, entries } => {
                 println!(
-                    "{:<5} {:<12} {:>7} {:<45} {:<45} {}",
-                    "pro", "state", "expire", "source", "virtual", "destination"
+                    "{:<5} {:<12} {:>7} {:<45} {:<45} destination",
+                    "pro", "state", "expire", "source", "virtual"
                 );
                 for e in entries {
                     println!(

@@ -142,7 +142,11 @@ fn nat_http_through_vip() {
         .arg(lab.pin_dir())
         .output()
         .unwrap();
-    assert!(out.status.success(), "teardown: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "teardown: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         !xdp_attached(&lab, "eth0") && !xdp_attached(&lab, "eth1"),
         "XDP still attached after teardown"

@@ -5,8 +5,8 @@
 //! byte spans (`raw`), then checked and converted (`validate`). Syntax and
 //! shape errors (unknown key, wrong type, missing key) come from toml and
 //! stop parsing; semantic errors are all collected and reported together in
-//! file order. Features that are parsed but not applied by this version
-//! produce warnings rather than being silently ignored.
+//! file order. Keys that have no effect where they are set produce
+//! warnings rather than being silently ignored.
 
 mod raw;
 #[cfg(test)]
@@ -217,7 +217,8 @@ pub struct VirtualServer {
     /// Maglev table size (prime); only meaningful with [`Scheduler::Mh`],
     /// [`DEFAULT_MH_TABLE_SIZE`] otherwise.
     pub mh_table_size: u32,
-    /// Parsed, not applied yet (a warning says so).
+    /// How long a removed or drained real server keeps its existing
+    /// connections before they are expired (default 30 s).
     pub drain_timeout: Option<Duration>,
     /// The check of every real server that has no check of its own (see
     /// [`VirtualServer::check_for`]).

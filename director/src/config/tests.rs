@@ -259,7 +259,6 @@ fn full_example_warnings_have_positions() {
     assert_eq!(
         loaded.format_warnings(),
         vec![
-            "full.toml:16:17: warning: drain_timeout is parsed but not applied yet by this version",
             "full.toml:38:1: warning: no real server takes new connections: every real server of \"dns\" has weight 0",
         ]
     );
@@ -1505,7 +1504,8 @@ conntrack_max=0
 [[virtual_server]]
 name = "web"
 address = "192.0.2.10:80"
-drain_timeout = "30s"
+protocol = "udp"
+tcp_timeout = "30s"
 
 [[virtual_server.real_server]]
 address = "10.1.0.11:8080"
@@ -1521,9 +1521,9 @@ address = "10.1.0.11:8080"
                 severity: Severity::Error,
             },
             Diagnostic {
-                line: 8,
-                col: 17,
-                message: "drain_timeout is parsed but not applied yet by this version".into(),
+                line: 9,
+                col: 15,
+                message: "tcp_timeout has no effect on a udp virtual server".into(),
                 severity: Severity::Warning,
             },
         ]
@@ -1531,13 +1531,13 @@ address = "10.1.0.11:8080"
     assert_eq!(
         err.to_string(),
         "file.toml:3:15: conntrack_max must be in 1..=134217728, got 0\n\
-         file.toml:8:17: warning: drain_timeout is parsed but not applied yet by this version"
+         file.toml:9:15: warning: tcp_timeout has no effect on a udp virtual server"
     );
     assert_eq!(
         err.lines(),
         vec![
             "file.toml:3:15: conntrack_max must be in 1..=134217728, got 0",
-            "file.toml:8:17: warning: drain_timeout is parsed but not applied yet by this version",
+            "file.toml:9:15: warning: tcp_timeout has no effect on a udp virtual server",
         ]
     );
 }

@@ -108,13 +108,6 @@ impl Checker<'_> {
         self.push(span, Severity::Warning, message.into());
     }
 
-    fn not_applied<T>(&mut self, key: &str, value: &Spanned<T>) {
-        self.warning(
-            value.span(),
-            format!("{key} is parsed but not applied yet by this version"),
-        );
-    }
-
     /// An integer in `lo..=hi`, or an error naming `key` and the range.
     fn int_in(&mut self, key: &str, value: &Spanned<i64>, lo: i64, hi: i64) -> Option<i64> {
         let v = *value.get_ref();
@@ -421,11 +414,10 @@ impl Checker<'_> {
                 None
             }
         });
-        let drain_timeout = raw.drain_timeout.as_ref().and_then(|d| {
-            let v = self.duration("drain_timeout", d);
-            self.not_applied("drain_timeout", d);
-            v
-        });
+        let drain_timeout = raw
+            .drain_timeout
+            .as_ref()
+            .and_then(|d| self.duration("drain_timeout", d));
         let health_check = raw.health_check.map(|hc| self.health_check(hc));
 
         let mut seen: HashMap<SocketAddr, Pos> = HashMap::new();
