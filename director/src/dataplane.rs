@@ -87,6 +87,47 @@ pub struct Dataplane {
     backend_stats: PerCpuArray<MapData, Traffic>,
     links: Vec<(String, XdpLinkId)>,
     pins: Option<PinDir>,
+    /// The verified program of a previous run of this same build.
+    pinned_prog: Option<Xdp>,
+}
+
+/// FNV-1a of the eBPF object: names the pinned program of this exact build.
+fn fingerprint(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Reuses the pinned, already verified program of this build if there is
+/// one (the verifier takes seconds for this program: a restart then costs
+/// milliseconds); otherwise loads ours and pins it for the next run. The
+/// pinned program uses the pinned maps, which `load_with` opened.
+fn adopt_program(ebpf: &mut Ebpf, pins: &PinDir) -> anyhow::Result<Option<Xdp>> {
+    let dir = pins.0.join("prog");
+    let path = dir.join(format!("v{ABI_VERSION}-{:016x}", fingerprint(OBJECT)));
+    if path.exists() {
+        match Xdp::from_pin(&path, aya_obj::programs::XdpAttachType::Interface) {
+            Ok(p) => return Ok(Some(p)),
+            Err(e) => {
+                tracing::warn!("pinned program unusable, loading afresh: {e}");
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+    let prog = program(ebpf)?;
+    prog.load()
+        .context("the kernel verifier rejected the XDP program")?;
+    // Other builds' programs: their links are replaced below, and a program
+    // stays loaded while a link holds it, so their pins can go now.
+    if let Ok(old) = std::fs::read_dir(&dir) {
+        for e in old.filter_map(Result::ok) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    prog.pin(&path)
+        .with_context(|| format!("pinning the program at {}", path.display()))?;
+    Ok(None)
 }
 
 fn take<T>(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<T>
@@ -148,9 +189,15 @@ impl Dataplane {
             .map_max_entries("BACKEND_RELEASED", sizes.backends)
             .load(OBJECT)
             .context("loading the eBPF object (is this kernel built with BPF and BTF?)")?;
-        program(&mut ebpf)?
-            .load()
-            .context("the kernel verifier rejected the XDP program")?;
+        let pinned_prog = match pins {
+            Some(p) => adopt_program(&mut ebpf, p)?,
+            None => {
+                program(&mut ebpf)?
+                    .load()
+                    .context("the kernel verifier rejected the XDP program")?;
+                None
+            }
+        };
         Ok(Dataplane {
             vips: take(&mut ebpf, "VIPS")?,
             backends: take(&mut ebpf, "BACKENDS")?,
@@ -166,11 +213,15 @@ impl Dataplane {
             ebpf,
             links: Vec::new(),
             pins: pins.cloned(),
+            pinned_prog,
         })
     }
 
     pub fn program(&mut self) -> anyhow::Result<&mut Xdp> {
-        program(&mut self.ebpf)
+        match &mut self.pinned_prog {
+            Some(p) => Ok(p),
+            None => program(&mut self.ebpf),
+        }
     }
 
     /// Attaches to `iface`. Pinned: an existing pinned link (a previous
@@ -433,9 +484,11 @@ pub fn teardown(pins: &PinDir) -> anyhow::Result<Vec<String>> {
         );
         detached.push(iface);
     }
-    let maps = pins.0.join("maps");
-    if maps.exists() {
-        std::fs::remove_dir_all(&maps).with_context(|| format!("removing {}", maps.display()))?;
+    for sub in ["maps", "prog"] {
+        let dir = pins.0.join(sub);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        }
     }
     for dir in [pins.0.join("links"), pins.0.clone()] {
         // Only empty directories: never delete what is not ours.
