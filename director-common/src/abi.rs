@@ -131,6 +131,10 @@ pub struct Backend {
     pub weight: u32,
     /// Connection limit (active + inactive), 0 = none (`ipvsadm -x`).
     pub max_conns: u32,
+    /// The virtual server it belongs to: lets a restarted control plane
+    /// rebuild its id tables from the pinned maps.
+    pub vip_id: u32,
+    pub _pad1: u32,
 }
 
 /// Connection counts of a backend, IPVS style: active = ESTABLISHED,
@@ -369,7 +373,7 @@ macro_rules! assert_size {
 }
 assert_size!(VipKey, 20);
 assert_size!(VipInfo, 48);
-assert_size!(Backend, 48);
+assert_size!(Backend, 56);
 assert_size!(ConnCounts, 16);
 assert_size!(PersistKey, 24);
 assert_size!(Persist, 16);

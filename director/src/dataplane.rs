@@ -1,13 +1,18 @@
 //! The loaded XDP program and typed handles on its maps. The only place
 //! that knows map names; everything it writes comes from `plan`.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray},
-    programs::{Xdp, XdpMode, xdp::XdpLinkId},
+    programs::{
+        Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+        xdp::{XdpLink, XdpLinkId},
+    },
 };
 use director_common::abi::{
     Backend, Conn, ConnCounts, FlowKey, NatReply, Persist, PersistKey, Reason, Traffic, VipInfo,
@@ -20,6 +25,52 @@ use crate::plan::{Plan, Sizes};
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/director"));
 
 const PROGRAM: &str = "director";
+
+/// Every map, by name: the names are an ABI with the eBPF object.
+const MAPS: [&str; 12] = [
+    "VIPS",
+    "BACKENDS",
+    "RING",
+    "CURSORS",
+    "CONNS",
+    "NAT_REPLIES",
+    "PERSIST",
+    "BACKEND_CONNS",
+    "BACKEND_RELEASED",
+    "REASONS",
+    "VIP_STATS",
+    "BACKEND_STATS",
+];
+
+/// Where a pinned datapath lives on bpffs: maps under `maps/v<ABI>/` (a
+/// new map layout gets a new directory instead of misreading an old one),
+/// XDP links under `links/<interface>`.
+#[derive(Clone, Debug)]
+pub struct PinDir(pub PathBuf);
+
+/// Bumped whenever a map's key or value layout changes.
+pub const ABI_VERSION: u32 = 3;
+
+impl PinDir {
+    pub fn maps(&self) -> PathBuf {
+        self.0.join("maps").join(format!("v{ABI_VERSION}"))
+    }
+
+    pub fn link(&self, iface: &str) -> PathBuf {
+        self.0.join("links").join(iface)
+    }
+
+    /// Interfaces with a pinned XDP link.
+    pub fn linked_interfaces(&self) -> Vec<String> {
+        std::fs::read_dir(self.0.join("links"))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
 
 pub struct Dataplane {
     ebpf: Ebpf,
@@ -35,6 +86,48 @@ pub struct Dataplane {
     vip_stats: PerCpuArray<MapData, Traffic>,
     backend_stats: PerCpuArray<MapData, Traffic>,
     links: Vec<(String, XdpLinkId)>,
+    pins: Option<PinDir>,
+    /// The verified program of a previous run of this same build.
+    pinned_prog: Option<Xdp>,
+}
+
+/// FNV-1a of the eBPF object: names the pinned program of this exact build.
+fn fingerprint(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Reuses the pinned, already verified program of this build if there is
+/// one (the verifier takes seconds for this program: a restart then costs
+/// milliseconds); otherwise loads ours and pins it for the next run. The
+/// pinned program uses the pinned maps, which `load_with` opened.
+fn adopt_program(ebpf: &mut Ebpf, pins: &PinDir) -> anyhow::Result<Option<Xdp>> {
+    let dir = pins.0.join("prog");
+    let path = dir.join(format!("v{ABI_VERSION}-{:016x}", fingerprint(OBJECT)));
+    if path.exists() {
+        match Xdp::from_pin(&path, aya_obj::programs::XdpAttachType::Interface) {
+            Ok(p) => return Ok(Some(p)),
+            Err(e) => {
+                tracing::warn!("pinned program unusable, loading afresh: {e}");
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+    let prog = program(ebpf)?;
+    prog.load()
+        .context("the kernel verifier rejected the XDP program")?;
+    // Other builds' programs: their links are replaced below, and a program
+    // stays loaded while a link holds it, so their pins can go now.
+    if let Ok(old) = std::fs::read_dir(&dir) {
+        for e in old.filter_map(Result::ok) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    prog.pin(&path)
+        .with_context(|| format!("pinning the program at {}", path.display()))?;
+    Ok(None)
 }
 
 fn take<T>(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<T>
@@ -48,13 +141,41 @@ where
 }
 
 impl Dataplane {
-    /// Loads the program and creates its maps with the given capacities.
-    /// Nothing is attached yet.
+    /// Loads the program and creates its maps with the given capacities,
+    /// unpinned: they live as long as this value. Nothing is attached yet.
     pub fn load(sizes: &Sizes) -> anyhow::Result<Dataplane> {
+        Self::load_with(sizes, None)
+    }
+
+    /// Like `load`, but the maps are pinned under `pins`: existing pins (a
+    /// previous run's connection table, counters and lists) are adopted, and
+    /// their capacities win over `sizes`.
+    pub fn open_pinned(sizes: &Sizes, pins: &PinDir) -> anyhow::Result<Dataplane> {
+        Self::load_with(sizes, Some(pins))
+    }
+
+    fn load_with(sizes: &Sizes, pins: Option<&PinDir>) -> anyhow::Result<Dataplane> {
         if OBJECT.is_empty() {
             anyhow::bail!("this binary was built with AYA_BUILD_SKIP=1 and has no eBPF program");
         }
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        let map_dir = pins.map(PinDir::maps);
+        let paths: Vec<(&str, PathBuf)> = match &map_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).with_context(|| {
+                    format!(
+                        "creating {} (is bpffs mounted? mount -t bpf bpf /sys/fs/bpf)",
+                        dir.display()
+                    )
+                })?;
+                MAPS.iter().map(|&m| (m, dir.join(m))).collect()
+            }
+            None => Vec::new(),
+        };
+        for (name, path) in &paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = loader
             .map_max_entries("VIPS", sizes.vips)
             .map_max_entries("BACKENDS", sizes.backends)
             .map_max_entries("BACKEND_STATS", sizes.backends)
@@ -68,9 +189,15 @@ impl Dataplane {
             .map_max_entries("BACKEND_RELEASED", sizes.backends)
             .load(OBJECT)
             .context("loading the eBPF object (is this kernel built with BPF and BTF?)")?;
-        program(&mut ebpf)?
-            .load()
-            .context("the kernel verifier rejected the XDP program")?;
+        let pinned_prog = match pins {
+            Some(p) => adopt_program(&mut ebpf, p)?,
+            None => {
+                program(&mut ebpf)?
+                    .load()
+                    .context("the kernel verifier rejected the XDP program")?;
+                None
+            }
+        };
         Ok(Dataplane {
             vips: take(&mut ebpf, "VIPS")?,
             backends: take(&mut ebpf, "BACKENDS")?,
@@ -85,19 +212,66 @@ impl Dataplane {
             backend_stats: take(&mut ebpf, "BACKEND_STATS")?,
             ebpf,
             links: Vec::new(),
+            pins: pins.cloned(),
+            pinned_prog,
         })
     }
 
     pub fn program(&mut self) -> anyhow::Result<&mut Xdp> {
-        program(&mut self.ebpf)
+        match &mut self.pinned_prog {
+            Some(p) => Ok(p),
+            None => program(&mut self.ebpf),
+        }
     }
 
+    /// Attaches to `iface`. Pinned: an existing pinned link (a previous
+    /// run's) gets this program swapped in atomically (no packet sees no
+    /// program), else a new link is created and pinned; either way the
+    /// attachment outlives this process. Unpinned: detached on drop.
     pub fn attach(&mut self, iface: &str, mode: XdpMode) -> anyhow::Result<()> {
-        let link = self
-            .program()?
+        let Some(pins) = self.pins.clone() else {
+            let link = self
+                .program()?
+                .attach(iface, mode)
+                .with_context(|| format!("attaching XDP ({mode:?}) to {iface}"))?;
+            self.links.push((iface.to_string(), link));
+            return Ok(());
+        };
+        let path = pins.link(iface);
+        if path.exists() {
+            match self.replace_pinned(&path) {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    tracing::warn!(iface, "stale pinned link, attaching afresh: {e:#}");
+                    std::fs::remove_file(&path)
+                        .with_context(|| format!("removing {}", path.display()))?;
+                }
+            }
+        }
+        let prog = self.program()?;
+        let id = prog
             .attach(iface, mode)
             .with_context(|| format!("attaching XDP ({mode:?}) to {iface}"))?;
-        self.links.push((iface.to_string(), link));
+        let link = prog.take_link(id).context("taking the XDP link")?;
+        let fd = FdLink::try_from(link)
+            .context("this kernel attached XDP without a bpf_link; cannot pin it")?;
+        std::fs::create_dir_all(path.parent().unwrap_or(Path::new("/")))?;
+        fd.pin(&path)
+            .with_context(|| format!("pinning the XDP link at {}", path.display()))?;
+        Ok(())
+    }
+
+    fn replace_pinned(&mut self, path: &Path) -> anyhow::Result<()> {
+        let fd: FdLink = PinnedLink::from_pin(path)
+            .with_context(|| format!("opening {}", path.display()))?
+            .into();
+        let link = XdpLink::try_from(fd).context("pinned link is not an XDP link")?;
+        let prog = self.program()?;
+        let id = prog
+            .attach_to_link(link)
+            .context("swapping the program into the pinned link")?;
+        // Unmanaged again, so dropping the program leaves it attached.
+        drop(prog.take_link(id).context("taking the XDP link")?);
         Ok(())
     }
 
@@ -133,6 +307,36 @@ impl Dataplane {
 
     pub fn set_vip(&mut self, key: &VipKey, info: &VipInfo) -> anyhow::Result<()> {
         self.vips.insert(key, info, 0).context("writing VIPS")
+    }
+
+    pub fn remove_vip(&mut self, key: &VipKey) {
+        // Already gone is fine.
+        let _ = self.vips.remove(key);
+    }
+
+    /// Every virtual server entry (adopted from a previous run, or ours).
+    pub fn vips(&self) -> Vec<(VipKey, VipInfo)> {
+        self.vips.iter().filter_map(Result::ok).collect()
+    }
+
+    pub fn backend(&self, id: u32) -> Option<Backend> {
+        self.backends.get(&id, 0).ok()
+    }
+
+    /// Every backend slot in use (family set).
+    pub fn backends(&self) -> Vec<(u32, Backend)> {
+        (0..self.backends.len())
+            .filter_map(|i| self.backends.get(&i, 0).ok().map(|b| (i, b)))
+            .filter(|(_, b)| b.family != 0)
+            .collect()
+    }
+
+    pub fn backend_capacity(&self) -> u32 {
+        self.backends.len()
+    }
+
+    pub fn ring_capacity(&self) -> u32 {
+        self.ring.len()
     }
 
     pub fn set_ring(&mut self, base: u32, ids: &[u32]) -> anyhow::Result<()> {
@@ -264,6 +468,33 @@ fn sum(map: &PerCpuArray<MapData, Traffic>, idx: u32) -> anyhow::Result<Traffic>
         packets_out: a.packets_out + t.packets_out,
         bytes_out: a.bytes_out + t.bytes_out,
     }))
+}
+
+/// Removes a pinned datapath: unpinning its links detaches XDP from their
+/// interfaces (once the last reference is gone), then the map pins go.
+pub fn teardown(pins: &PinDir) -> anyhow::Result<Vec<String>> {
+    let mut detached = Vec::new();
+    for iface in pins.linked_interfaces() {
+        let path = pins.link(&iface);
+        let link =
+            PinnedLink::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
+        drop(
+            link.unpin()
+                .with_context(|| format!("unpinning {}", path.display()))?,
+        );
+        detached.push(iface);
+    }
+    for sub in ["maps", "prog"] {
+        let dir = pins.0.join(sub);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        }
+    }
+    for dir in [pins.0.join("links"), pins.0.clone()] {
+        // Only empty directories: never delete what is not ours.
+        let _ = std::fs::remove_dir(dir);
+    }
+    Ok(detached)
 }
 
 /// `CLOCK_MONOTONIC`, the clock of `bpf_ktime_get_ns`.

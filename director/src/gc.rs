@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use director_common::{
-    abi::{CONN_F_NAT, Conn, ConnCounts, FlowKey, PersistKey},
+    abi::{CONN_F_NAT, Conn, ConnCounts, FlowKey, PersistKey, wire_port},
     hash,
     tcp::State,
 };
@@ -52,54 +52,92 @@ pub fn reply_key(client: &FlowKey, server_addr: [u8; 16], server_port: u16) -> F
     }
 }
 
+/// What the sweep needs to know of the configuration, by id.
+#[derive(Debug, Default)]
+pub struct View {
+    /// Per vip id: timeouts, persistence timeout and prefix.
+    pub vips: HashMap<u32, (Timeouts, Option<Duration>, u8)>,
+    /// Per backend id: address and wire port (for NAT reply keys).
+    pub backends: HashMap<u32, ([u8; 16], u16)>,
+}
+
+impl View {
+    fn reply_of(&self, key: &FlowKey, conn: &Conn) -> Option<FlowKey> {
+        if conn.flags & CONN_F_NAT == 0 {
+            return None;
+        }
+        let &(addr, port) = self.backends.get(&conn.backend_id)?;
+        Some(reply_key(key, addr, port))
+    }
+}
+
+impl From<&Plan> for View {
+    fn from(plan: &Plan) -> View {
+        View {
+            vips: plan
+                .vips
+                .iter()
+                .map(|v| {
+                    (
+                        v.info.vip_id,
+                        (v.timeouts, v.persistence, v.info.persist_prefix),
+                    )
+                })
+                .collect(),
+            backends: plan
+                .backends
+                .iter()
+                .map(|b| {
+                    (
+                        b.id,
+                        (addr_key(b.address.ip()).0, wire_port(b.address.port())),
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
 /// What one sweep did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Swept {
     pub conns_expired: usize,
     pub persist_expired: usize,
+    /// Entries left in the connection table.
+    pub conns_live: usize,
 }
 
 /// One pass over the tables at `now_ns`.
-pub fn sweep(dp: &mut Dataplane, plan: &Plan, now_ns: u64) -> Swept {
+pub fn sweep(dp: &mut Dataplane, view: &View, now_ns: u64) -> Swept {
     let default_timeouts = Timeouts::default();
     let mut swept = Swept::default();
     let mut live: HashMap<u32, ConnCounts> = HashMap::new();
     let mut persistent: HashSet<PersistKey> = HashSet::new();
     for (key, conn) in dp.conns() {
-        let vip = plan.vips.get(conn.vip_id as usize);
-        let t = vip.map_or(&default_timeouts, |v| &v.timeouts);
+        let vip = view.vips.get(&conn.vip_id);
+        let t = vip.map_or(&default_timeouts, |v| &v.0);
         if expired(&conn, t, now_ns) {
-            let reply = (conn.flags & CONN_F_NAT != 0)
-                .then(|| plan.backends.get(conn.backend_id as usize))
-                .flatten()
-                .map(|b| {
-                    let (addr, _) = addr_key(b.address.ip());
-                    reply_key(
-                        &key,
-                        addr,
-                        director_common::abi::wire_port(b.address.port()),
-                    )
-                });
-            dp.remove_conn(&key, reply.as_ref());
+            dp.remove_conn(&key, view.reply_of(&key, &conn).as_ref());
             swept.conns_expired += 1;
             continue;
         }
+        swept.conns_live += 1;
         let c = live.entry(conn.backend_id).or_default();
         if conn.state == State::Established as u8 {
             c.active += 1;
         } else {
             c.inactive += 1;
         }
-        if let Some(v) = vip.filter(|v| v.persistence.is_some()) {
+        if let Some(&(_, Some(_), prefix)) = vip {
             persistent.insert(PersistKey {
-                addr: hash::mask_addr(&key.src, v.info.persist_prefix),
+                addr: hash::mask_addr(&key.src, prefix),
                 vip_id: conn.vip_id,
                 family: key.family,
                 _pad: [0; 3],
             });
         }
     }
-    reconcile(dp, plan, &live);
+    reconcile(dp, view.backends.keys().copied(), &live);
 
     for (key, mut entry) in dp.persist_entries() {
         if persistent.contains(&key) {
@@ -108,10 +146,10 @@ pub fn sweep(dp: &mut Dataplane, plan: &Plan, now_ns: u64) -> Swept {
             let _ = dp.set_persist(&key, &entry);
             continue;
         }
-        let limit = plan
+        let limit = view
             .vips
-            .get(key.vip_id as usize)
-            .and_then(|v| v.persistence)
+            .get(&key.vip_id)
+            .and_then(|v| v.1)
             .unwrap_or(Duration::ZERO)
             .as_nanos() as u64;
         if now_ns.saturating_sub(entry.last_seen_ns) > limit {
@@ -122,21 +160,40 @@ pub fn sweep(dp: &mut Dataplane, plan: &Plan, now_ns: u64) -> Swept {
     swept
 }
 
+/// Removes every connection (and persistence) entry naming one of `ids`:
+/// a drained server's stragglers at its drain timeout, or a failed server's
+/// connections with `on_failure = "reset"`. Returns how many connections.
+pub fn expire_backends(dp: &mut Dataplane, view: &View, ids: &HashSet<u32>) -> usize {
+    let mut n = 0;
+    for (key, conn) in dp.conns() {
+        if ids.contains(&conn.backend_id) {
+            dp.remove_conn(&key, view.reply_of(&key, &conn).as_ref());
+            n += 1;
+        }
+    }
+    for (key, entry) in dp.persist_entries() {
+        if ids.contains(&entry.backend_id) {
+            dp.remove_persist(&key);
+        }
+    }
+    n
+}
+
 /// Sets each backend's released counts so that opened − released equals the
 /// connections actually in the table: covers entries this sweep expired and
 /// entries the LRU evicted. Connections opened while the table was walked
 /// make it briefly low; the next sweep corrects that.
-fn reconcile(dp: &mut Dataplane, plan: &Plan, live: &HashMap<u32, ConnCounts>) {
-    for b in &plan.backends {
-        let Ok(opened) = dp.opened_counts(b.id) else {
+fn reconcile(dp: &mut Dataplane, ids: impl Iterator<Item = u32>, live: &HashMap<u32, ConnCounts>) {
+    for id in ids {
+        let Ok(opened) = dp.opened_counts(id) else {
             continue;
         };
-        let now = live.get(&b.id).copied().unwrap_or_default();
+        let now = live.get(&id).copied().unwrap_or_default();
         let released = ConnCounts {
             active: opened.active.wrapping_sub(now.active),
             inactive: opened.inactive.wrapping_sub(now.inactive),
         };
-        let _ = dp.set_released(b.id, &released);
+        let _ = dp.set_released(id, &released);
     }
 }
 

@@ -1,9 +1,15 @@
-//! director's control plane: configuration, planning of the datapath's
-//! maps, loading and attaching the XDP program, and the run loop.
+//! director's control plane: configuration, health checks, the model of
+//! what the datapath should hold and its reconciliation, loading, pinning
+//! and attaching the XDP program, the control socket and the run loop.
 
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod dataplane;
 pub mod gc;
+pub mod health;
+pub mod model;
 pub mod neighbor;
 pub mod plan;
+pub mod ring_alloc;
+pub mod status;

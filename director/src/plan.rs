@@ -82,10 +82,46 @@ pub fn stable_key(addr: SocketAddr) -> u64 {
     h
 }
 
-/// The primary ring of a virtual server, as positions in `primaries`.
-fn ring(vs: &VirtualServer, primaries: &[&crate::config::RealServer]) -> Vec<u32> {
-    let weights: Vec<u32> = primaries.iter().map(|rs| rs.weight).collect();
-    match vs.scheduler {
+/// A real server as scheduling sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub id: u32,
+    pub address: SocketAddr,
+    /// Effective weight: 0 when it must take no new connections (weight 0,
+    /// failed health check, draining).
+    pub weight: u32,
+    pub backup: bool,
+}
+
+/// The three scheduling lists of a virtual server (see `VipInfo`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Lists {
+    pub ring: Vec<u32>,
+    pub members: Vec<u32>,
+    pub backups: Vec<u32>,
+}
+
+impl Lists {
+    pub fn len(&self) -> usize {
+        self.ring.len() + self.members.len() + self.backups.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Ring, members and backups back to back, as written to `RING`.
+    pub fn flat(&self) -> Vec<u32> {
+        [&self.ring[..], &self.members, &self.backups].concat()
+    }
+}
+
+/// Computes a virtual server's lists: policy lives here, the datapath only
+/// walks, hashes into or scans what this returns.
+pub fn lists(vs: &VirtualServer, servers: &[Member]) -> Lists {
+    let primaries: Vec<&Member> = servers.iter().filter(|m| !m.backup).collect();
+    let weights: Vec<u32> = primaries.iter().map(|m| m.weight).collect();
+    let positions = match vs.scheduler {
         Scheduler::Rr => {
             let equal: Vec<u32> = weights.iter().map(|&w| u32::from(w > 0)).collect();
             wrr::sequence(&equal, wrr::MAX_RING)
@@ -95,23 +131,98 @@ fn ring(vs: &VirtualServer, primaries: &[&crate::config::RealServer]) -> Vec<u32
         Scheduler::Mh => {
             let keyed: Vec<(u64, u32)> = primaries
                 .iter()
-                .map(|rs| (stable_key(rs.address), rs.weight))
+                .map(|m| (stable_key(m.address), m.weight))
                 .collect();
             maglev::table(&keyed, vs.mh_table_size)
         }
         Scheduler::Lc | Scheduler::Wlc => Vec::new(),
+    };
+    let taking = |backup: bool| -> Vec<u32> {
+        servers
+            .iter()
+            .filter(|m| m.backup == backup && m.weight > 0)
+            .map(|m| m.id)
+            .collect()
+    };
+    Lists {
+        ring: positions
+            .into_iter()
+            .map(|i| primaries[i as usize].id)
+            .collect(),
+        members: taking(false),
+        backups: taking(true),
+    }
+}
+
+pub fn vip_key(vs: &VirtualServer) -> VipKey {
+    let (addr, family) = addr_key(vs.address.ip());
+    VipKey {
+        addr,
+        port: wire_port(vs.address.port()),
+        proto: vs.protocol.as_u8(),
+        family,
+    }
+}
+
+/// The `VipInfo` of a virtual server whose lists are written at `base`.
+pub fn vip_info(vs: &VirtualServer, vip_id: u32, base: u32, lists: &Lists) -> VipInfo {
+    let mut flags = match vs.forward {
+        Forward::Nat => VIP_F_NAT,
+        Forward::Dr => VIP_F_DR,
+    };
+    if vs.hash_source_port {
+        flags |= VIP_F_HASH_PORT;
+    }
+    if vs.persistence.is_some() {
+        flags |= VIP_F_PERSIST;
+    }
+    if vs.scheduler == Scheduler::Mh {
+        flags |= VIP_F_MIDFLOW;
+    }
+    let sched = match vs.scheduler {
+        Scheduler::Rr | Scheduler::Wrr => SCHED_RING,
+        Scheduler::Sh | Scheduler::Mh => SCHED_HASH,
+        Scheduler::Lc => SCHED_LC,
+        Scheduler::Wlc => SCHED_WLC,
+    };
+    let ring_len = lists.ring.len() as u32;
+    let members_len = lists.members.len() as u32;
+    VipInfo {
+        vip_id,
+        flags,
+        sched,
+        ring_base: base,
+        ring_len,
+        members_base: base + ring_len,
+        members_len,
+        backup_base: base + ring_len + members_len,
+        backup_len: lists.backups.len() as u32,
+        persist_timeout_s: vs
+            .persistence
+            .map_or(0, |d| d.as_secs().min(u32::MAX as u64) as u32),
+        persist_prefix: vs.persistence_prefix(),
+        _pad: [0; 7],
     }
 }
 
 impl Plan {
+    /// The layout of a fresh start: ids in configuration order, every
+    /// server at its configured weight, lists back to back.
     pub fn new(config: &Config) -> Plan {
         let mut plan = Plan::default();
         for (vip_id, vs) in config.virtual_servers.iter().enumerate() {
             let vip_id = vip_id as u32;
-            let first = plan.backends.len() as u32;
+            let mut members = Vec::new();
             for rs in &vs.real_servers {
+                let id = plan.backends.len() as u32;
+                members.push(Member {
+                    id,
+                    address: rs.address,
+                    weight: rs.weight,
+                    backup: rs.backup,
+                });
                 plan.backends.push(PlannedBackend {
-                    id: plan.backends.len() as u32,
+                    id,
                     vip_id,
                     vip_name: vs.name.clone(),
                     address: rs.address,
@@ -120,80 +231,14 @@ impl Plan {
                     backup: rs.backup,
                 });
             }
-            let ids = |backup: bool| -> Vec<u32> {
-                (first..)
-                    .zip(&vs.real_servers)
-                    .filter(|(_, rs)| rs.backup == backup)
-                    .map(|(id, _)| id)
-                    .collect()
-            };
-            let (primary_ids, backup_ids) = (ids(false), ids(true));
-            let primaries: Vec<_> = vs.real_servers.iter().filter(|rs| !rs.backup).collect();
-            let taking = |list: &[u32]| -> Vec<u32> {
-                list.iter()
-                    .copied()
-                    .filter(|&id| plan.backends[id as usize].weight > 0)
-                    .collect()
-            };
-            let (members, backups) = (taking(&primary_ids), taking(&backup_ids));
-
-            let ring_base = plan.ring.len() as u32;
-            let ring: Vec<u32> = ring(vs, &primaries)
-                .into_iter()
-                .map(|i| primary_ids[i as usize])
-                .collect();
-            let ring_len = ring.len() as u32;
-            plan.ring.extend(ring);
-            let members_base = plan.ring.len() as u32;
-            plan.ring.extend(&members);
-            let backup_base = plan.ring.len() as u32;
-            plan.ring.extend(&backups);
-
-            let mut flags = match vs.forward {
-                Forward::Nat => VIP_F_NAT,
-                Forward::Dr => VIP_F_DR,
-            };
-            if vs.hash_source_port {
-                flags |= VIP_F_HASH_PORT;
-            }
-            if vs.persistence.is_some() {
-                flags |= VIP_F_PERSIST;
-            }
-            if vs.scheduler == Scheduler::Mh {
-                flags |= VIP_F_MIDFLOW;
-            }
-            let sched = match vs.scheduler {
-                Scheduler::Rr | Scheduler::Wrr => SCHED_RING,
-                Scheduler::Sh | Scheduler::Mh => SCHED_HASH,
-                Scheduler::Lc => SCHED_LC,
-                Scheduler::Wlc => SCHED_WLC,
-            };
-            let (addr, family) = addr_key(vs.address.ip());
+            let l = lists(vs, &members);
+            let info = vip_info(vs, vip_id, plan.ring.len() as u32, &l);
+            plan.ring.extend(l.flat());
             plan.vips.push(PlannedVip {
                 name: vs.name.clone(),
                 address: vs.address,
-                key: VipKey {
-                    addr,
-                    port: wire_port(vs.address.port()),
-                    proto: vs.protocol.as_u8(),
-                    family,
-                },
-                info: VipInfo {
-                    vip_id,
-                    flags,
-                    sched,
-                    ring_base,
-                    ring_len,
-                    members_base,
-                    members_len: members.len() as u32,
-                    backup_base,
-                    backup_len: backups.len() as u32,
-                    persist_timeout_s: vs
-                        .persistence
-                        .map_or(0, |d| d.as_secs().min(u32::MAX as u64) as u32),
-                    persist_prefix: vs.persistence_prefix(),
-                    _pad: [0; 7],
-                },
+                key: vip_key(vs),
+                info,
                 timeouts: vs.timeouts,
                 persistence: vs.persistence,
             });

@@ -130,13 +130,28 @@ fn nat_http_through_vip() {
     assert_all_succeed_everywhere(&lab, &tally, 30);
     assert_director_host_traffic_works(&lab);
 
-    // Contract: SIGTERM → detach and exit 0.
+    // Contract: SIGTERM → exit 0 and the pinned datapath keeps forwarding
+    // (hitless restart); `director teardown` then detaches it.
     let status = lab.stop_director().unwrap();
     assert!(status.success(), "director exited with {status} on SIGTERM");
+    let tally = lab.get_many(30, &[]);
+    assert_all_succeed_everywhere(&lab, &tally, 30);
+    let out = std::process::Command::new(director_tests::paths::director_bin())
+        .arg("teardown")
+        .arg("--pin-dir")
+        .arg(lab.pin_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "teardown: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         !xdp_attached(&lab, "eth0") && !xdp_attached(&lab, "eth1"),
-        "XDP still attached after exit"
+        "XDP still attached after teardown"
     );
+    assert!(!lab.pin_dir().exists(), "pins left after teardown");
 }
 
 #[test]

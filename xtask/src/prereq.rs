@@ -15,9 +15,9 @@ use crate::{
     run,
 };
 
-/// Debian packages the netns lab needs. Later work adds here
-/// (wrk, nginx-light, netsniff-ng, nftables, haproxy).
-pub const LAB_PACKAGES: &[&str] = &["iproute2", "ethtool", "curl"];
+/// Debian packages the netns lab needs (wrk: load for the control-plane tests). Later
+/// work adds here (nginx-light, netsniff-ng, nftables, haproxy).
+pub const LAB_PACKAGES: &[&str] = &["iproute2", "ethtool", "curl", "wrk"];
 
 /// bpf-linker must use the LLVM major of the nightly rustc; 0.13.0 offers features
 /// `llvm-21`, `llvm-22` and `llvm-23`.

@@ -5,8 +5,8 @@
 //! byte spans (`raw`), then checked and converted (`validate`). Syntax and
 //! shape errors (unknown key, wrong type, missing key) come from toml and
 //! stop parsing; semantic errors are all collected and reported together in
-//! file order. Features that are parsed but not applied by this version
-//! produce warnings rather than being silently ignored.
+//! file order. Keys that have no effect where they are set produce
+//! warnings rather than being silently ignored.
 
 mod raw;
 #[cfg(test)]
@@ -125,6 +125,20 @@ lowercase_display!(Scheduler {
     Mh => "mh",
 });
 lowercase_display!(Forward { Nat => "nat", Dr => "dr" });
+/// What happens to a failed real server's existing connections.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// They stay on the server (it only stops taking new ones), as IPVS
+    /// does by default: a flapping check does not cut live sessions.
+    #[default]
+    Keep,
+    /// They are reset, so that clients reconnect to a healthy server at
+    /// once instead of waiting on a dead one.
+    Reset,
+}
+
+lowercase_display!(OnFailure { Keep => "keep", Reset => "reset" });
 lowercase_display!(CheckKind {
     Tcp => "tcp",
     Http => "http",
@@ -203,9 +217,11 @@ pub struct VirtualServer {
     /// Maglev table size (prime); only meaningful with [`Scheduler::Mh`],
     /// [`DEFAULT_MH_TABLE_SIZE`] otherwise.
     pub mh_table_size: u32,
-    /// Parsed, not applied yet (a warning says so).
+    /// How long a removed or drained real server keeps its existing
+    /// connections before they are expired (default 30 s).
     pub drain_timeout: Option<Duration>,
-    /// Parsed, not applied yet (a warning says so).
+    /// The check of every real server that has no check of its own (see
+    /// [`VirtualServer::check_for`]).
     pub health_check: Option<HealthCheck>,
     pub real_servers: Vec<RealServer>,
 }
@@ -219,6 +235,17 @@ impl VirtualServer {
         } else {
             self.persistence_netmask6.unwrap_or(128)
         }
+    }
+
+    /// The check that applies to `rs`: its own `health_check` table if it
+    /// has one (which replaces the virtual server's, it is not merged with
+    /// it), else the virtual server's. None when the server is not checked,
+    /// including `kind = "none"` at either level.
+    pub fn check_for<'a>(&'a self, rs: &'a RealServer) -> Option<&'a HealthCheck> {
+        rs.health_check
+            .as_ref()
+            .or(self.health_check.as_ref())
+            .filter(|check| check.kind != CheckKind::None)
     }
 }
 
@@ -261,20 +288,46 @@ pub struct RealServer {
     pub max_connections: u32,
     /// Takes new connections only when no primary (non-backup) server can.
     pub backup: bool,
+    /// `[virtual_server.real_server.health_check]`: replaces the virtual
+    /// server's check for this server.
+    pub health_check: Option<HealthCheck>,
 }
 
-/// `[virtual_server.health_check]`.
+/// `[virtual_server.health_check]` or
+/// `[virtual_server.real_server.health_check]`. The kind-specific fields are
+/// None for the other kinds; for their own kind, those with a default hold
+/// it, so the struct says exactly what is checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HealthCheck {
     pub kind: CheckKind,
+    /// http: the path requested ([`DEFAULT_HTTP_PATH`]).
     pub path: Option<String>,
-    /// Inclusive range of accepted HTTP status codes.
+    /// http: inclusive range of accepted status codes
+    /// ([`DEFAULT_EXPECT_STATUS`]).
     pub expect_status: Option<(u16, u16)>,
+    /// Time between the starts of two probes.
     pub interval: Duration,
+    /// Longest a probe may take; a slower one fails. At most `interval`.
     pub timeout: Duration,
+    /// Consecutive successes that bring a down server up.
     pub rise: u32,
+    /// Consecutive failures that bring an up server down.
     pub fall: u32,
+    /// Probe this port instead of the real server's.
     pub port: Option<u16>,
+    /// http: a substring the first [`MAX_CHECK_BODY`] bytes of the body
+    /// must contain.
+    pub expect_body: Option<String>,
+    /// http: the Host header; None sends the probed address.
+    pub host: Option<String>,
+    /// udp: the datagram sent ([`DEFAULT_UDP_PAYLOAD`]).
+    pub payload: Option<String>,
+    /// udp: a substring the reply must contain; None accepts any reply.
+    pub expect: Option<String>,
+    /// exec: the program and its arguments (required, non-empty).
+    pub command: Option<Vec<String>>,
+    /// What happens to the existing connections of a server that fails.
+    pub on_failure: OnFailure,
 }
 
 /// Health check defaults when the keys are absent.
@@ -282,6 +335,14 @@ pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 pub const DEFAULT_CHECK_RISE: u32 = 2;
 pub const DEFAULT_CHECK_FALL: u32 = 3;
+pub const DEFAULT_HTTP_PATH: &str = "/";
+pub const DEFAULT_EXPECT_STATUS: (u16, u16) = (200, 399);
+pub const DEFAULT_UDP_PAYLOAD: &str = "ping";
+/// Bytes of an HTTP body searched for `expect_body`, and of a UDP reply
+/// searched for `expect`.
+pub const MAX_CHECK_BODY: usize = 64 * 1024;
+/// Largest UDP `payload`: the most one IPv4 datagram carries.
+pub const MAX_UDP_PAYLOAD: usize = 65_507;
 
 /// Severity of a [`Diagnostic`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

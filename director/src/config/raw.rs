@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use serde_spanned::Spanned;
 
-use super::{CheckKind, Forward, Protocol, Scheduler, XdpMode};
+use super::{CheckKind, Forward, OnFailure, Protocol, Scheduler, XdpMode};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -56,6 +56,12 @@ pub(super) struct HealthCheck {
     pub rise: Option<Spanned<i64>>,
     pub fall: Option<Spanned<i64>>,
     pub port: Option<Spanned<i64>>,
+    pub expect_body: Option<Spanned<String>>,
+    pub host: Option<Spanned<String>>,
+    pub payload: Option<Spanned<String>>,
+    pub expect: Option<Spanned<String>>,
+    pub command: Option<Spanned<Vec<Spanned<String>>>>,
+    pub on_failure: Option<Spanned<OnFailure>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,4 +71,5 @@ pub(super) struct RealServer {
     pub weight: Option<Spanned<i64>>,
     pub max_connections: Option<Spanned<i64>>,
     pub backup: Option<Spanned<bool>>,
+    pub health_check: Option<Spanned<HealthCheck>>,
 }

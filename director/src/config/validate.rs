@@ -17,10 +17,11 @@ use serde_spanned::Spanned;
 
 use super::{
     CheckKind, Config, DEFAULT_CHECK_FALL, DEFAULT_CHECK_INTERVAL, DEFAULT_CHECK_RISE,
-    DEFAULT_CHECK_TIMEOUT, DEFAULT_CONNTRACK_MAX, DEFAULT_MH_TABLE_SIZE, DEFAULT_TCP_FIN_TIMEOUT,
-    DEFAULT_TCP_TIMEOUT, DEFAULT_UDP_TIMEOUT, Diagnostic, DirectorSection, Forward, HealthCheck,
-    MAX_CONNTRACK_MAX, MAX_IFNAME_LEN, MAX_MH_TABLE_SIZE, MAX_NAME_LEN, MAX_REAL_SERVERS,
-    MAX_TIMEOUT, MAX_WEIGHT, MH_SLOTS_PER_SERVER, MIN_MH_TABLE_SIZE, Protocol, RealServer,
+    DEFAULT_CHECK_TIMEOUT, DEFAULT_CONNTRACK_MAX, DEFAULT_EXPECT_STATUS, DEFAULT_HTTP_PATH,
+    DEFAULT_MH_TABLE_SIZE, DEFAULT_TCP_FIN_TIMEOUT, DEFAULT_TCP_TIMEOUT, DEFAULT_UDP_PAYLOAD,
+    DEFAULT_UDP_TIMEOUT, Diagnostic, DirectorSection, Forward, HealthCheck, MAX_CONNTRACK_MAX,
+    MAX_IFNAME_LEN, MAX_MH_TABLE_SIZE, MAX_NAME_LEN, MAX_REAL_SERVERS, MAX_TIMEOUT,
+    MAX_UDP_PAYLOAD, MAX_WEIGHT, MH_SLOTS_PER_SERVER, MIN_MH_TABLE_SIZE, Protocol, RealServer,
     Scheduler, Severity, Timeouts, VirtualServer, position, raw,
 };
 
@@ -105,13 +106,6 @@ impl Checker<'_> {
 
     fn warning(&mut self, span: Range<usize>, message: impl Into<String>) {
         self.push(span, Severity::Warning, message.into());
-    }
-
-    fn not_applied<T>(&mut self, key: &str, value: &Spanned<T>) {
-        self.warning(
-            value.span(),
-            format!("{key} is parsed but not applied yet by this version"),
-        );
     }
 
     /// An integer in `lo..=hi`, or an error naming `key` and the range.
@@ -420,15 +414,11 @@ impl Checker<'_> {
                 None
             }
         });
-        let drain_timeout = raw.drain_timeout.as_ref().and_then(|d| {
-            let v = self.duration("drain_timeout", d);
-            self.not_applied("drain_timeout", d);
-            v
-        });
-        let health_check = raw.health_check.map(|hc| {
-            self.not_applied("health_check", &hc);
-            self.health_check(hc.into_inner())
-        });
+        let drain_timeout = raw
+            .drain_timeout
+            .as_ref()
+            .and_then(|d| self.duration("drain_timeout", d));
+        let health_check = raw.health_check.map(|hc| self.health_check(hc));
 
         let mut seen: HashMap<SocketAddr, Pos> = HashMap::new();
         let real_servers: Vec<RealServer> = raw
@@ -554,37 +544,39 @@ impl Checker<'_> {
             .and_then(|m| self.int_in("max_connections", m, 0, u32::MAX.into()))
             .map_or(0, |v| v as u32);
         let backup = raw.backup.as_ref().is_some_and(|b| *b.get_ref());
+        let health_check = raw.health_check.map(|hc| self.health_check(hc));
         RealServer {
             address: address.unwrap_or(BAD_ADDR),
             weight,
             max_connections,
             backup,
+            health_check,
         }
     }
 
-    fn health_check(&mut self, raw: raw::HealthCheck) -> HealthCheck {
+    /// Checks a `health_check` table, of a virtual server or of a real
+    /// server (the same keys and rules).
+    fn health_check(&mut self, raw: Spanned<raw::HealthCheck>) -> HealthCheck {
+        let header = raw.span();
+        let raw = raw.into_inner();
         let kind = *raw.kind.get_ref();
+
         let path = raw.path.as_ref().map(|p| {
-            if kind != CheckKind::Http {
-                self.error(
-                    p.span(),
-                    format!("path only applies to kind = \"http\", not \"{kind}\""),
-                );
-            } else if !p.get_ref().starts_with('/') {
-                self.error(
-                    p.span(),
-                    format!("path {:?} must start with '/'", p.get_ref()),
-                );
+            if self.for_kind("path", p, kind, CheckKind::Http) {
+                let path = p.get_ref();
+                if !path.starts_with('/') {
+                    self.error(p.span(), format!("path {path:?} must start with '/'"));
+                } else if let Some(c) = path.chars().find(|c| c.is_whitespace() || c.is_control()) {
+                    self.error(
+                        p.span(),
+                        format!("path {path:?} contains {c:?}; percent-encode it"),
+                    );
+                }
             }
             p.get_ref().clone()
         });
         let expect_status = raw.expect_status.as_ref().and_then(|s| {
-            if kind != CheckKind::Http {
-                self.error(
-                    s.span(),
-                    format!("expect_status only applies to kind = \"http\", not \"{kind}\""),
-                );
-            }
+            self.for_kind("expect_status", s, kind, CheckKind::Http);
             match parse_status_range(s.get_ref()) {
                 Ok(range) => Some(range),
                 Err(why) => {
@@ -593,6 +585,70 @@ impl Checker<'_> {
                 }
             }
         });
+        let expect_body = raw.expect_body.as_ref().map(|b| {
+            if self.for_kind("expect_body", b, kind, CheckKind::Http) {
+                self.not_empty("expect_body", b);
+            }
+            b.get_ref().clone()
+        });
+        let host = raw.host.as_ref().map(|h| {
+            if self.for_kind("host", h, kind, CheckKind::Http) {
+                let host = h.get_ref();
+                if host.is_empty() {
+                    self.error(h.span(), "host must not be empty");
+                } else if let Some(c) = host.chars().find(|c| c.is_whitespace() || c.is_control()) {
+                    self.error(h.span(), format!("host {host:?} contains {c:?}"));
+                }
+            }
+            h.get_ref().clone()
+        });
+        let payload = raw.payload.as_ref().map(|p| {
+            if self.for_kind("payload", p, kind, CheckKind::Udp)
+                && p.get_ref().len() > MAX_UDP_PAYLOAD
+            {
+                self.error(
+                    p.span(),
+                    format!(
+                        "payload must be at most {MAX_UDP_PAYLOAD} bytes, got {}",
+                        p.get_ref().len()
+                    ),
+                );
+            }
+            p.get_ref().clone()
+        });
+        let expect = raw.expect.as_ref().map(|e| {
+            if self.for_kind("expect", e, kind, CheckKind::Udp) {
+                self.not_empty("expect", e);
+            }
+            e.get_ref().clone()
+        });
+        let command = raw.command.as_ref().map(|c| {
+            if self.for_kind("command", c, kind, CheckKind::Exec) {
+                match c.get_ref().first() {
+                    None => self.error(
+                        c.span(),
+                        "command must not be empty, expected e.g. [\"/usr/local/bin/check\", \"--fast\"]",
+                    ),
+                    Some(program) if program.get_ref().is_empty() => {
+                        self.error(program.span(), "the program of command must not be empty");
+                    }
+                    Some(_) => {}
+                }
+                for arg in c.get_ref() {
+                    if arg.get_ref().contains('\0') {
+                        self.error(arg.span(), "command arguments must not contain NUL");
+                    }
+                }
+            }
+            c.get_ref().iter().map(|a| a.get_ref().clone()).collect::<Vec<_>>()
+        });
+        if kind == CheckKind::Exec && raw.command.is_none() {
+            self.error(
+                header,
+                "kind = \"exec\" requires command, e.g. command = [\"/usr/local/bin/check\", \"--fast\"]",
+            );
+        }
+
         let interval = raw
             .interval
             .as_ref()
@@ -638,15 +694,75 @@ impl Checker<'_> {
             .as_ref()
             .and_then(|p| self.int_in("port", p, 1, u16::MAX.into()))
             .map(|v| v as u16);
+        let on_failure = raw
+            .on_failure
+            .as_ref()
+            .map(|o| *o.get_ref())
+            .unwrap_or_default();
+
+        if kind == CheckKind::None {
+            // Valid values, but nothing reads them: say so rather than
+            // let a reader believe the server is checked.
+            let ignored = [
+                ("interval", raw.interval.as_ref().map(Spanned::span)),
+                ("timeout", raw.timeout.as_ref().map(Spanned::span)),
+                ("rise", raw.rise.as_ref().map(Spanned::span)),
+                ("fall", raw.fall.as_ref().map(Spanned::span)),
+                ("port", raw.port.as_ref().map(Spanned::span)),
+                ("on_failure", raw.on_failure.as_ref().map(Spanned::span)),
+            ];
+            for (key, span) in ignored {
+                if let Some(span) = span {
+                    self.warning(
+                        self.key_span(span),
+                        format!("{key} has no effect with kind = \"none\""),
+                    );
+                }
+            }
+        }
+
+        let http = kind == CheckKind::Http;
+        let udp = kind == CheckKind::Udp;
         HealthCheck {
             kind,
-            path,
-            expect_status,
+            path: path.or_else(|| http.then(|| DEFAULT_HTTP_PATH.to_owned())),
+            expect_status: expect_status.or(http.then_some(DEFAULT_EXPECT_STATUS)),
             interval,
             timeout,
             rise,
             fall,
             port,
+            expect_body,
+            host,
+            payload: payload.or_else(|| udp.then(|| DEFAULT_UDP_PAYLOAD.to_owned())),
+            expect,
+            command,
+            on_failure,
+        }
+    }
+
+    /// Whether `key`, which belongs to checks of kind `wanted`, may be set
+    /// on a check of kind `kind`; an error if not.
+    fn for_kind<T>(
+        &mut self,
+        key: &str,
+        value: &Spanned<T>,
+        kind: CheckKind,
+        wanted: CheckKind,
+    ) -> bool {
+        if kind == wanted {
+            return true;
+        }
+        self.error(
+            value.span(),
+            format!("{key} only applies to kind = \"{wanted}\", not \"{kind}\""),
+        );
+        false
+    }
+
+    fn not_empty(&mut self, key: &str, value: &Spanned<String>) {
+        if value.get_ref().is_empty() {
+            self.error(value.span(), format!("{key} must not be empty"));
         }
     }
 }

@@ -128,7 +128,26 @@ pub fn sweep_stale() -> Vec<String> {
     for name in &stale {
         netns::delete(name);
     }
+    sweep_stale_pins();
     stale
+}
+
+/// Pinned datapaths (`/sys/fs/bpf/dl<pid>-<n>`) of labs whose process died:
+/// a director leaves its maps pinned when it stops.
+fn sweep_stale_pins() {
+    let Ok(dir) = std::fs::read_dir("/sys/fs/bpf") else {
+        return;
+    };
+    for entry in dir.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_prefix("dl")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The director under test, run in the lab's `dir` namespace.
 
-use std::fs::File;
+use std::fs::OpenOptions;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
@@ -54,9 +55,16 @@ pub struct Director {
 
 impl Director {
     /// Starts `bin run --config <config>` in `ns` under `nsenter --net` (not `ip netns
-    /// exec`, which would hide the host's /sys/fs/bpf). Text configs are written to
-    /// `dir/director.toml`; output goes to `dir/director.log`.
-    pub fn spawn(bin: &Path, ns: &NetNs, config: DirectorConfig, dir: &Path) -> Result<Self> {
+    /// exec`, which would hide the host's /sys/fs/bpf), pinning under `pins` and
+    /// serving its control socket at `dir/director.sock`. Text configs are written to
+    /// `dir/director.toml`; output is appended to `dir/director.log`.
+    pub fn spawn(
+        bin: &Path,
+        ns: &NetNs,
+        config: DirectorConfig,
+        dir: &Path,
+        pins: &Path,
+    ) -> Result<Self> {
         let config = match config {
             DirectorConfig::File(path) => path,
             DirectorConfig::Text(text) => {
@@ -65,13 +73,27 @@ impl Director {
                 path
             }
         };
+        // Appended to, so the log of a restarted director keeps its predecessors' runs.
         let log = dir.join("director.log");
-        let out = File::create(&log).with_context(|| format!("create {}", log.display()))?;
+        let mut out = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .with_context(|| format!("open {}", log.display()))?;
+        writeln!(
+            out,
+            "---- director-tests: director run --config {} ----",
+            config.display()
+        )?;
         let mut cmd = Command::new("nsenter");
         cmd.arg(format!("--net={}", ns.path().display()))
             .arg(bin)
             .args(["run", "--config"])
             .arg(&config)
+            .arg("--pin-dir")
+            .arg(pins)
+            .arg("--socket")
+            .arg(dir.join("director.sock"))
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out);
@@ -81,6 +103,11 @@ impl Director {
 
     pub fn pid(&self) -> u32 {
         self.child.pid()
+    }
+
+    /// Its control socket (for `director status --socket`).
+    pub fn socket(&self) -> PathBuf {
+        self.log.with_file_name("director.sock")
     }
 
     pub fn config_path(&self) -> &Path {
@@ -99,6 +126,11 @@ impl Director {
     /// SIGTERM, up to [`STOP_GRACE`], then SIGKILL.
     pub fn stop(&mut self) -> Result<ExitStatus> {
         self.child.stop()
+    }
+
+    /// SIGKILL by pid (no grace period), then reap.
+    pub fn kill(&mut self) -> Result<ExitStatus> {
+        self.child.kill()
     }
 
     /// The last `lines` lines of its output.

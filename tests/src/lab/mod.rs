@@ -23,6 +23,7 @@ pub mod director;
 pub mod netns;
 pub mod process;
 pub mod topology;
+pub mod wrk;
 pub mod xdp;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpStream};
@@ -39,6 +40,7 @@ pub use director::{Director, DirectorConfig};
 pub use netns::NetNs;
 pub use process::ChildGuard;
 pub use topology::{Addressing, Mode, NAT_UDP_PORT, Namespaces, UDP_VIP, UDP_VIP6, VIP, VIP6};
+pub use wrk::{Wrk, WrkReport};
 
 use crate::http::{self, Tally, Timeouts};
 use crate::udp;
@@ -188,6 +190,7 @@ pub struct Lab {
     xdp_links: Vec<std::os::fd::OwnedFd>,
     namespaces: Namespaces,
     tmp: Option<tempfile::TempDir>,
+    server_bin: PathBuf,
 }
 
 static NEXT_LAB: AtomicUsize = AtomicUsize::new(0);
@@ -224,6 +227,7 @@ impl Lab {
             xdp_links: built.xdp_links,
             namespaces: built.namespaces,
             tmp: Some(tmp),
+            server_bin: spec.server_bin.clone(),
         };
         lab.start_servers(&spec.server_bin)?;
         Ok(lab)
@@ -393,6 +397,23 @@ impl Lab {
         self.in_client(|| udp::many(n, src, first_port, dst, &udp::Retry::default()))
     }
 
+    /// Starts `wrk` in the client namespace: `threads` threads keeping `connections`
+    /// keep-alive connections busy with `GET /` on the VIP for `duration` (whole
+    /// seconds, at most 60). Not waited for: see [`Wrk::wait`]; dropped unwaited, it is
+    /// killed by pid.
+    pub fn start_wrk(&self, threads: u32, connections: u32, duration: Duration) -> Wrk {
+        let url = format!("http://{}/", self.vip());
+        Wrk::spawn(
+            &self.namespaces.client,
+            self.temp_dir(),
+            threads,
+            connections,
+            duration,
+            &url,
+        )
+        .unwrap_or_else(|e| panic!("start wrk: {e:#}"))
+    }
+
     /// Puts the VIP on the director namespace's `lo` (director must work either way).
     pub fn add_vip_on_director(&self) {
         let vip = format!("{}/32", self.addressing.vip.ip());
@@ -400,6 +421,14 @@ impl Lab {
             .dir
             .ip(&["addr", "add", &vip, "dev", "lo"])
             .unwrap_or_else(|e| panic!("{e:#}"));
+    }
+
+    /// The lab's scratch directory (configs, logs).
+    /// Where this lab's director pins its maps and links (on the host's bpffs). The
+    /// pins outlive a stopped or killed director, so the next [`Lab::start_director`]
+    /// adopts them; they are removed only when the lab drops.
+    pub fn pin_dir(&self) -> PathBuf {
+        PathBuf::from("/sys/fs/bpf").join(&self.id)
     }
 
     /// The lab's scratch directory (configs, logs).
@@ -445,13 +474,57 @@ impl Lab {
             let _ = old.stop();
         }
         let dir = self.temp_dir().to_path_buf();
+        let pins = self.pin_dir();
         self.director = Some(Director::spawn(
             &self.director_bin,
             &self.namespaces.dir,
             config.into(),
             &dir,
+            &pins,
         )?);
-        self.wait_for(probe, DIRECTOR_READY_TIMEOUT)
+        let deadline = Instant::now() + DIRECTOR_READY_TIMEOUT;
+        self.wait_for(probe, DIRECTOR_READY_TIMEOUT)?;
+        // A pinned datapath of a previous run forwards before the new director is up:
+        // ready means its control socket answers too.
+        self.wait_for_control(deadline.saturating_duration_since(Instant::now()))
+    }
+
+    /// Polls `director status --socket …` until it succeeds. Fails early if the
+    /// director exits; errors carry the director's log tail.
+    pub fn wait_for_control(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let Some(d) = self.director.as_mut() else {
+                bail!("no director started");
+            };
+            if let Some(status) = d.try_wait() {
+                bail!(
+                    "director exited early ({status}); log tail:\n{}",
+                    d.log_tail(LOG_TAIL_LINES)
+                );
+            }
+            let out = Command::new(&self.director_bin)
+                .arg("status")
+                .arg("--socket")
+                .arg(d.socket())
+                .stdin(Stdio::null())
+                .output()
+                .with_context(|| format!("run {} status", self.director_bin.display()))?;
+            if out.status.success() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "director's control socket {} not answering within {timeout:?} ({}: {}); \
+                     director log tail:\n{}",
+                    d.socket().display(),
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim(),
+                    d.log_tail(LOG_TAIL_LINES)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Polls `GET /` through the VIP from the client until it succeeds. Fails early if
@@ -494,6 +567,19 @@ impl Lab {
         Some(d.stop().unwrap_or_else(|e| panic!("{e:#}")))
     }
 
+    /// SIGKILLs the director by pid (a crash: it cannot clean anything up) and returns
+    /// how it exited. Its pinned datapath stays, as after [`Lab::stop_director`].
+    pub fn kill_director(&mut self) -> Option<ExitStatus> {
+        let mut d = self.director.take()?;
+        Some(d.kill().unwrap_or_else(|e| panic!("{e:#}")))
+    }
+
+    /// The `director` binary this lab runs (also the control client: `director status
+    /// --socket …`).
+    pub fn director_bin(&self) -> &Path {
+        &self.director_bin
+    }
+
     pub fn director(&self) -> Option<&Director> {
         self.director.as_ref()
     }
@@ -521,6 +607,28 @@ impl Lab {
             "lab server binary not found at {}",
             server_bin.display()
         );
+        self.server_bin = server_bin.to_path_buf();
+        for i in 0..self.addressing.real_servers.len() {
+            let guard = self.spawn_server(i)?;
+            self.servers.push(guard);
+        }
+        for i in 0..self.servers.len() {
+            self.wait_for_server(i)?;
+        }
+        Ok(())
+    }
+
+    /// Starts the lab server for real server `i` (0-based) in its namespace, its output
+    /// appended to `rs{i+1}.log`.
+    fn spawn_server(&self, i: usize) -> Result<ChildGuard> {
+        let name = format!("rs{}", i + 1);
+        let addr = self.addressing.real_servers[i];
+        let log_path = self.temp_dir().join(format!("{name}.log"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("open {}", log_path.display()))?;
         // HTTP: dual-stack wildcard. UDP: dual-stack wildcard in NAT; in DR the VIPs
         // themselves, so that answers leave from the VIP (see the topology docs).
         let a = &self.addressing;
@@ -528,30 +636,55 @@ impl Lab {
             Mode::Nat => vec![format!("[::]:{NAT_UDP_PORT}")],
             Mode::Dr => vec![a.udp_vip.to_string(), a.udp_vip6.to_string()],
         };
-        for (i, addr) in a.real_servers.clone().into_iter().enumerate() {
-            let name = format!("rs{}", i + 1);
-            let log_path = self.temp_dir().join(format!("{name}.log"));
-            let log = std::fs::File::create(&log_path)?;
-            let mut cmd = self.namespaces.rs[i].command(server_bin);
-            cmd.args([
-                "--name",
-                &name,
-                "--listen",
-                &format!("[::]:{}", addr.port()),
-            ]);
-            for u in &udp {
-                cmd.args(["--udp", u]);
-            }
-            cmd.stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log);
-            self.servers
-                .push(ChildGuard::spawn(&name, cmd, Duration::ZERO)?);
+        let mut cmd = self.namespaces.rs[i].command(&self.server_bin);
+        cmd.args([
+            "--name",
+            &name,
+            "--listen",
+            &format!("[::]:{}", addr.port()),
+        ]);
+        for u in &udp {
+            cmd.args(["--udp", u]);
         }
-        for i in 0..self.servers.len() {
-            self.wait_for_server(i)?;
-        }
-        Ok(())
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        ChildGuard::spawn(&name, cmd, Duration::ZERO)
+    }
+
+    /// The index of real server `n` (1-based, `rs{n}`); panics when out of range.
+    fn server_index(&self, n: usize) -> usize {
+        assert!(
+            (1..=self.servers.len()).contains(&n),
+            "no real server {n} (lab has {})",
+            self.servers.len()
+        );
+        n - 1
+    }
+
+    /// The pid of real server `n`'s (1-based) HTTP server process.
+    pub fn server_pid(&self, n: usize) -> u32 {
+        self.servers[self.server_index(n)].pid()
+    }
+
+    /// SIGKILLs real server `n`'s (1-based) HTTP server process by pid and reaps it: a
+    /// crash. Its namespace and address stay, so connections to it are refused until
+    /// [`Lab::restart_server`].
+    pub fn kill_server(&mut self, n: usize) -> ExitStatus {
+        let i = self.server_index(n);
+        self.servers[i]
+            .kill()
+            .unwrap_or_else(|e| panic!("kill rs{n}: {e:#}"))
+    }
+
+    /// Starts real server `n` (1-based) again, same name and address, after
+    /// [`Lab::kill_server`] (a running one is killed first), and waits until it
+    /// accepts connections.
+    pub fn restart_server(&mut self, n: usize) -> Result<()> {
+        let i = self.server_index(n);
+        self.servers[i].kill()?;
+        self.servers[i] = self.spawn_server(i)?;
+        self.wait_for_server(i)
     }
 
     /// Waits until real server `i` accepts connections (checked inside its namespace).
@@ -607,6 +740,8 @@ impl Drop for Lab {
         drop(self.director.take());
         self.servers.clear();
         self.xdp_links.clear();
+        // The director leaves its datapath pinned when it stops: remove it.
+        let _ = std::fs::remove_dir_all(self.pin_dir());
         // `namespaces` (deleted by their guards) and `tmp` drop after this.
     }
 }

@@ -61,6 +61,40 @@ impl ChildGuard {
         self.status
     }
 
+    /// SIGKILL (by pid) and reap, however long the grace period: a crash, not a stop.
+    pub fn kill(&mut self) -> Result<ExitStatus> {
+        if let Some(status) = self.try_wait() {
+            cleanup::untrack_process(self.pid());
+            return Ok(status);
+        }
+        if !cleanup::untrack_process(self.pid()) {
+            anyhow::bail!("{} is being stopped by the signal handler", self.name);
+        }
+        let _ = kill(Pid::from_raw(self.pid() as i32), Signal::SIGKILL);
+        let status = self
+            .child
+            .wait()
+            .with_context(|| format!("wait for {}", self.name))?;
+        self.status = Some(status);
+        Ok(status)
+    }
+
+    /// Waits up to `timeout` for the child to exit on its own; `None` if it is still
+    /// running then (it is not stopped: the guard still owns it).
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.try_wait() {
+                cleanup::untrack_process(self.pid());
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Stops the child as described on the type and returns how it exited.
     pub fn stop(&mut self) -> Result<ExitStatus> {
         if let Some(status) = self.try_wait() {
