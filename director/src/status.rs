@@ -121,6 +121,35 @@ fn human(v: f64) -> String {
     }
 }
 
+/// One table row: the columns after the name, shared by virtual and real
+/// servers.
+#[allow(clippy::too_many_arguments)]
+fn row(
+    o: &mut String,
+    lead: &str,
+    name: &str,
+    col2: &str,
+    weight: &str,
+    active: u64,
+    inactive: u64,
+    state: &str,
+    t: &Counters,
+    r: &Rates,
+    tail: &str,
+) {
+    let _ = writeln!(
+        o,
+        "{lead}{name:<28} {col2:<7} {weight:>6} {active:>7} {inactive:>8} {state:>9} {:>8} {:>8} {:>8} {:>8} {:>6} {:>7} {:>7}{tail}",
+        human(t.conns as f64),
+        human(t.packets_in as f64),
+        human(t.packets_out as f64),
+        human(t.bytes_in as f64),
+        human(r.cps),
+        human(r.pps_in),
+        human(r.pps_out),
+    );
+}
+
 /// The `ipvsadm -L -n --stats --rate` view, with health and drain state.
 pub fn render_text(s: &Status) -> String {
     let mut o = String::new();
@@ -154,28 +183,23 @@ pub fn render_text(s: &Status) -> String {
             (Some(p), _) => format!(" persistent {p}"),
             _ => String::new(),
         };
-        let _ = writeln!(
-            o,
-            "{:<4} {:<28} {:<7} {:>6} {:>7} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>6} {:>7} {:>7}  {}{}",
-            vs.protocol.to_uppercase(),
-            vs.address,
-            vs.scheduler,
+        let lead = format!("{:<4} ", vs.protocol.to_uppercase());
+        let tail = format!("  {}{flags}", vs.name);
+        row(
+            &mut o,
+            &lead,
+            &vs.address,
+            &vs.scheduler,
             "",
             vs.active,
             vs.inactive,
             "",
-            human(vs.totals.conns as f64),
-            human(vs.totals.packets_in as f64),
-            human(vs.totals.packets_out as f64),
-            human(vs.totals.bytes_in as f64),
-            human(vs.rates.cps),
-            human(vs.rates.pps_in),
-            human(vs.rates.pps_out),
-            vs.name,
-            flags
+            &vs.totals,
+            &vs.rates,
+            &tail,
         );
+        let method = if vs.forward == "nat" { "Masq" } else { "Route" };
         for rs in &vs.real_servers {
-            let method = if vs.forward == "nat" { "Masq" } else { "Route" };
             let mut state = rs.health.clone();
             if rs.draining {
                 state += ",drain";
@@ -183,22 +207,19 @@ pub fn render_text(s: &Status) -> String {
             if rs.backup {
                 state += ",backup";
             }
-            let _ = writeln!(
-                o,
-                "  -> {:<28} {:<7} {:>6} {:>7} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>6} {:>7} {:>7}",
-                rs.address,
+            let weight = rs.weight.to_string();
+            row(
+                &mut o,
+                "  -> ",
+                &rs.address,
                 method,
-                rs.weight,
+                &weight,
                 rs.active,
                 rs.inactive,
-                state,
-                human(rs.totals.conns as f64),
-                human(rs.totals.packets_in as f64),
-                human(rs.totals.packets_out as f64),
-                human(rs.totals.bytes_in as f64),
-                human(rs.rates.cps),
-                human(rs.rates.pps_in),
-                human(rs.rates.pps_out),
+                &state,
+                &rs.totals,
+                &rs.rates,
+                "",
             );
         }
     }

@@ -402,7 +402,7 @@ impl Checker<'_> {
             }
             let v = *m.get_ref();
             let range = i64::from(MIN_MH_TABLE_SIZE)..=i64::from(MAX_MH_TABLE_SIZE);
-            if range.contains(&v) && is_prime(v as u32) {
+            if range.contains(&v) && director_common::maglev::is_prime(v as u32) {
                 Some(v as u32)
             } else {
                 self.error(
@@ -765,25 +765,6 @@ impl Checker<'_> {
             self.error(value.span(), format!("{key} must not be empty"));
         }
     }
-}
-
-/// Trial division; table sizes are at most about a million.
-fn is_prime(n: u32) -> bool {
-    if n < 4 {
-        return n >= 2;
-    }
-    if n.is_multiple_of(2) || n.is_multiple_of(3) {
-        return false;
-    }
-    let n = u64::from(n);
-    let mut d = 5u64;
-    while d * d <= n {
-        if n.is_multiple_of(d) || n.is_multiple_of(d + 2) {
-            return false;
-        }
-        d += 6;
-    }
-    true
 }
 
 fn family(addr: SocketAddr) -> &'static str {
