@@ -19,10 +19,10 @@ use super::{
     CheckKind, Config, DEFAULT_CHECK_FALL, DEFAULT_CHECK_INTERVAL, DEFAULT_CHECK_RISE,
     DEFAULT_CHECK_TIMEOUT, DEFAULT_CONNTRACK_MAX, DEFAULT_EXPECT_STATUS, DEFAULT_HTTP_PATH,
     DEFAULT_MH_TABLE_SIZE, DEFAULT_TCP_FIN_TIMEOUT, DEFAULT_TCP_TIMEOUT, DEFAULT_UDP_PAYLOAD,
-    DEFAULT_UDP_TIMEOUT, Diagnostic, DirectorSection, Forward, HealthCheck, MAX_CONNTRACK_MAX,
-    MAX_IFNAME_LEN, MAX_MH_TABLE_SIZE, MAX_NAME_LEN, MAX_REAL_SERVERS, MAX_TIMEOUT,
-    MAX_UDP_PAYLOAD, MAX_WEIGHT, MH_SLOTS_PER_SERVER, MIN_MH_TABLE_SIZE, Protocol, RealServer,
-    Scheduler, Severity, Timeouts, VirtualServer, position, raw,
+    DEFAULT_UDP_TIMEOUT, Diagnostic, DirectorSection, Forward, HealthCheck, LineIndex,
+    MAX_CONNTRACK_MAX, MAX_IFNAME_LEN, MAX_MH_TABLE_SIZE, MAX_NAME_LEN, MAX_REAL_SERVERS,
+    MAX_TIMEOUT, MAX_UDP_PAYLOAD, MAX_WEIGHT, MH_SLOTS_PER_SERVER, MIN_MH_TABLE_SIZE, Protocol,
+    RealServer, Scheduler, Severity, Timeouts, VirtualServer, raw,
 };
 
 /// Placeholder for an address that failed to parse.
@@ -40,12 +40,14 @@ impl std::fmt::Display for Pos {
 
 struct Checker<'a> {
     text: &'a str,
+    lines: LineIndex,
     diagnostics: Vec<Diagnostic>,
 }
 
 pub(super) fn build(text: &str, raw: raw::File, path: PathBuf) -> (Config, Vec<Diagnostic>) {
     let mut c = Checker {
         text,
+        lines: LineIndex::new(text),
         diagnostics: Vec::new(),
     };
     let director = c.director(raw.director.into_inner());
@@ -66,7 +68,7 @@ pub(super) fn build(text: &str, raw: raw::File, path: PathBuf) -> (Config, Vec<D
 
 impl Checker<'_> {
     fn pos(&self, span: Range<usize>) -> Pos {
-        let (line, col) = position(self.text, span.start);
+        let (line, col) = self.lines.position(self.text, span.start);
         Pos(line, col)
     }
 
