@@ -86,7 +86,7 @@ fn try_inbound(ctx: &Ctx, pkt: &Pkt, l4: &L4, vip: &VipInfo) -> Result<u32, Reas
         )?;
     }
     let bytes = ctx.len() as u64;
-    stats::traffic(vip.vip_id, backend_id, new_conn, bytes, true);
+    stats::traffic(backend_id, new_conn, bytes, true);
     l2::send(ctx, be.dst_mac, be.src_mac, be.ifindex)
 }
 
@@ -186,6 +186,6 @@ fn try_reply(ctx: &Ctx, pkt: &Pkt, l4: &L4) -> Result<u32, Reason> {
         r.vip_port,
     )?;
     let bytes = ctx.len() as u64;
-    stats::traffic(r.vip_id, r.backend_id, false, bytes, false);
+    stats::traffic(r.backend_id, false, bytes, false);
     l2::send(ctx, r.dst_mac, r.src_mac, r.ifindex)
 }

@@ -56,10 +56,6 @@ pub static BACKEND_RELEASED: Array<ConnCounts> = Array::with_max_entries(4096, 0
 #[map]
 pub static REASONS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Reason::COUNT, 0);
 
-/// Indexed by vip id.
-#[map]
-pub static VIP_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(1024, 0);
-
 /// Indexed by backend id.
 #[map]
 pub static BACKEND_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(4096, 0);

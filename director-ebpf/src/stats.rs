@@ -3,7 +3,7 @@
 use aya_ebpf::maps::PerCpuArray;
 use director_common::abi::{Reason, Traffic};
 
-use crate::maps::{BACKEND_STATS, REASONS, VIP_STATS};
+use crate::maps::{BACKEND_STATS, REASONS};
 
 #[inline(always)]
 pub fn reason(r: Reason) {
@@ -31,9 +31,10 @@ fn add(map: &PerCpuArray<Traffic>, idx: u32, new_conn: bool, bytes: u64, inbound
     }
 }
 
-/// Counts one forwarded packet against its virtual server and real server.
+/// Counts one forwarded packet against its real server. A virtual server's
+/// totals are the sum of its real servers' (in userspace): one per-CPU
+/// update per packet instead of two.
 #[inline(always)]
-pub fn traffic(vip_id: u32, backend_id: u32, new_conn: bool, bytes: u64, inbound: bool) {
-    add(&VIP_STATS, vip_id, new_conn, bytes, inbound);
+pub fn traffic(backend_id: u32, new_conn: bool, bytes: u64, inbound: bool) {
     add(&BACKEND_STATS, backend_id, new_conn, bytes, inbound);
 }

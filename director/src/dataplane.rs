@@ -27,7 +27,7 @@ pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 const PROGRAM: &str = "director";
 
 /// Every map, by name: the names are an ABI with the eBPF object.
-const MAPS: [&str; 12] = [
+const MAPS: [&str; 11] = [
     "VIPS",
     "BACKENDS",
     "RING",
@@ -38,7 +38,6 @@ const MAPS: [&str; 12] = [
     "BACKEND_CONNS",
     "BACKEND_RELEASED",
     "REASONS",
-    "VIP_STATS",
     "BACKEND_STATS",
 ];
 
@@ -49,7 +48,7 @@ const MAPS: [&str; 12] = [
 pub struct PinDir(pub PathBuf);
 
 /// Bumped whenever a map's key or value layout changes.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 
 impl PinDir {
     pub fn maps(&self) -> PathBuf {
@@ -83,7 +82,6 @@ pub struct Dataplane {
     backend_conns: Array<MapData, ConnCounts>,
     backend_released: Array<MapData, ConnCounts>,
     reasons: PerCpuArray<MapData, u64>,
-    vip_stats: PerCpuArray<MapData, Traffic>,
     backend_stats: PerCpuArray<MapData, Traffic>,
     links: Vec<(String, XdpLinkId)>,
     pins: Option<PinDir>,
@@ -181,7 +179,6 @@ impl Dataplane {
             .map_max_entries("BACKEND_STATS", sizes.backends)
             .map_max_entries("RING", sizes.ring)
             .map_max_entries("CURSORS", sizes.vips)
-            .map_max_entries("VIP_STATS", sizes.vips)
             .map_max_entries("CONNS", sizes.conntrack_max)
             .map_max_entries("NAT_REPLIES", sizes.conntrack_max)
             .map_max_entries("PERSIST", sizes.conntrack_max)
@@ -208,7 +205,6 @@ impl Dataplane {
             backend_conns: take(&mut ebpf, "BACKEND_CONNS")?,
             backend_released: take(&mut ebpf, "BACKEND_RELEASED")?,
             reasons: take(&mut ebpf, "REASONS")?,
-            vip_stats: take(&mut ebpf, "VIP_STATS")?,
             backend_stats: take(&mut ebpf, "BACKEND_STATS")?,
             ebpf,
             links: Vec::new(),
@@ -441,10 +437,6 @@ impl Dataplane {
                 Ok((r, v.iter().sum()))
             })
             .collect()
-    }
-
-    pub fn vip_traffic(&self, vip_id: u32) -> anyhow::Result<Traffic> {
-        sum(&self.vip_stats, vip_id)
     }
 
     pub fn backend_traffic(&self, id: u32) -> anyhow::Result<Traffic> {
