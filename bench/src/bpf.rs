@@ -281,10 +281,14 @@ pub struct ProgInfo {
     pub xlated_insns: u32,
     /// Bytes of JIT-compiled machine code.
     pub jited_bytes: u32,
+    /// Instructions the verifier processed while proving the program safe (its
+    /// load-time cost; 0 before Linux 5.16).
+    pub verified_insns: u32,
 }
 
 pub fn prog_info(prog: BorrowedFd<'_>) -> Result<ProgInfo> {
-    // struct bpf_prog_info: type, id, tag[8], jited_prog_len, xlated_prog_len, ...
+    // struct bpf_prog_info (append-only ABI): type @0, id @4, tag[8] @8,
+    // jited_prog_len @16, xlated_prog_len @20, ..., verified_insns @216.
     let mut info = [0u8; 256];
     let mut attr = Attr::new();
     attr.u32_at(0, prog.as_raw_fd() as u32)
@@ -297,6 +301,7 @@ pub fn prog_info(prog: BorrowedFd<'_>) -> Result<ProgInfo> {
         id: u32_at(4),
         jited_bytes: u32_at(16),
         xlated_insns: u32_at(20) / 8,
+        verified_insns: u32_at(216),
     })
 }
 

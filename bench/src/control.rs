@@ -1,15 +1,21 @@
-//! Control-plane scale: how long a large configuration takes from text to written
-//! maps (parse, plan, load the program and create its maps, install rings and virtual
-//! servers, write every backend), how long one Maglev table takes, and what the map
-//! writes of a single-backend change cost. The end-to-end figures of a change (live
-//! reload, a health check taking a server out) need issue 4 and are reported pending.
+//! Control-plane scale: how long a large configuration takes from a parsed
+//! configuration to written maps (plan, load the program and create its maps, install
+//! rings and virtual servers, write every backend), how parsing the text grows with
+//! its size, how long one Maglev table takes, and what the map writes of a
+//! single-backend change cost. The end-to-end figures of a change (live reload, a
+//! health check taking a server out) need issue 4 and are reported pending.
+//!
+//! The large configurations are built by parsing one virtual server and cloning it
+//! with new addresses (checked equal to parsing the whole text on the smallest
+//! size): parsing itself grows quadratically with the file (see [`ParseRun`]), and a
+//! 1000 × 100 text would take minutes before the maps are even planned.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, ensure};
 use director::{
-    config,
+    config::{self, Config},
     dataplane::Dataplane,
     plan::{Plan, addr_key, stable_key},
 };
@@ -33,9 +39,7 @@ pub struct ScaleRun {
     pub scheduler: &'static str,
     pub virtual_servers: usize,
     pub real_servers_per_vs: usize,
-    pub config_bytes: usize,
     pub ring_entries: usize,
-    pub parse_ms: f64,
     pub plan_ms: f64,
     pub load_ms: f64,
     pub install_ms: f64,
@@ -44,10 +48,20 @@ pub struct ScaleRun {
     pub to_maps_ms: f64,
 }
 
+/// `config::parse` of a generated text.
+#[derive(Clone, Debug, Serialize)]
+pub struct ParseRun {
+    pub virtual_servers: usize,
+    pub real_servers_per_vs: usize,
+    pub config_bytes: usize,
+    pub parse_ms: f64,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct ControlPlane {
     pub wrr: ScaleRun,
     pub mh: ScaleRun,
+    pub parse: Vec<ParseRun>,
     /// One `maglev::table` of [`MAGLEV_BACKENDS`] backends and [`MAGLEV_SLOTS`] slots, ms.
     pub maglev_ms: Summary,
     /// Map writes of a single-backend change, µs: `set_backend`, the new wrr ring and
@@ -107,20 +121,55 @@ fn backend(b: &director::plan::PlannedBackend) -> Backend {
     }
 }
 
+/// `vs` copies of a parsed one-server configuration, each with its own addresses:
+/// what parsing [`config_text`]`(scheduler, vs, rs)` gives, without its cost.
+fn cloned_config(scheduler: &str, vs: usize, rs: usize) -> Result<Config> {
+    let mut config = config::parse(&config_text(scheduler, 1, rs), "scale.toml")
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .config;
+    let template = config.virtual_servers.pop().context("one virtual server")?;
+    config.virtual_servers = (0..vs)
+        .map(|v| {
+            let mut s = template.clone();
+            s.name = format!("vs{v}");
+            s.address = vs_addr(v);
+            for (r, real) in s.real_servers.iter_mut().enumerate() {
+                real.address = rs_addr(v, r);
+            }
+            s
+        })
+        .collect();
+    Ok(config)
+}
+
+fn parse_run(vs: usize, rs: usize) -> Result<(ParseRun, Config)> {
+    let text = config_text("wrr", vs, rs);
+    let t = Instant::now();
+    let loaded = config::parse(&text, "scale.toml").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let run = ParseRun {
+        virtual_servers: vs,
+        real_servers_per_vs: rs,
+        config_bytes: text.len(),
+        parse_ms: ms_since(t),
+    };
+    progress(&format!(
+        "control plane: parsing {vs} x {rs} ({} KiB): {:.0} ms",
+        text.len() / 1024,
+        run.parse_ms
+    ));
+    Ok((run, loaded.config))
+}
+
 fn scale_run(scheduler: &'static str, vs: usize, rs: usize) -> Result<(ScaleRun, Dataplane, Plan)> {
     progress(&format!(
         "control plane: {vs} virtual servers x {rs} real servers, {scheduler}"
     ));
-    let text = config_text(scheduler, vs, rs);
-    let t = Instant::now();
-    let loaded = config::parse(&text, "scale.toml").map_err(|e| anyhow::anyhow!("{e}"))?;
-    let parse_ms = ms_since(t);
-
+    let config = cloned_config(scheduler, vs, rs)?;
     let start = Instant::now();
-    let plan = Plan::new(&loaded.config);
+    let plan = Plan::new(&config);
     let plan_ms = ms_since(start);
     let t = Instant::now();
-    let mut dp = Dataplane::load(&plan.sizes(loaded.config.director.conntrack_max))?;
+    let mut dp = Dataplane::load(&plan.sizes(config.director.conntrack_max))?;
     let load_ms = ms_since(t);
     let t = Instant::now();
     dp.install(&plan)?;
@@ -135,9 +184,7 @@ fn scale_run(scheduler: &'static str, vs: usize, rs: usize) -> Result<(ScaleRun,
         scheduler,
         virtual_servers: vs,
         real_servers_per_vs: rs,
-        config_bytes: text.len(),
         ring_entries: plan.ring.len(),
-        parse_ms,
         plan_ms,
         load_ms,
         install_ms,
@@ -145,7 +192,7 @@ fn scale_run(scheduler: &'static str, vs: usize, rs: usize) -> Result<(ScaleRun,
         to_maps_ms,
     };
     progress(&format!(
-        "control plane: {scheduler}: parse {parse_ms:.0} ms, then {to_maps_ms:.0} ms to all maps written (plan {plan_ms:.0}, load {load_ms:.0}, install {install_ms:.0}, backends {backends_ms:.0})"
+        "control plane: {scheduler}: {to_maps_ms:.0} ms to all maps written (plan {plan_ms:.0}, load {load_ms:.0}, install {install_ms:.0}, backends {backends_ms:.0})"
     ));
     Ok((run, dp, plan))
 }
@@ -213,6 +260,17 @@ fn backend_change_us(dp: &mut Dataplane, plan: &Plan, runs: usize) -> Result<Sum
 }
 
 pub fn run(scale: &Scale) -> Result<ControlPlane> {
+    let mut parse = Vec::new();
+    for (i, &vs) in scale.parse_ladder.iter().enumerate() {
+        let (run, parsed) = parse_run(vs, scale.rs)?;
+        if i == 0 {
+            ensure!(
+                parsed == cloned_config("wrr", vs, scale.rs)?,
+                "the cloned configuration differs from the parsed one"
+            );
+        }
+        parse.push(run);
+    }
     let (wrr_run, mut dp, plan) = scale_run("wrr", scale.vs, scale.rs)?;
     let backend_change_map_writes_us = backend_change_us(&mut dp, &plan, scale.change_runs)?;
     drop(dp);
@@ -230,6 +288,7 @@ pub fn run(scale: &Scale) -> Result<ControlPlane> {
     Ok(ControlPlane {
         wrr: wrr_run,
         mh,
+        parse,
         maglev_ms,
         backend_change_map_writes_us,
         live_reload: PENDING,

@@ -107,7 +107,7 @@ pub fn run(scale: &Scale, bins: &Bins) -> Result<Forwarding> {
     let mut cases = Vec::new();
 
     progress("forwarding: starting the director");
-    lab.try_start_director(netlab::director_config(&lab, true))?;
+    netlab::start_director(&mut lab, true)?;
     cases.push(run.measure(
         &lab,
         "director",

@@ -87,6 +87,8 @@ pub struct Scale {
     pub wrk_conns: u32,
     /// Control plane: virtual servers × real servers (wrr), virtual servers for mh.
     pub vs: usize,
+    /// Control plane: configurations parsed from text, in virtual servers (× `rs`).
+    pub parse_ladder: &'static [usize],
     pub rs: usize,
     pub mh_vs: usize,
     pub maglev_runs: usize,
@@ -107,6 +109,7 @@ impl Scale {
             wrk_time: Duration::from_secs(5),
             wrk_conns: 16,
             vs: 1000,
+            parse_ladder: &[100, 200, 400, 1000],
             rs: 100,
             mh_vs: 100,
             maglev_runs: 20,
@@ -124,6 +127,7 @@ impl Scale {
             fwd_time: Duration::from_secs(2),
             wrk_time: Duration::from_secs(2),
             mh_vs: 20,
+            parse_ladder: &[50, 100, 200],
             maglev_runs: 5,
             change_runs: 50,
             ..Scale::full()
@@ -143,6 +147,7 @@ impl Scale {
             wrk_time: Duration::from_secs(1),
             wrk_conns: 4,
             vs: 20,
+            parse_ladder: &[5, 10, 20],
             rs: 10,
             mh_vs: 2,
             maglev_runs: 2,

@@ -12,7 +12,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use director_tests::lab::{ChildGuard, Lab, LabSpec, Mode, NetNs, Role};
+use director_tests::lab::{ChildGuard, DIRECTOR_READY_TIMEOUT, Lab, LabSpec, Mode, NetNs, Role};
 use serde::Deserialize;
 
 /// The binaries a lab needs.
@@ -43,7 +43,7 @@ pub fn director_config(lab: &Lab, udp: bool) -> String {
         Mode::Dr => (r#"["eth0"]"#, "dr"),
     };
     let mut t = format!(
-        "[director]\ninterfaces = {interfaces}\nxdp_mode = \"native\"\nconntrack_max = 1048576\n"
+        "[director]\ninterfaces = {interfaces}\nxdp_mode = \"native\"\nconntrack_max = 262144\n"
     );
     let mut vs = |name: &str, proto: &str, addr: String, port: Option<u16>| {
         t += &format!(
@@ -67,6 +67,26 @@ pub fn director_config(lab: &Lab, udp: bool) -> String {
         );
     }
     t
+}
+
+/// Longest wait for a started director to forward (on top of the lab's own
+/// [`DIRECTOR_READY_TIMEOUT`]): the verifier takes seconds on a busy machine.
+const DIRECTOR_EXTRA_WAIT: Duration = Duration::from_secs(45);
+
+/// Starts the director with [`director_config`] and waits until it forwards.
+pub fn start_director(lab: &mut Lab, udp: bool) -> Result<()> {
+    let config = director_config(lab, udp);
+    if let Err(first) = lab.try_start_director(config) {
+        if lab.director().is_none() {
+            return Err(first);
+        }
+        crate::progress(&format!(
+            "director not forwarding after {DIRECTOR_READY_TIMEOUT:?}; waiting up to {DIRECTOR_EXTRA_WAIT:?} more"
+        ));
+        lab.wait_for_vip(DIRECTOR_EXTRA_WAIT)
+            .context("the director did not start forwarding")?;
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]

@@ -340,12 +340,12 @@ fn per_packet_rows(p: &PerPacket) -> Vec<Row> {
         Row::new(
             "per-packet",
             "XDP_PASS, `repeat = 1` calls (fixed cost of a call)",
-            ns(b.pass.mean),
+            ns(b.pass_ns),
         ),
         Row::new(
             "per-packet",
             "MAC swap + XDP_TX, `repeat = 1` calls",
-            format!("{} net ({} measured)", ns(swap_net), ns(b.mac_swap.mean)),
+            format!("{} net ({} measured)", ns(swap_net), ns(b.mac_swap_ns)),
         ),
         Row::new(
             "per-packet",
@@ -505,22 +505,41 @@ fn scale_row(r: &ScaleRun) -> Row {
             r.virtual_servers, r.real_servers_per_vs, r.scheduler
         ),
         format!(
-            "{:.0} ms (plan {:.0}, load {:.0}, install {:.0} for {} ring entries, backends {:.0}); parsing {:.0} ms",
-            r.to_maps_ms,
-            r.plan_ms,
-            r.load_ms,
-            r.install_ms,
-            r.ring_entries,
-            r.backends_ms,
-            r.parse_ms
+            "{:.0} ms (plan {:.0}, load + verifier {:.0}, install {:.0} for {} ring entries, backends {:.0})",
+            r.to_maps_ms, r.plan_ms, r.load_ms, r.install_ms, r.ring_entries, r.backends_ms
         ),
     )
 }
 
 fn control_rows(c: &ControlPlane) -> Vec<Row> {
-    vec![
-        scale_row(&c.wrr),
-        scale_row(&c.mh),
+    let mut rows = vec![scale_row(&c.wrr), scale_row(&c.mh)];
+    let first = c.parse.first();
+    for p in &c.parse {
+        let row = Row::new(
+            "control",
+            format!(
+                "parsing a configuration of {} virtual servers × {} real servers ({} KiB)",
+                p.virtual_servers,
+                p.real_servers_per_vs,
+                p.config_bytes / 1024
+            ),
+            format!("{:.0} ms", p.parse_ms),
+        );
+        rows.push(match first {
+            Some(f) if f.virtual_servers != p.virtual_servers => row.against(
+                format!(
+                    "{:.0} ms for {} virtual servers ({:.0}× fewer)",
+                    f.parse_ms,
+                    f.virtual_servers,
+                    p.virtual_servers as f64 / f.virtual_servers as f64
+                ),
+                p.parse_ms,
+                f.parse_ms,
+            ),
+            _ => row,
+        });
+    }
+    rows.extend([
         Row::new(
             "control",
             format!("Maglev table, {MAGLEV_SLOTS} slots, {MAGLEV_BACKENDS} backends"),
@@ -544,7 +563,8 @@ fn control_rows(c: &ControlPlane) -> Vec<Row> {
             "health check marks a server down, to the maps",
             c.health_check_to_maps,
         ),
-    ]
+    ]);
+    rows
 }
 
 /// What the data says about each missed target, and the profile.
@@ -601,9 +621,10 @@ fn notes(r: &Report) -> Vec<String> {
     }
     if let Some(prof) = &r.profile {
         notes.push(format!(
-            "Program sizes after verification: director {} instructions, {} bytes JIT-compiled; MAC swap {} instructions, \
-             {} bytes; XDP_PASS {} / {}. The director's verified code is in `{}`.",
+            "Program sizes after verification: director {} instructions ({} processed by the verifier), {} bytes JIT-compiled; \
+             MAC swap {} instructions, {} bytes; XDP_PASS {} / {}. The director's verified code is in `{}`.",
             prof.director.xlated_insns,
+            prof.director.verified_insns,
             prof.director.jited_bytes,
             prof.mac_swap.xlated_insns,
             prof.mac_swap.jited_bytes,

@@ -404,29 +404,66 @@ pub fn new_case_id(sched: &str) -> &'static str {
     }
 }
 
-/// `calls` runs with `repeat = 1`, cycling through `frames`; every run must return
-/// `expect`. Returns the kernel's per-call durations.
-fn time_calls(
-    prog: std::os::fd::BorrowedFd<'_>,
-    what: &str,
-    frames: &[Vec<u8>],
-    calls: usize,
-    expect: u32,
-) -> Result<Summary> {
-    let mut out = vec![0u8; 2048];
-    let mut ns = Vec::with_capacity(calls);
-    for i in 0..calls {
-        let frame = &frames[i % frames.len()];
-        let run = bpf::test_run(prog, frame, &mut out, 1)?;
-        if run.retval != expect {
-            bail!(
-                "{what}: call {i} returned XDP action {} instead of {expect}: the benchmark setup is wrong",
-                run.retval
-            );
+/// A call slower than this many medians of its series was interrupted (an IRQ, a
+/// softirq run on its way out): dropped with its pair, and counted.
+const OUTLIER_MEDIANS: f64 = 10.0;
+
+/// A case's calls and the XDP_PASS calls interleaved with them.
+struct Paired {
+    measured: Summary,
+    overhead: Summary,
+    discarded: usize,
+}
+
+/// The fixed-cost program and the frame it runs on, interleaved with every case so
+/// that drift (frequency, other load) hits both series alike.
+struct Reference<'a> {
+    pass: &'a Program,
+    frame: &'a [u8],
+}
+
+impl Reference<'_> {
+    /// `calls` pairs of `repeat = 1` runs: XDP_PASS, then `prog` on the next of `frames`
+    /// (cycled). Every run of `prog` must return `expect`.
+    fn time(
+        &self,
+        prog: std::os::fd::BorrowedFd<'_>,
+        what: &str,
+        frames: &[Vec<u8>],
+        calls: usize,
+        expect: u32,
+    ) -> Result<Paired> {
+        let mut out = vec![0u8; 2048];
+        let (mut ns, mut base) = (Vec::with_capacity(calls), Vec::with_capacity(calls));
+        for i in 0..calls {
+            base.push(f64::from(
+                bpf::test_run(self.pass.fd(), self.frame, &mut out, 1)?.duration_ns,
+            ));
+            let run = bpf::test_run(prog, &frames[i % frames.len()], &mut out, 1)?;
+            if run.retval != expect {
+                bail!(
+                    "{what}: call {i} returned XDP action {} instead of {expect}: the benchmark setup is wrong",
+                    run.retval
+                );
+            }
+            ns.push(f64::from(run.duration_ns));
         }
-        ns.push(f64::from(run.duration_ns));
+        let (limit, limit_base) = (
+            Summary::of(&ns).p50 * OUTLIER_MEDIANS,
+            Summary::of(&base).p50 * OUTLIER_MEDIANS,
+        );
+        let kept: Vec<(f64, f64)> = ns
+            .into_iter()
+            .zip(base)
+            .filter(|&(x, b)| x <= limit && b <= limit_base)
+            .collect();
+        let (ns, base): (Vec<f64>, Vec<f64>) = kept.iter().copied().unzip();
+        Ok(Paired {
+            measured: Summary::of(&ns),
+            overhead: Summary::of(&base),
+            discarded: calls - kept.len(),
+        })
     }
-    Ok(Summary::of(&ns))
 }
 
 /// One large-`repeat` call: the kernel's average ns per repetition.
@@ -445,14 +482,14 @@ fn time_repeat(prog: &Program, frame: &[u8], repeat: u32, expect: u32) -> Result
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Baselines {
-    /// XDP_PASS, `repeat = 1` calls: the fixed cost of a call.
-    pub pass: Summary,
-    /// MAC swap + XDP_TX, `repeat = 1` calls.
-    pub mac_swap: Summary,
-    /// MAC swap net of the fixed cost.
+    /// XDP_PASS per `repeat = 1` call (the fixed cost of a call), mean over the blocks.
+    pub pass_ns: f64,
+    /// MAC swap + XDP_TX per `repeat = 1` call, mean over the blocks.
+    pub mac_swap_ns: f64,
+    /// MAC swap net of the fixed cost, mean over the blocks.
     pub mac_swap_net_ns: f64,
     pub large_repeat: u32,
-    /// ns per repetition with `large_repeat`.
+    /// ns per repetition of one call with `large_repeat`.
     pub pass_large_ns: f64,
     pub mac_swap_large_ns: f64,
 }
@@ -464,9 +501,11 @@ pub struct CaseResult {
     /// Connections in the table when the block started.
     pub table: u32,
     pub measured: Summary,
-    /// This block's XDP_PASS mean (`repeat = 1`).
+    /// Mean of the XDP_PASS calls interleaved with this case's.
     pub overhead_ns: f64,
     pub net_ns: f64,
+    /// Interrupted pairs left out (see `OUTLIER_MEDIANS`).
+    pub discarded: usize,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -474,8 +513,10 @@ pub struct Block {
     pub table: u32,
     pub conntrack_max: u32,
     pub prefill_ms: f64,
+    /// The XDP_PASS calls interleaved with the MAC swap's.
     pub pass: Summary,
     pub mac_swap: Summary,
+    pub mac_swap_net_ns: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -503,13 +544,11 @@ pub fn run(scale: &Scale, out: &Path) -> Result<(PerPacket, Profile)> {
     let swap = baseline::mac_swap()?;
     let probe = vec![inbound_frame(0, ACK)];
     baseline::check(&pass, &swap, &probe[0])?;
-
-    let baselines_r1 = |calls| -> Result<(Summary, Summary)> {
-        Ok((
-            time_calls(pass.fd(), "XDP_PASS", &probe, calls, XDP_PASS)?,
-            time_calls(swap.fd(), "MAC swap", &probe, calls, XDP_TX)?,
-        ))
+    let reference = Reference {
+        pass: &pass,
+        frame: &probe[0],
     };
+
     let mut blocks = Vec::new();
     let mut cases_out = Vec::new();
     let mut profile = None;
@@ -523,60 +562,56 @@ pub fn run(scale: &Scale, out: &Path) -> Result<(PerPacket, Profile)> {
         let started = Instant::now();
         bench.prefill(table as usize)?;
         let prefill_ms = started.elapsed().as_secs_f64() * 1e3;
-        let (pass_before, swap_r1) = baselines_r1(scale.calls)?;
+        let swapped = reference.time(swap.fd(), "MAC swap", &probe, scale.calls, XDP_TX)?;
         let specs = cases(&bench, scale);
         let prog = bench.dp.program()?;
         let fd = prog.fd()?.as_fd();
-        let mut measured = Vec::new();
         for case in &specs {
-            let m = time_calls(fd, case.id, &case.frames, case.calls, case.expect)?;
-            measured.push(m);
-        }
-        let (pass_after, _) = baselines_r1(scale.calls)?;
-        if Some(&table) == scale.table_sizes.last() {
-            profile = Some(profile::collect(fd, &pass, &swap, out)?);
-        }
-        let overhead = (pass_before.mean + pass_after.mean) / 2.0;
-        for (case, m) in specs.iter().zip(measured) {
+            let m = reference.time(fd, case.id, &case.frames, case.calls, case.expect)?;
+            let net = m.measured.mean - m.overhead.mean;
             progress(&format!(
-                "per-packet: {:>7} conns  {:<40} {:7.1} ns  (net {:6.1} ns)",
-                table,
-                case.label,
-                m.mean,
-                m.mean - overhead
+                "per-packet: {table:>7} conns  {:<40} {:7.1} ns  (net {net:6.1} ns)",
+                case.label, m.measured.mean,
             ));
             cases_out.push(CaseResult {
                 id: case.id,
                 label: case.label.clone(),
                 table,
-                measured: m,
-                overhead_ns: overhead,
-                net_ns: m.mean - overhead,
+                measured: m.measured,
+                overhead_ns: m.overhead.mean,
+                net_ns: net,
+                discarded: m.discarded,
             });
+        }
+        if Some(&table) == scale.table_sizes.last() {
+            profile = Some(profile::collect(fd, &pass, &swap, out)?);
         }
         blocks.push(Block {
             table,
             conntrack_max,
             prefill_ms,
-            pass: Summary::of(&[pass_before.mean, pass_after.mean]),
-            mac_swap: swap_r1,
+            pass: swapped.overhead,
+            mac_swap: swapped.measured,
+            mac_swap_net_ns: swapped.measured.mean - swapped.overhead.mean,
         });
     }
 
-    let (pass_r1, swap_r1) = baselines_r1(scale.calls * 2)?;
+    let mean =
+        |f: &dyn Fn(&Block) -> f64| blocks.iter().map(f).sum::<f64>() / blocks.len().max(1) as f64;
     let baselines = Baselines {
-        pass: pass_r1,
-        mac_swap: swap_r1,
-        mac_swap_net_ns: swap_r1.mean - pass_r1.mean,
+        pass_ns: mean(&|b| b.pass.mean),
+        mac_swap_ns: mean(&|b| b.mac_swap.mean),
+        mac_swap_net_ns: mean(&|b| b.mac_swap_net_ns),
         large_repeat: scale.large_repeat,
         pass_large_ns: time_repeat(&pass, &probe[0], scale.large_repeat, XDP_PASS)?,
         mac_swap_large_ns: time_repeat(&swap, &probe[0], scale.large_repeat, XDP_TX)?,
     };
     progress(&format!(
-        "per-packet: baselines: XDP_PASS {:.1} ns/call, MAC swap {:.1} ns/call (net {:.1} ns); large repeat: {:.1} / {:.1} ns",
-        baselines.pass.mean,
-        baselines.mac_swap.mean,
+        "per-packet: baselines: XDP_PASS {:.1} ns/call, MAC swap {:.1} ns/call (net {:.1} ns); with repeat {}: {:.1} / {:.1} ns per run",
+        baselines.pass_ns,
+        baselines.mac_swap_ns,
         baselines.mac_swap_net_ns,
+        baselines.large_repeat,
         baselines.pass_large_ns,
         baselines.mac_swap_large_ns
     ));

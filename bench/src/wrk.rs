@@ -65,7 +65,7 @@ pub fn run(scale: &Scale, bins: &Bins) -> Result<Http> {
 
     progress("http: building a NAT lab");
     let mut lab = netlab::build(Mode::Nat, bins)?;
-    lab.try_start_director(netlab::director_config(&lab, false))?;
+    netlab::start_director(&mut lab, false)?;
     let vip = lab.vip();
     both(
         &lab,
@@ -91,7 +91,7 @@ pub fn run(scale: &Scale, bins: &Bins) -> Result<Http> {
 
     progress("http: building a DR lab");
     let mut lab = netlab::build(Mode::Dr, bins)?;
-    lab.try_start_director(netlab::director_config(&lab, false))?;
+    netlab::start_director(&mut lab, false)?;
     both(&lab, scale, "director_dr", "director, DR", vip, &mut cases)?;
     lab.stop_director();
     let rs1: SocketAddr = lab.real_servers()[0].into();
@@ -176,7 +176,7 @@ fn wrk(
 /// has put on the namespace's `lo`), round robin over the real servers.
 fn start_haproxy(lab: &mut Lab) -> Result<Child> {
     let mut cfg = format!(
-        "global\n  maxconn 20000\n  nbthread 1\n\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n\nfrontend vip\n  bind {}\n  default_backend servers\n\nbackend servers\n  balance roundrobin\n",
+        "global\n  maxconn 4096\n  nbthread 1\n\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n\nfrontend vip\n  bind {}\n  default_backend servers\n\nbackend servers\n  balance roundrobin\n",
         lab.vip()
     );
     for (i, rs) in lab.real_servers().iter().enumerate() {
