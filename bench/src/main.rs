@@ -100,8 +100,8 @@ impl Scale {
         Scale {
             mode: "full",
             table_sizes: &[1_000, 100_000, 1_000_000],
-            calls: 20_000,
-            new_conns: 5_000,
+            calls: 100_000,
+            new_conns: 20_000,
             large_repeat: 10_000_000,
             flows: 1024,
             fwd_warmup: Duration::from_secs(1),
@@ -120,8 +120,8 @@ impl Scale {
     fn quick() -> Scale {
         Scale {
             mode: "quick",
-            calls: 5_000,
-            new_conns: 2_000,
+            calls: 20_000,
+            new_conns: 5_000,
             large_repeat: 1_000_000,
             fwd_warmup: Duration::from_millis(500),
             fwd_time: Duration::from_secs(2),

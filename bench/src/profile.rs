@@ -105,14 +105,19 @@ pub fn functions(dump: &str) -> Vec<Function> {
     out
 }
 
-/// `(85) call bpf_map_lookup_elem#1` → `bpf_map_lookup_elem`; `(85) call pc+12` →
-/// `bpf function`.
+/// `(85) call bpf_map_lookup_elem#1` → `bpf_map_lookup_elem`;
+/// `(85) call pc+292#bpf_prog_4f9302ba65b90ccd_memset` → `memset()` (a BPF function);
+/// `(85) call pc+12` → `bpf function`.
 fn call_target(insn: &str) -> Option<String> {
     let rest = insn.split_once(" call ")?.1.trim();
-    if rest.starts_with("pc") {
-        return Some("bpf function".to_owned());
-    }
-    Some(rest.split('#').next().unwrap_or(rest).to_owned())
+    let Some(pc) = rest.strip_prefix("pc") else {
+        return Some(rest.split('#').next().unwrap_or(rest).to_owned());
+    };
+    let name = pc
+        .split_once("#bpf_prog_")
+        .and_then(|(_, tagged)| tagged.split_once('_'))
+        .map(|(_tag, name)| format!("{name}()"));
+    Some(name.unwrap_or_else(|| "bpf function".to_owned()))
 }
 
 #[cfg(test)]
@@ -125,19 +130,20 @@ mod tests {
                     ; fn director(ctx: XdpContext) -> u32 {\n\
                     \x20  0: (bf) r6 = r1\n\
                     \x20  1: (85) call bpf_map_lookup_elem#1\n\
-                    \x20  2: (85) call pc+3\n\
+                    \x20  2: (85) call pc+3#bpf_prog_4f9302ba65b90ccd_memset\n\
                     \x20  3: (95) exit\n\
                     long long int inbound(void * raw):\n\
                     \x20  4: (85) call bpf_ktime_get_ns#5\n\
-                    \x20  5: (85) call bpf_map_lookup_elem#1\n\
+                    \x20  5: (85) call pc-3\n\
                     \x20  6: (95) exit\n";
         let f = functions(dump);
         assert_eq!(f.len(), 2);
         assert_eq!(f[0].name, "int director(struct xdp_md * ctx)");
         assert_eq!(f[0].insns, 4);
         assert_eq!(f[0].calls["bpf_map_lookup_elem"], 1);
-        assert_eq!(f[0].calls["bpf function"], 1);
+        assert_eq!(f[0].calls["memset()"], 1);
         assert_eq!(f[1].insns, 3);
         assert_eq!(f[1].calls["bpf_ktime_get_ns"], 1);
+        assert_eq!(f[1].calls["bpf function"], 1);
     }
 }

@@ -316,9 +316,11 @@ const METHOD: &str = "\
 run by `BPF_PROG_TEST_RUN` on one pinned CPU. Every figure is the mean of many `repeat = 1` calls, each on a fresh \
 copy of its frame (with `repeat > 1` the kernel would rerun a rewriting program on its own output). Net = measured − \
 the XDP_PASS mean of the same block (the fixed cost of a call). Established cases pick a random prefilled flow per \
-call; \"one hot flow\" repeats one flow; new-connection cases use a distinct client per call. The connection table is \
-prefilled through `Dataplane::insert_conn` (NAT entries with their reply entries) and sized to hold every flow of the \
-block without eviction.
+call; \"one hot flow\" repeats one flow; new-connection cases use a distinct client per call and their connections are \
+removed after the case, so every case sees the table at its fill. The table is prefilled through \
+`Dataplane::insert_conn` (NAT entries with their reply entries) and sized so that nothing is evicted. Each call of a case \
+is paired with an XDP_PASS call (the overhead subtracted is the mean of those); a pair with a call slower than 10 medians \
+of its series (an interrupt) is left out and counted in latest.json.
 - Forwarding: NAT lab, trafgen (one CPU) sending 64-byte UDP frames of many flows into the director namespace; \
 an XDP program on each real server's interface counts and drops them. Warm-up, then a fixed window; CPU time is the \
 whole machine's busy time in /proc/stat over the window divided by the packets delivered. Sender, veths and receivers \
@@ -643,6 +645,44 @@ fn notes(r: &Report) -> Vec<String> {
                 } else {
                     calls.join(", ")
                 }
+            ));
+        }
+    }
+    if let Some(prof) = &r.profile
+        && let Some(main) = prof.functions.first()
+        && let Some(n) = main.calls.get("memset()")
+    {
+        notes.push(format!(
+            "`{}`, which every packet runs, calls the BPF function memset() {n} times: a byte-at-a-time loop the \
+             compiler emitted for zeroing small arrays (see the dump); stores of whole words would do.",
+            main.name
+        ));
+    }
+    if let Some(f) = &r.forwarding
+        && let (Some(d), Some(floor)) = (f.case("director"), f.case("xdp_forwarder"))
+    {
+        notes.push(format!(
+            "Forwarding: the director delivers {:.0}% of the minimal XDP forwarder's rate; both share the lab's \
+             path after the director namespace (veth, the switch namespace's bridge, veth), which bounds them alike.",
+            100.0 * d.delivered_pps / floor.delivered_pps
+        ));
+    }
+    if let Some(c) = &r.control {
+        if let [.., a, b] = &c.parse[..] {
+            let k = (b.parse_ms / a.parse_ms).ln()
+                / (b.virtual_servers as f64 / a.virtual_servers as f64).ln();
+            notes.push(format!(
+                "Parsing grows as about n^{k:.1} with the configuration's size ({:.0} ms for {} virtual servers, {:.0} ms \
+                 for {}); a linear parser would make the 1000 × 100 configuration a matter of its plan and map writes.",
+                a.parse_ms, a.virtual_servers, b.parse_ms, b.virtual_servers
+            ));
+        }
+        if c.mh.ring_entries > 0 {
+            notes.push(format!(
+                "Installing {} ring entries for mh took {:.0} ms, {:.2} µs per entry: one map-update syscall each.",
+                c.mh.ring_entries,
+                c.mh.install_ms,
+                c.mh.install_ms * 1e3 / c.mh.ring_entries as f64
             ));
         }
     }

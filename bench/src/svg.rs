@@ -118,15 +118,15 @@ fn render(panel: &Panel, y0: f64, svg: &mut String) -> f64 {
         let _ = writeln!(
             svg,
             r#"<rect x="{x:.1}" y="{:.1}" width="10" height="10" fill="{}"/><text x="{:.1}" y="{:.1}" font-size="11">{}</text>"#,
-            y + 5.0,
+            y + 23.0,
             COLORS[i % COLORS.len()],
             x + 14.0,
-            y + 14.0,
+            y + 32.0,
             escape(s)
         );
         x += 24.0 + 7.0 * s.len() as f64;
     }
-    y += 26.0;
+    y += 44.0;
     for (label, values) in &panel.groups {
         let bars = values.iter().filter(|v| v.is_some()).count().max(1) as f64;
         let h = bars * (BAR_H + GAP);
@@ -166,8 +166,9 @@ fn format_value(v: f64) -> String {
 }
 
 pub fn chart(r: &Report) -> String {
+    let m = &r.machine;
     let mut body = String::new();
-    let mut y = 60.0;
+    let mut y = 66.0;
     for p in panels(r) {
         y = render(&p, y, &mut body);
     }
@@ -176,11 +177,19 @@ pub fn chart(r: &Report) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height:.0}" viewBox="0 0 {WIDTH} {height:.0}" font-family="sans-serif">
 <rect width="100%" height="100%" fill="white"/>
 <text x="10" y="22" font-size="18" font-weight="bold">director benchmarks ({} run)</text>
-<text x="10" y="42" font-size="11">{}</text>
+<text x="10" y="40" font-size="11">{}</text>
+<text x="10" y="54" font-size="11">{}</text>
 {body}</svg>
 "#,
         r.mode,
-        escape(&r.machine.line())
+        escape(&format!(
+            "{} · {} · {} cores · {} GiB",
+            m.date_utc, m.cpu_model, m.cores, m.memory_gib
+        )),
+        escape(&format!(
+            "{} · load average at start {}, at end {}",
+            m.uname, m.loadavg_start, m.loadavg_end
+        ))
     )
 }
 

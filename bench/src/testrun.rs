@@ -250,6 +250,30 @@ impl Bench {
         Ok(())
     }
 
+    /// Removes connections a new-flow case created, with their NAT reply entries, so
+    /// that every case of a block sees the table at its fill.
+    fn forget(&mut self, keys: &[FlowKey]) {
+        for key in keys {
+            let Some(conn) = self.dp.conn(key) else {
+                continue;
+            };
+            let Some(b) = self.plan.backends.get(conn.backend_id as usize) else {
+                continue;
+            };
+            let reply = FlowKey {
+                src: addr_key(b.address.ip()).0,
+                dst: key.src,
+                sport: wire_port(b.address.port()),
+                dport: key.sport,
+                proto: key.proto,
+                family: key.family,
+                _pad: [0; 2],
+            };
+            let nat = conn.flags & CONN_F_NAT != 0;
+            self.dp.remove_conn(key, nat.then_some(&reply));
+        }
+    }
+
     /// `count` random prefilled flows of `class`.
     fn random_flows(&self, class: u32, count: usize, rng: &mut SplitMix) -> Vec<usize> {
         (0..count)
@@ -288,6 +312,8 @@ struct Case {
     /// Cycled through; a new-connection case has one frame per call.
     frames: Vec<Vec<u8>>,
     calls: usize,
+    /// Connections the case creates, removed after it (see [`Bench::forget`]).
+    creates: Vec<FlowKey>,
 }
 
 fn cases(b: &Bench, scale: &Scale) -> Vec<Case> {
@@ -299,6 +325,7 @@ fn cases(b: &Bench, scale: &Scale) -> Vec<Case> {
         expect,
         frames,
         calls,
+        creates: Vec::new(),
     };
     let inbound = |flows: Vec<usize>| -> Vec<Vec<u8>> {
         flows.into_iter().map(|i| inbound_frame(i, ACK)).collect()
@@ -358,26 +385,40 @@ fn cases(b: &Bench, scale: &Scale) -> Vec<Case> {
     ];
     // New flows: one distinct client per call, so every call schedules.
     let fresh = scale.new_conns;
+    let creating = |c: Case, to: SocketAddr, proto| Case {
+        creates: (0..fresh)
+            .map(|k| flow_key(new_client(k), to, proto))
+            .collect(),
+        ..c
+    };
     for (s, sched) in SCHEDULERS.iter().enumerate() {
         let to = vip(4 + s as u32);
-        all.push(case(
-            new_case_id(sched),
-            &format!("new TCP connection (SYN), {sched}"),
-            XDP_REDIRECT,
-            (0..fresh)
-                .map(|k| client(Frame::tcp(new_client(k), to, SYN)))
-                .collect(),
-            fresh,
+        all.push(creating(
+            case(
+                new_case_id(sched),
+                &format!("new TCP connection (SYN), {sched}"),
+                XDP_REDIRECT,
+                (0..fresh)
+                    .map(|k| client(Frame::tcp(new_client(k), to, SYN)))
+                    .collect(),
+                fresh,
+            ),
+            to,
+            TCP,
         ));
     }
-    all.push(case(
-        "new_udp_wrr",
-        "new UDP flow, wrr",
-        XDP_REDIRECT,
-        (0..fresh)
-            .map(|k| client(Frame::udp(new_client(k), vip(VS_UDP), &[0; 18])))
-            .collect(),
-        fresh,
+    all.push(creating(
+        case(
+            "new_udp_wrr",
+            "new UDP flow, wrr",
+            XDP_REDIRECT,
+            (0..fresh)
+                .map(|k| client(Frame::udp(new_client(k), vip(VS_UDP), &[0; 18])))
+                .collect(),
+            fresh,
+        ),
+        vip(VS_UDP),
+        UDP,
     ));
     all.push(case(
         "non_vip",
@@ -552,9 +593,9 @@ pub fn run(scale: &Scale, out: &Path) -> Result<(PerPacket, Profile)> {
     let mut blocks = Vec::new();
     let mut cases_out = Vec::new();
     let mut profile = None;
-    let new_total = scale.new_conns * (SCHEDULERS.len() + 1);
     for &table in scale.table_sizes {
-        let conntrack_max = table + new_total as u32 + 1024;
+        // Room for one new-flow case at a time: each removes what it created.
+        let conntrack_max = table + scale.new_conns as u32 + 1024;
         progress(&format!(
             "per-packet: loading the program, table of {table} connections (max {conntrack_max})"
         ));
@@ -564,10 +605,12 @@ pub fn run(scale: &Scale, out: &Path) -> Result<(PerPacket, Profile)> {
         let prefill_ms = started.elapsed().as_secs_f64() * 1e3;
         let swapped = reference.time(swap.fd(), "MAC swap", &probe, scale.calls, XDP_TX)?;
         let specs = cases(&bench, scale);
-        let prog = bench.dp.program()?;
-        let fd = prog.fd()?.as_fd();
         for case in &specs {
-            let m = reference.time(fd, case.id, &case.frames, case.calls, case.expect)?;
+            let m = {
+                let fd = bench.dp.program()?.fd()?.as_fd();
+                reference.time(fd, case.id, &case.frames, case.calls, case.expect)?
+            };
+            bench.forget(&case.creates);
             let net = m.measured.mean - m.overhead.mean;
             progress(&format!(
                 "per-packet: {table:>7} conns  {:<40} {:7.1} ns  (net {net:6.1} ns)",
@@ -584,6 +627,7 @@ pub fn run(scale: &Scale, out: &Path) -> Result<(PerPacket, Profile)> {
             });
         }
         if Some(&table) == scale.table_sizes.last() {
+            let fd = bench.dp.program()?.fd()?.as_fd();
             profile = Some(profile::collect(fd, &pass, &swap, out)?);
         }
         blocks.push(Block {
