@@ -5,7 +5,11 @@
 //! - [`forwarder`]: set both MACs and redirect to one interface, the floor of the lab's
 //!   forwarding path (what the director must do at minimum per packet);
 //! - [`udp_sink`]: count and drop IPv4 UDP at the real servers, pass the rest (ARP,
-//!   TCP), so that delivered packets are counted exactly and cost the receiver little.
+//!   TCP), so that delivered packets are counted exactly and cost the receiver little;
+//! - [`lru_insert`]: insert the frame's IPv4 + TCP headers as a 40-byte key into an LRU
+//!   hash, the price of one connection-table insert without the rest of the director.
+
+use std::os::fd::OwnedFd;
 
 use anyhow::{Result, ensure};
 
@@ -16,6 +20,10 @@ const ETH_LEN: i32 = 14;
 const HELPER_REDIRECT: i32 = 23;
 /// `bpf_map_lookup_elem(map, key)`.
 const HELPER_MAP_LOOKUP: i32 = 1;
+/// `bpf_map_update_elem(map, key, value, flags)`.
+const HELPER_MAP_UPDATE: i32 = 2;
+/// Key and value size of [`lru_insert`]: the director's `FlowKey` and `Conn`.
+pub const LRU_KEY: u32 = 40;
 /// IPv4's ethertype as a native-endian load of the big-endian field sees it.
 const ETH_P_IP_LOADED: i32 = u16::from_ne_bytes(0x0800u16.to_be_bytes()) as i32;
 
@@ -112,6 +120,37 @@ pub fn udp_sink(counters: &Counters) -> Result<Program> {
     p.extend(ret(XDP_DROP));
     p.extend(ret(XDP_PASS));
     Program::load("bench_udp_sink", &p)
+}
+
+/// Inserts bytes 14..54 of each frame (an IPv4 + TCP header: distinct per flow) with
+/// a zero value of the same size into `map` (an LRU hash, [`LRU_KEY`]-byte keys and
+/// values), then passes the frame.
+pub fn lru_insert(map: &OwnedFd) -> Result<Program> {
+    let words = (LRU_KEY / 8) as i16;
+    let key = -(LRU_KEY as i16);
+    let value = 2 * key;
+    let mut p = bounds_check(ETH_LEN + LRU_KEY as i32, 0);
+    for w in 0..words {
+        p.push(Insn::load(Size::Dw, 4, 2, ETH_LEN as i16 + 8 * w));
+        p.push(Insn::store(Size::Dw, 10, key + 8 * w, 4));
+    }
+    for w in 0..words {
+        p.push(Insn::store_imm(Size::Dw, 10, value + 8 * w, 0));
+    }
+    p.extend(Insn::load_map(1, map));
+    p.extend([
+        Insn::mov_reg(2, 10),
+        Insn::add_imm(2, key.into()),
+        Insn::mov_reg(3, 10),
+        Insn::add_imm(3, value.into()),
+        Insn::mov_imm(4, 0),
+        Insn::call(HELPER_MAP_UPDATE),
+    ]);
+    // The bounds check jumps here, past everything after it.
+    let skip = (p.len() - 5) as i16;
+    p[4] = Insn::jgt_reg(4, 3, skip);
+    p.extend(ret(XDP_PASS));
+    Program::load("bench_lru_ins", &p)
 }
 
 /// Runs `prog` once on `frame`: (action, output frame).

@@ -20,6 +20,7 @@ const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_LINK_CREATE: libc::c_long = 28;
 
 const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
+const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
 const BPF_PROG_TYPE_XDP: u32 = 6;
 const BPF_XDP: u32 = 37;
 const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
@@ -345,6 +346,19 @@ impl Counters {
             .context("read per-CPU counter")?;
         Ok(values.iter().sum())
     }
+}
+
+/// An LRU hash map (common LRU lists, preallocated: what the director's `CONNS` is).
+pub fn lru_hash(name: &str, key_size: u32, value_size: u32, entries: u32) -> Result<OwnedFd> {
+    let mut attr = Attr::new();
+    attr.u32_at(0, BPF_MAP_TYPE_LRU_HASH)
+        .u32_at(4, key_size)
+        .u32_at(8, value_size)
+        .u32_at(12, entries);
+    let n = name.len().min(15);
+    attr.0[28..28 + n].copy_from_slice(&name.as_bytes()[..n]);
+    attr.call_fd(BPF_MAP_CREATE)
+        .with_context(|| format!("create LRU hash {name}"))
 }
 
 /// Number of possible CPUs (`/sys/devices/system/cpu/possible`, e.g. `0-3`): the

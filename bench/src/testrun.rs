@@ -7,10 +7,12 @@
 //! the fixed cost of a call. Net cost = measured − that overhead. Idempotent baselines
 //! are also measured with a large `repeat`, for reference.
 //!
-//! One block per connection-table size: a fresh program whose table is prefilled with
-//! that many connections (spread over NAT TCP, DR TCP, UDP and IPv6 virtual servers),
-//! then every case. "Established" cases pick a random prefilled flow per call, so a
-//! large table costs what its cache misses cost; `one flow` repeats a single hot flow.
+//! One program per connection-table size, its table prefilled with that many
+//! connections (spread over NAT TCP, DR TCP, UDP and IPv6 virtual servers); the calls
+//! of every case run in rounds that visit every size, so the machine's slow spells
+//! hit all sizes alike. "Established" cases pick a random prefilled flow per call, so
+//! a large table costs what its cache misses cost; `one flow` repeats a single hot
+//! flow. New-flow cases remove the connections they created after each round.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsFd;
@@ -456,6 +458,35 @@ struct Paired {
     discarded: usize,
 }
 
+/// Kernel-reported durations of a case's calls and of the XDP_PASS call before each.
+#[derive(Default)]
+struct Samples {
+    ns: Vec<f64>,
+    base: Vec<f64>,
+}
+
+impl Samples {
+    /// Leaves out interrupted pairs (see [`OUTLIER_MEDIANS`]) and summarises.
+    fn paired(self) -> Paired {
+        let (limit, limit_base) = (
+            Summary::of(&self.ns).p50 * OUTLIER_MEDIANS,
+            Summary::of(&self.base).p50 * OUTLIER_MEDIANS,
+        );
+        let total = self.ns.len();
+        let (ns, base): (Vec<f64>, Vec<f64>) = self
+            .ns
+            .into_iter()
+            .zip(self.base)
+            .filter(|&(x, b)| x <= limit && b <= limit_base)
+            .unzip();
+        Paired {
+            measured: Summary::of(&ns),
+            overhead: Summary::of(&base),
+            discarded: total - ns.len(),
+        }
+    }
+}
+
 /// The fixed-cost program and the frame it runs on, interleaved with every case so
 /// that drift (frequency, other load) hits both series alike.
 struct Reference<'a> {
@@ -464,20 +495,21 @@ struct Reference<'a> {
 }
 
 impl Reference<'_> {
-    /// `calls` pairs of `repeat = 1` runs: XDP_PASS, then `prog` on the next of `frames`
-    /// (cycled). Every run of `prog` must return `expect`.
+    /// Pairs of `repeat = 1` runs for `frames[range]` (indices taken modulo the
+    /// length): XDP_PASS, then `prog` on the frame. Every run of `prog` must return
+    /// `expect`.
     fn time(
         &self,
         prog: std::os::fd::BorrowedFd<'_>,
         what: &str,
         frames: &[Vec<u8>],
-        calls: usize,
+        range: std::ops::Range<usize>,
         expect: u32,
-    ) -> Result<Paired> {
+        into: &mut Samples,
+    ) -> Result<()> {
         let mut out = vec![0u8; 2048];
-        let (mut ns, mut base) = (Vec::with_capacity(calls), Vec::with_capacity(calls));
-        for i in 0..calls {
-            base.push(f64::from(
+        for i in range {
+            into.base.push(f64::from(
                 bpf::test_run(self.pass.fd(), self.frame, &mut out, 1)?.duration_ns,
             ));
             let run = bpf::test_run(prog, &frames[i % frames.len()], &mut out, 1)?;
@@ -487,24 +519,37 @@ impl Reference<'_> {
                     run.retval
                 );
             }
-            ns.push(f64::from(run.duration_ns));
+            into.ns.push(f64::from(run.duration_ns));
         }
-        let (limit, limit_base) = (
-            Summary::of(&ns).p50 * OUTLIER_MEDIANS,
-            Summary::of(&base).p50 * OUTLIER_MEDIANS,
-        );
-        let kept: Vec<(f64, f64)> = ns
-            .into_iter()
-            .zip(base)
-            .filter(|&(x, b)| x <= limit && b <= limit_base)
-            .collect();
-        let (ns, base): (Vec<f64>, Vec<f64>) = kept.iter().copied().unzip();
-        Ok(Paired {
-            measured: Summary::of(&ns),
-            overhead: Summary::of(&base),
-            discarded: calls - kept.len(),
-        })
+        Ok(())
     }
+}
+
+/// Net cost of one LRU insert: [`baseline::lru_insert`] on the distinct SYN frames of
+/// a new-connection case, into a map with room for all of them.
+fn time_lru_insert(reference: &Reference<'_>, cases: &[Case], flows: usize) -> Result<f64> {
+    let syns = cases
+        .iter()
+        .find(|c| c.id == new_case_id("wrr"))
+        .context("no new-connection case")?;
+    let map = bpf::lru_hash(
+        "bench_lru",
+        baseline::LRU_KEY,
+        baseline::LRU_KEY,
+        flows as u32 + 1024,
+    )?;
+    let prog = baseline::lru_insert(&map)?;
+    let mut samples = Samples::default();
+    reference.time(
+        prog.fd(),
+        "LRU insert",
+        &syns.frames,
+        0..syns.frames.len(),
+        XDP_PASS,
+        &mut samples,
+    )?;
+    let m = samples.paired();
+    Ok(m.measured.mean - m.overhead.mean)
 }
 
 /// One large-`repeat` call: the kernel's average ns per repetition.
@@ -533,6 +578,9 @@ pub struct Baselines {
     /// ns per repetition of one call with `large_repeat`.
     pub pass_large_ns: f64,
     pub mac_swap_large_ns: f64,
+    /// One LRU hash insert of a new 40-byte key (raw program, distinct SYN frames),
+    /// net of the fixed cost: the price of a connection-table insert on its own.
+    pub lru_insert_net_ns: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -565,6 +613,8 @@ pub struct PerPacket {
     pub cpu: usize,
     pub calls_per_case: usize,
     pub new_flows_per_case: usize,
+    /// Rounds the calls were spread over, each visiting every table size.
+    pub rounds: usize,
     pub baselines: Baselines,
     pub blocks: Vec<Block>,
     pub cases: Vec<CaseResult>,
@@ -578,6 +628,32 @@ impl PerPacket {
 
 /// Measures every case at every table size; the profile is taken from the program of
 /// the last (largest) block, its dump written to `out`.
+/// Calls of every case are spread over this many rounds, and each round visits every
+/// table size: a slow spell of the machine then hits all sizes alike instead of
+/// skewing one of them.
+fn rounds(scale: &Scale) -> usize {
+    (scale.new_conns / 1000).clamp(1, 10)
+}
+
+/// Part `round` of `0..n` split into `rounds` parts.
+fn chunk(n: usize, round: usize, rounds: usize) -> std::ops::Range<usize> {
+    n * round / rounds..n * (round + 1) / rounds
+}
+
+/// A loaded table size and what is measured on it.
+struct Size {
+    bench: Bench,
+    table: u32,
+    conntrack_max: u32,
+    prefill_ms: f64,
+    cases: Vec<Case>,
+    samples: Vec<Samples>,
+    mac_swap: Samples,
+}
+
+/// Loads one program per table size, then measures every case of every size in
+/// interleaved rounds; the profile is taken from the program of the largest size,
+/// its dump written to `out`.
 pub fn run(scale: &Scale, out: &Path) -> Result<(PerPacket, Profile)> {
     let cpu = pin::last_cpu();
     let _pinned = pin::Pinned::to(cpu)?;
@@ -590,55 +666,99 @@ pub fn run(scale: &Scale, out: &Path) -> Result<(PerPacket, Profile)> {
         frame: &probe[0],
     };
 
-    let mut blocks = Vec::new();
-    let mut cases_out = Vec::new();
-    let mut profile = None;
+    let mut sizes = Vec::new();
     for &table in scale.table_sizes {
-        // Room for one new-flow case at a time: each removes what it created.
+        // Room for one round of one new-flow case: each removes what it created.
         let conntrack_max = table + scale.new_conns as u32 + 1024;
         progress(&format!(
-            "per-packet: loading the program, table of {table} connections (max {conntrack_max})"
+            "per-packet: loading the program, prefilling {table} connections (table size {conntrack_max})"
         ));
         let mut bench = Bench::load(conntrack_max)?;
         let started = Instant::now();
         bench.prefill(table as usize)?;
         let prefill_ms = started.elapsed().as_secs_f64() * 1e3;
-        let swapped = reference.time(swap.fd(), "MAC swap", &probe, scale.calls, XDP_TX)?;
-        let specs = cases(&bench, scale);
-        for case in &specs {
-            let m = {
-                let fd = bench.dp.program()?.fd()?.as_fd();
-                reference.time(fd, case.id, &case.frames, case.calls, case.expect)?
-            };
-            bench.forget(&case.creates);
+        let cases = cases(&bench, scale);
+        sizes.push(Size {
+            samples: cases.iter().map(|_| Samples::default()).collect(),
+            cases,
+            bench,
+            table,
+            conntrack_max,
+            prefill_ms,
+            mac_swap: Samples::default(),
+        });
+    }
+
+    let rounds = rounds(scale);
+    for round in 0..rounds {
+        progress(&format!(
+            "per-packet: round {}/{rounds} over {} table sizes",
+            round + 1,
+            sizes.len()
+        ));
+        for size in &mut sizes {
+            let calls = chunk(scale.calls, round, rounds);
+            reference.time(
+                swap.fd(),
+                "MAC swap",
+                &probe,
+                calls,
+                XDP_TX,
+                &mut size.mac_swap,
+            )?;
+            for (case, samples) in size.cases.iter().zip(&mut size.samples) {
+                let calls = chunk(case.calls, round, rounds);
+                {
+                    let fd = size.bench.dp.program()?.fd()?.as_fd();
+                    reference.time(
+                        fd,
+                        case.id,
+                        &case.frames,
+                        calls.clone(),
+                        case.expect,
+                        samples,
+                    )?;
+                }
+                if !case.creates.is_empty() {
+                    size.bench.forget(&case.creates[calls]);
+                }
+            }
+        }
+    }
+
+    let mut blocks = Vec::new();
+    let mut cases_out = Vec::new();
+    for size in sizes.iter_mut() {
+        for (case, samples) in size.cases.iter().zip(std::mem::take(&mut size.samples)) {
+            let m = samples.paired();
             let net = m.measured.mean - m.overhead.mean;
             progress(&format!(
-                "per-packet: {table:>7} conns  {:<40} {:7.1} ns  (net {net:6.1} ns)",
-                case.label, m.measured.mean,
+                "per-packet: {:>7} conns  {:<40} {:7.1} ns  (net {net:6.1} ns)",
+                size.table, case.label, m.measured.mean,
             ));
             cases_out.push(CaseResult {
                 id: case.id,
                 label: case.label.clone(),
-                table,
+                table: size.table,
                 measured: m.measured,
                 overhead_ns: m.overhead.mean,
                 net_ns: net,
                 discarded: m.discarded,
             });
         }
-        if Some(&table) == scale.table_sizes.last() {
-            let fd = bench.dp.program()?.fd()?.as_fd();
-            profile = Some(profile::collect(fd, &pass, &swap, out)?);
-        }
+        let swapped = std::mem::take(&mut size.mac_swap).paired();
         blocks.push(Block {
-            table,
-            conntrack_max,
-            prefill_ms,
+            table: size.table,
+            conntrack_max: size.conntrack_max,
+            prefill_ms: size.prefill_ms,
             pass: swapped.overhead,
             mac_swap: swapped.measured,
             mac_swap_net_ns: swapped.measured.mean - swapped.overhead.mean,
         });
     }
+    let lru_insert_net_ns = time_lru_insert(&reference, &sizes[0].cases, scale.new_conns)?;
+    let largest = sizes.last_mut().context("no table size to measure")?;
+    let profile = profile::collect(largest.bench.dp.program()?.fd()?.as_fd(), &pass, &swap, out)?;
 
     let mean =
         |f: &dyn Fn(&Block) -> f64| blocks.iter().map(f).sum::<f64>() / blocks.len().max(1) as f64;
@@ -649,25 +769,28 @@ pub fn run(scale: &Scale, out: &Path) -> Result<(PerPacket, Profile)> {
         large_repeat: scale.large_repeat,
         pass_large_ns: time_repeat(&pass, &probe[0], scale.large_repeat, XDP_PASS)?,
         mac_swap_large_ns: time_repeat(&swap, &probe[0], scale.large_repeat, XDP_TX)?,
+        lru_insert_net_ns,
     };
     progress(&format!(
-        "per-packet: baselines: XDP_PASS {:.1} ns/call, MAC swap {:.1} ns/call (net {:.1} ns); with repeat {}: {:.1} / {:.1} ns per run",
+        "per-packet: baselines: XDP_PASS {:.1} ns/call, MAC swap {:.1} ns/call (net {:.1} ns); with repeat {}: {:.1} / {:.1} ns per run; one LRU insert {:.1} ns net",
         baselines.pass_ns,
         baselines.mac_swap_ns,
         baselines.mac_swap_net_ns,
         baselines.large_repeat,
         baselines.pass_large_ns,
-        baselines.mac_swap_large_ns
+        baselines.mac_swap_large_ns,
+        baselines.lru_insert_net_ns
     ));
     let per_packet = PerPacket {
         cpu,
         calls_per_case: scale.calls,
         new_flows_per_case: scale.new_conns,
+        rounds,
         baselines,
         blocks,
         cases: cases_out,
     };
-    Ok((per_packet, profile.context("no table size to measure")?))
+    Ok((per_packet, profile))
 }
 
 /// Pinning the measuring thread: the per-call figures then come from one CPU's caches.
