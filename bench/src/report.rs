@@ -358,6 +358,11 @@ fn per_packet_rows(p: &PerPacket) -> Vec<Row> {
                 ns(b.mac_swap_large_ns)
             ),
         ),
+        Row::new(
+            "per-packet",
+            "reference: one LRU hash insert, 40-byte key and value (raw program)",
+            format!("{} net", ns(b.lru_insert_net_ns)),
+        ),
     ];
     let (Some(&small), Some(&large)) = (
         p.blocks.first().map(|b| &b.table),
@@ -616,8 +621,10 @@ fn notes(r: &Report) -> Vec<String> {
             .collect();
         if !new.is_empty() {
             notes.push(format!(
-                "New TCP connections by scheduler (net): {}.",
-                new.join(", ")
+                "New TCP connections by scheduler (net): {}. A new NAT connection inserts into two LRU hashes \
+                 (CONNS and NAT_REPLIES); one insert costs {} net on its own.",
+                new.join(", "),
+                ns(b.lru_insert_net_ns)
             ));
         }
     }
