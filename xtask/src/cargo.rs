@@ -92,6 +92,11 @@ impl Workspace {
         &self.root
     }
 
+    /// The target directory (CARGO_TARGET_DIR and `build.target-dir` honoured).
+    pub fn target_dir(&self) -> &Path {
+        &self.target
+    }
+
     /// `<target>/<profile>/<name>`: absolute, as cargo metadata reports the target dir.
     pub fn bin(&self, profile: Profile, name: &str) -> PathBuf {
         self.target.join(profile.dir()).join(name)

@@ -1,6 +1,7 @@
 //! `cargo xtask`: builds, runs, tests and demonstrates director, installing what it
 //! needs first (rust-src, bpf-linker, the lab's Debian packages, bpffs).
 
+mod bench;
 mod cargo;
 mod failure;
 mod prereq;
@@ -60,7 +61,15 @@ enum Command {
     },
     /// Check and install the prerequisites only, and print what is there (needs root).
     CheckEnv,
-    // `bench` comes later.
+    /// Benchmarks: per-packet cost, forwarding rate, HTTP, control plane; report in bench/results (needs root).
+    Bench {
+        /// Shorter runs (under 5 minutes); report in <target>/bench/quick.
+        #[arg(long, conflicts_with = "smoke")]
+        quick: bool,
+        /// Tiny counts on the debug build, proving every path works (about a minute); report in <target>/bench/smoke.
+        #[arg(long)]
+        smoke: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -104,6 +113,7 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Test { filters } => test(&filters),
         Command::Demo { mode } => demo(mode),
         Command::CheckEnv => check_env(),
+        Command::Bench { quick, smoke } => bench::bench(bench::Mode::new(quick, smoke)),
     }
 }
 

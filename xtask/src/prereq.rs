@@ -15,9 +15,12 @@ use crate::{
     run,
 };
 
-/// Debian packages the netns lab needs (wrk: load for the control-plane tests). Later
-/// work adds here (nginx-light, netsniff-ng, nftables, haproxy).
+/// Debian packages the netns lab needs (wrk: load for the control-plane tests).
 pub const LAB_PACKAGES: &[&str] = &["iproute2", "ethtool", "curl", "wrk"];
+
+/// What `cargo xtask bench` drives besides the lab: trafgen (netsniff-ng), wrk,
+/// haproxy, nft (nftables) and bpftool.
+pub const BENCH_PACKAGES: &[&str] = &["netsniff-ng", "wrk", "haproxy", "nftables", "bpftool"];
 
 /// bpf-linker must use the LLVM major of the nightly rustc; 0.13.0 offers features
 /// `llvm-21`, `llvm-22` and `llvm-23`.
@@ -387,7 +390,7 @@ fn replace_symlink(target: &Path, link: &Path) -> Result<()> {
     symlink(target, link).map_err(failed)
 }
 
-fn ensure_packages(packages: &[&str]) -> Result<()> {
+pub fn ensure_packages(packages: &[&str]) -> Result<()> {
     let step = format!("apt packages ({})", packages.join(" "));
     let mut missing = Vec::new();
     for &package in packages {
