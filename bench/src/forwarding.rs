@@ -114,7 +114,7 @@ pub fn run(scale: &Scale, bins: &Bins) -> Result<Forwarding> {
         "director (XDP, NAT UDP virtual server)",
         &to_vip,
     )?);
-    lab.stop_director();
+    lab.teardown_director()?;
 
     let fwd = baseline::forwarder(&rs1.mac, &dir_out.mac, dir_out.ifindex)?;
     baseline::check_forwarder(

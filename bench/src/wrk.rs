@@ -75,7 +75,7 @@ pub fn run(scale: &Scale, bins: &Bins) -> Result<Http> {
         vip,
         &mut cases,
     )?;
-    lab.stop_director();
+    lab.teardown_director()?;
     lab.add_vip_on_director();
     let haproxy = start_haproxy(&mut lab)?;
     both(
@@ -93,7 +93,7 @@ pub fn run(scale: &Scale, bins: &Bins) -> Result<Http> {
     let mut lab = netlab::build(Mode::Dr, bins)?;
     netlab::start_director(&mut lab, false)?;
     both(&lab, scale, "director_dr", "director, DR", vip, &mut cases)?;
-    lab.stop_director();
+    lab.teardown_director()?;
     let rs1: SocketAddr = lab.real_servers()[0].into();
     both(
         &lab,
