@@ -21,6 +21,9 @@ const BPF_LINK_CREATE: libc::c_long = 28;
 
 const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
 const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
+const BPF_MAP_TYPE_LRU_PERCPU_HASH: u32 = 10;
+/// One LRU list per CPU instead of one shared list (map_flags).
+const BPF_F_NO_COMMON_LRU: u32 = 1 << 1;
 const BPF_PROG_TYPE_XDP: u32 = 6;
 const BPF_XDP: u32 = 37;
 const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
@@ -349,12 +352,35 @@ impl Counters {
 }
 
 /// An LRU hash map (common LRU lists, preallocated: what the director's `CONNS` is).
-pub fn lru_hash(name: &str, key_size: u32, value_size: u32, entries: u32) -> Result<OwnedFd> {
+/// The layouts a connection table could have, priced against each other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lru {
+    /// One hash table, one LRU list (the director's `CONNS`).
+    Shared,
+    /// One hash table, an LRU list per CPU (`BPF_F_NO_COMMON_LRU`).
+    SharedPerCpuLists,
+    /// A value per CPU (`BPF_MAP_TYPE_LRU_PERCPU_HASH`).
+    PerCpu,
+}
+
+pub fn lru_hash(
+    name: &str,
+    key_size: u32,
+    value_size: u32,
+    entries: u32,
+    kind: Lru,
+) -> Result<OwnedFd> {
+    let (map_type, flags) = match kind {
+        Lru::Shared => (BPF_MAP_TYPE_LRU_HASH, 0),
+        Lru::SharedPerCpuLists => (BPF_MAP_TYPE_LRU_HASH, BPF_F_NO_COMMON_LRU),
+        Lru::PerCpu => (BPF_MAP_TYPE_LRU_PERCPU_HASH, 0),
+    };
     let mut attr = Attr::new();
-    attr.u32_at(0, BPF_MAP_TYPE_LRU_HASH)
+    attr.u32_at(0, map_type)
         .u32_at(4, key_size)
         .u32_at(8, value_size)
-        .u32_at(12, entries);
+        .u32_at(12, entries)
+        .u32_at(16, flags);
     let n = name.len().min(15);
     attr.0[28..28 + n].copy_from_slice(&name.as_bytes()[..n]);
     attr.call_fd(BPF_MAP_CREATE)

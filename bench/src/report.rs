@@ -363,6 +363,16 @@ fn per_packet_rows(p: &PerPacket) -> Vec<Row> {
             "reference: one LRU hash insert, 40-byte key and value (raw program)",
             format!("{} net", ns(b.lru_insert_net_ns)),
         ),
+        Row::new(
+            "per-packet",
+            "connection-table layout, one insert: shared LRU / per-CPU LRU lists / per-CPU LRU hash",
+            format!(
+                "{} / {} / {} net",
+                ns(b.lru_insert_net_ns),
+                ns(b.lru_insert_percpu_lists_net_ns),
+                ns(b.lru_insert_percpu_net_ns)
+            ),
+        ),
     ];
     let (Some(&small), Some(&large)) = (
         p.blocks.first().map(|b| &b.table),

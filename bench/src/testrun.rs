@@ -526,8 +526,13 @@ impl Reference<'_> {
 }
 
 /// Net cost of one LRU insert: [`baseline::lru_insert`] on the distinct SYN frames of
-/// a new-connection case, into a map with room for all of them.
-fn time_lru_insert(reference: &Reference<'_>, cases: &[Case], flows: usize) -> Result<f64> {
+/// a new-connection case, into a map of layout `kind` with room for all of them.
+fn time_lru_insert(
+    reference: &Reference<'_>,
+    cases: &[Case],
+    flows: usize,
+    kind: bpf::Lru,
+) -> Result<f64> {
     let syns = cases
         .iter()
         .find(|c| c.id == new_case_id("wrr"))
@@ -537,6 +542,7 @@ fn time_lru_insert(reference: &Reference<'_>, cases: &[Case], flows: usize) -> R
         baseline::LRU_KEY,
         baseline::LRU_KEY,
         flows as u32 + 1024,
+        kind,
     )?;
     let prog = baseline::lru_insert(&map)?;
     let mut samples = Samples::default();
@@ -581,6 +587,10 @@ pub struct Baselines {
     /// One LRU hash insert of a new 40-byte key (raw program, distinct SYN frames),
     /// net of the fixed cost: the price of a connection-table insert on its own.
     pub lru_insert_net_ns: f64,
+    /// The same insert with one LRU list per CPU (`BPF_F_NO_COMMON_LRU`).
+    pub lru_insert_percpu_lists_net_ns: f64,
+    /// The same insert into a per-CPU LRU hash.
+    pub lru_insert_percpu_net_ns: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -756,7 +766,10 @@ pub fn run(scale: &Scale, out: &Path) -> Result<(PerPacket, Profile)> {
             mac_swap_net_ns: swapped.measured.mean - swapped.overhead.mean,
         });
     }
-    let lru_insert_net_ns = time_lru_insert(&reference, &sizes[0].cases, scale.new_conns)?;
+    let insert = |kind| time_lru_insert(&reference, &sizes[0].cases, scale.new_conns, kind);
+    let lru_insert_net_ns = insert(bpf::Lru::Shared)?;
+    let lru_insert_percpu_lists_net_ns = insert(bpf::Lru::SharedPerCpuLists)?;
+    let lru_insert_percpu_net_ns = insert(bpf::Lru::PerCpu)?;
     let largest = sizes.last_mut().context("no table size to measure")?;
     let profile = profile::collect(largest.bench.dp.program()?.fd()?.as_fd(), &pass, &swap, out)?;
 
@@ -770,6 +783,8 @@ pub fn run(scale: &Scale, out: &Path) -> Result<(PerPacket, Profile)> {
         pass_large_ns: time_repeat(&pass, &probe[0], scale.large_repeat, XDP_PASS)?,
         mac_swap_large_ns: time_repeat(&swap, &probe[0], scale.large_repeat, XDP_TX)?,
         lru_insert_net_ns,
+        lru_insert_percpu_lists_net_ns,
+        lru_insert_percpu_net_ns,
     };
     progress(&format!(
         "per-packet: baselines: XDP_PASS {:.1} ns/call, MAC swap {:.1} ns/call (net {:.1} ns); with repeat {}: {:.1} / {:.1} ns per run; one LRU insert {:.1} ns net",

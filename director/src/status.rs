@@ -139,14 +139,17 @@ fn row(
 ) {
     let _ = writeln!(
         o,
-        "{lead}{name:<28} {col2:<7} {weight:>6} {active:>7} {inactive:>8} {state:>9} {:>8} {:>8} {:>8} {:>8} {:>6} {:>7} {:>7}{tail}",
+        "{lead}{name:<28} {col2:<7} {weight:>6} {active:>7} {inactive:>8} {state:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>7} {:>7} {:>7} {:>7}{tail}",
         human(t.conns as f64),
         human(t.packets_in as f64),
         human(t.packets_out as f64),
         human(t.bytes_in as f64),
+        human(t.bytes_out as f64),
         human(r.cps),
         human(r.pps_in),
         human(r.pps_out),
+        human(r.bps_in),
+        human(r.bps_out),
     );
 }
 
