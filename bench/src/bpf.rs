@@ -225,28 +225,28 @@ impl Program {
         &self.name
     }
 
-    /// Attaches the program in native mode to `ifname` in `ns`; detached when the
-    /// returned link fd is closed (or the device goes away with its namespace).
+    /// See [`attach`].
     pub fn attach(&self, ns: &NetNs, ifname: &str) -> Result<OwnedFd> {
-        let prog_fd = self.fd.as_raw_fd() as u32;
-        ns.run(|| -> Result<OwnedFd> {
-            // Interface indexes are per namespace: resolve and attach from inside it.
-            let ifindex = nix::net::if_::if_nametoindex(ifname)?;
-            let mut attr = Attr::new();
-            attr.u32_at(0, prog_fd)
-                .u32_at(4, ifindex)
-                .u32_at(8, BPF_XDP)
-                .u32_at(12, XDP_FLAGS_DRV_MODE);
-            Ok(attr.call_fd(BPF_LINK_CREATE)?)
-        })
-        .with_context(|| {
-            format!(
-                "attach XDP program {} to {ifname} in {}",
-                self.name,
-                ns.name()
-            )
-        })
+        attach(self.fd(), &self.name, ns, ifname)
     }
+}
+
+/// Attaches XDP program `prog` (any loaded one, the director's included) in native
+/// mode to `ifname` in `ns` through a BPF link: detached when the returned link fd is
+/// closed, or when the device goes away with its namespace.
+pub fn attach(prog: BorrowedFd<'_>, name: &str, ns: &NetNs, ifname: &str) -> Result<OwnedFd> {
+    let prog_fd = prog.as_raw_fd() as u32;
+    ns.run(|| -> Result<OwnedFd> {
+        // Interface indexes are per namespace: resolve and attach from inside it.
+        let ifindex = nix::net::if_::if_nametoindex(ifname)?;
+        let mut attr = Attr::new();
+        attr.u32_at(0, prog_fd)
+            .u32_at(4, ifindex)
+            .u32_at(8, BPF_XDP)
+            .u32_at(12, XDP_FLAGS_DRV_MODE);
+        Ok(attr.call_fd(BPF_LINK_CREATE)?)
+    })
+    .with_context(|| format!("attach XDP program {name} to {ifname} in {}", ns.name()))
 }
 
 /// One `BPF_PROG_TEST_RUN` call.

@@ -17,14 +17,12 @@ use anyhow::{Context, Result, ensure};
 use director::{
     config::{self, Config},
     dataplane::Dataplane,
-    plan::{Plan, addr_key, stable_key},
+    plan::{Plan, stable_key},
 };
-use director_common::{
-    abi::{BACKEND_F_RESOLVED, Backend, wire_port},
-    maglev, wrr,
-};
+use director_common::{maglev, wrr};
 use serde::Serialize;
 
+use crate::maps::{self, Hop};
 use crate::stats::Summary;
 use crate::{Scale, progress};
 
@@ -104,22 +102,12 @@ pub fn config_text(scheduler: &str, vs: usize, rs: usize) -> String {
     t
 }
 
-/// A resolved backend entry, as the daemon writes once the next hop is known.
-fn backend(b: &director::plan::PlannedBackend) -> Backend {
-    let (addr, family) = addr_key(b.address.ip());
-    Backend {
-        addr,
-        port: wire_port(b.address.port()),
-        family,
-        weight: b.weight,
-        max_conns: b.max_conns,
-        ifindex: 2,
-        dst_mac: [0x02, 0, 0, 0, 0x10, 1],
-        src_mac: [0x02, 0, 0, 0, 0, 0xd2],
-        flags: BACKEND_F_RESOLVED,
-        ..Backend::default()
-    }
-}
+/// A made-up next hop: no packet leaves.
+const HOP: Hop = Hop {
+    ifindex: 2,
+    dst_mac: [0x02, 0, 0, 0, 0x10, 1],
+    src_mac: [0x02, 0, 0, 0, 0, 0xd2],
+};
 
 /// `vs` copies of a parsed one-server configuration, each with its own addresses:
 /// what parsing [`config_text`]`(scheduler, vs, rs)` gives, without its cost.
@@ -176,7 +164,7 @@ fn scale_run(scheduler: &'static str, vs: usize, rs: usize) -> Result<(ScaleRun,
     let install_ms = ms_since(t);
     let t = Instant::now();
     for b in &plan.backends {
-        dp.set_backend(b.id, &backend(b))?;
+        dp.set_backend(b.id, &maps::backend(b, &HOP))?;
     }
     let backends_ms = ms_since(t);
     let to_maps_ms = ms_since(start);
@@ -246,7 +234,7 @@ fn backend_change_us(dp: &mut Dataplane, plan: &Plan, runs: usize) -> Result<Sum
         info.ring_len = ring.len() as u32;
         info.members_base = base + ring.len() as u32;
         info.members_len = members.len() as u32;
-        let mut entry = backend(first);
+        let mut entry = maps::backend(first, &HOP);
         entry.weight = weights[0];
 
         let t = Instant::now();

@@ -3,29 +3,33 @@
 //! trafgen in the client namespace sends 64-byte UDP frames of many flows (one source
 //! port per flow) to the director namespace; a counting XDP sink on every real
 //! server's interface counts what arrives and drops it (ARP and TCP pass), so the
-//! receivers cost the same in every case. Cases, one after another in one lab:
-//! the director (a NAT UDP virtual server), a minimal XDP forwarder (set MACs,
-//! redirect: the floor of this topology), plain kernel forwarding (frames addressed
-//! to the real servers) and nftables DNAT. Each runs a warm-up (neighbours resolved,
-//! flows created), then a measured window of fixed length; trafgen is bounded in
-//! count as well and is stopped right after the window.
+//! receivers cost the same in every case. The cases take turns in rounds, so that a
+//! slow spell of this shared machine hits them alike: the director's XDP program (a
+//! NAT UDP virtual server, its maps filled by the control plane's own code with the
+//! lab's next hops), a minimal XDP forwarder (set MACs, redirect: the floor of this
+//! topology), plain kernel forwarding (frames addressed to the real servers) and
+//! nftables DNAT. Each turn runs a warm-up (neighbours resolved, flows created), then
+//! a measured window of fixed length; trafgen is bounded in count as well and is
+//! stopped right after the window.
 //!
 //! Sender, veths, bridge and receivers all run on the sending CPU, so every figure
 //! includes the generator's own cost: compare ratios measured in one run. CPU time per
-//! packet is the whole machine's busy time (/proc/stat) over the window divided by
+//! packet is the whole machine's busy time (/proc/stat) over the windows divided by
 //! the packets delivered.
 
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use director_tests::lab::{Lab, Mode, Role};
 use serde::Serialize;
 
 use crate::baseline;
-use crate::bpf::Counters;
+use crate::bpf::{self, Counters};
 use crate::frame::{ACK, Frame};
+use crate::maps::{self, Hop};
 use crate::netlab::{self, Bins, Child, UDP_PORT};
 use crate::{Scale, progress};
 
@@ -34,6 +38,11 @@ const PAYLOAD: [u8; 18] = [0; 18];
 /// trafgen's packet cap per second of run time: far above what one CPU sends, so
 /// the time bound is what stops it; the cap only guarantees that it ends.
 const CAP_PPS: u64 = 5_000_000;
+/// trafgen's TX ring: a few dozen frames per flush, well inside the default send
+/// buffer of a packet socket.
+const TX_RING: &str = "128KiB";
+/// Tries per case when trafgen quits on its own.
+const ATTEMPTS: usize = 3;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct FwdCase {
@@ -54,6 +63,8 @@ pub struct Forwarding {
     pub flows: usize,
     pub frame_bytes: usize,
     pub warmup_s: f64,
+    /// Turns each case took (its windows add up to the measuring time).
+    pub rounds: u32,
     pub cases: Vec<FwdCase>,
 }
 
@@ -63,9 +74,95 @@ impl Forwarding {
     }
 }
 
+/// How a case forwards, and what it sets up in the director namespace for its turn.
+enum Way<'a> {
+    /// An XDP program attached to the director's client-side interface.
+    Xdp(BorrowedFd<'a>, &'a str),
+    /// The kernel's IPv4 forwarding.
+    Kernel,
+    /// The kernel's forwarding with an nftables DNAT ruleset (this file).
+    Nft(&'a Path),
+}
+
+/// What a turn set up, undone by [`Installed::remove`].
+enum Installed {
+    Link(OwnedFd),
+    Forwarding { nft: bool },
+}
+
+impl Way<'_> {
+    fn install(&self, lab: &Lab) -> Result<Installed> {
+        let dir = lab.ns(Role::Director);
+        Ok(match self {
+            Way::Xdp(prog, name) => Installed::Link(bpf::attach(*prog, name, dir, "eth0")?),
+            Way::Kernel => {
+                dir.sysctl(&["net.ipv4.ip_forward=1"])?;
+                Installed::Forwarding { nft: false }
+            }
+            Way::Nft(rules) => {
+                dir.sysctl(&["net.ipv4.ip_forward=1"])?;
+                lab.exec(Role::Director, "nft", &["-f", &rules.to_string_lossy()])?;
+                Installed::Forwarding { nft: true }
+            }
+        })
+    }
+}
+
+impl Installed {
+    fn remove(self, lab: &Lab) -> Result<()> {
+        match self {
+            Installed::Link(link) => drop(link),
+            Installed::Forwarding { nft } => {
+                if nft {
+                    lab.exec(Role::Director, "nft", &["delete", "table", "ip", NFT_TABLE])?;
+                }
+                lab.ns(Role::Director).sysctl(&["net.ipv4.ip_forward=0"])?;
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Case<'a> {
+    id: &'static str,
+    label: &'static str,
+    way: Way<'a>,
+    /// The trafgen configuration it is fed.
+    frames: &'a Path,
+}
+
+/// A case's measured windows, added up.
+#[derive(Default)]
+struct Totals {
+    seconds: f64,
+    delivered: u64,
+    sent: u64,
+    cpu_busy_s: f64,
+}
+
+impl Totals {
+    fn result(&self, case: &Case<'_>) -> FwdCase {
+        FwdCase {
+            id: case.id,
+            label: case.label,
+            seconds: self.seconds,
+            delivered: self.delivered,
+            delivered_pps: self.delivered as f64 / self.seconds,
+            sent_pps: self.sent as f64 / self.seconds,
+            cpu_busy_s: self.cpu_busy_s,
+            cpu_ns_per_packet: self.cpu_busy_s * 1e9 / self.delivered.max(1) as f64,
+        }
+    }
+}
+
+/// Turns each case gets: one per second of measuring time, at most five.
+fn rounds(scale: &Scale) -> u32 {
+    (scale.fwd_time.as_secs() as u32).clamp(1, 5)
+}
+
 pub fn run(scale: &Scale, bins: &Bins) -> Result<Forwarding> {
     progress("forwarding: building a NAT lab");
-    let mut lab = netlab::build(Mode::Nat, bins)?;
+    let lab = netlab::build(Mode::Nat, bins)?;
     let client = netlab::link(lab.ns(Role::Client), "eth0")?;
     let dir_in = netlab::link(lab.ns(Role::Director), "eth0")?;
     let dir_out = netlab::link(lab.ns(Role::Director), "eth1")?;
@@ -90,6 +187,7 @@ pub fn run(scale: &Scale, bins: &Bins) -> Result<Forwarding> {
         "to-servers",
         (0..flows).map(|k| udp(servers[k % servers.len()], k)),
     )?;
+    let nft = nft_dnat(lab.temp_dir(), vip, &servers)?;
 
     let counters = Counters::create("bench_rx", 1)?;
     let sink = baseline::udp_sink(&counters)?;
@@ -100,22 +198,20 @@ pub fn run(scale: &Scale, bins: &Bins) -> Result<Forwarding> {
     let _sinks = (1..=lab.real_servers().len())
         .map(|n| sink.attach(lab.ns(Role::Server(n)), "eth0"))
         .collect::<Result<Vec<_>>>()?;
-    let run = Runner {
-        scale,
-        counters: &counters,
-    };
-    let mut cases = Vec::new();
 
-    progress("forwarding: starting the director");
-    netlab::start_director(&mut lab, true)?;
-    cases.push(run.measure(
-        &lab,
-        "director",
-        "director (XDP, NAT UDP virtual server)",
-        &to_vip,
-    )?);
-    lab.teardown_director()?;
-
+    progress("forwarding: loading the director's program, next hops from the lab");
+    let (mut dp, _plan) = maps::load(&netlab::director_config(&lab, true), None, |b| {
+        let n = lab
+            .real_servers()
+            .iter()
+            .position(|rs| IpAddr::V4(*rs.ip()) == b.address.ip())
+            .with_context(|| format!("{} is not a real server of the lab", b.address))?;
+        Ok(Hop {
+            ifindex: dir_out.ifindex,
+            dst_mac: netlab::link(lab.ns(Role::Server(n + 1)), "eth0")?.mac,
+            src_mac: dir_out.mac,
+        })
+    })?;
     let fwd = baseline::forwarder(&rs1.mac, &dir_out.mac, dir_out.ifindex)?;
     baseline::check_forwarder(
         &fwd,
@@ -124,40 +220,73 @@ pub fn run(scale: &Scale, bins: &Bins) -> Result<Forwarding> {
         &udp(vip, 0),
         &arp(&client.mac),
     )?;
-    {
-        let _attached = fwd.attach(lab.ns(Role::Director), "eth0")?;
-        cases.push(run.measure(
-            &lab,
-            "xdp_forwarder",
-            "minimal XDP forwarder (set MACs, redirect)",
-            &to_vip,
-        )?);
+    let cases = [
+        Case {
+            id: "director",
+            label: "director (XDP, NAT UDP virtual server)",
+            way: Way::Xdp(dp.program()?.fd()?.as_fd(), "director"),
+            frames: &to_vip,
+        },
+        Case {
+            id: "xdp_forwarder",
+            label: "minimal XDP forwarder (set MACs, redirect)",
+            way: Way::Xdp(fwd.fd(), fwd.name()),
+            frames: &to_vip,
+        },
+        Case {
+            id: "kernel",
+            label: "kernel forwarding (to the servers' addresses)",
+            way: Way::Kernel,
+            frames: &to_servers,
+        },
+        Case {
+            id: "nftables",
+            label: "nftables DNAT (conntrack, round robin)",
+            way: Way::Nft(&nft),
+            frames: &to_vip,
+        },
+    ];
+
+    let run = Runner {
+        scale,
+        counters: &counters,
+    };
+    let rounds = rounds(scale);
+    let window = scale.fwd_time / rounds;
+    let mut totals: Vec<Totals> = cases.iter().map(|_| Totals::default()).collect();
+    for round in 1..=rounds {
+        for (case, total) in cases.iter().zip(&mut totals) {
+            progress(&format!(
+                "forwarding: round {round}/{rounds}: {}: {:.1} s warm-up, {:.1} s measured",
+                case.label,
+                scale.fwd_warmup.as_secs_f64(),
+                window.as_secs_f64()
+            ));
+            let installed = case.way.install(&lab)?;
+            run.measure(&lab, case.label, case.frames, window, total)?;
+            installed.remove(&lab)?;
+        }
     }
-
-    let dir = lab.ns(Role::Director);
-    dir.sysctl(&["net.ipv4.ip_forward=1"])?;
-    cases.push(run.measure(
-        &lab,
-        "kernel",
-        "kernel forwarding (to the servers' addresses)",
-        &to_servers,
-    )?);
-    // After plain forwarding: nftables' NAT turns conntrack on in the namespace.
-    let nft = nft_dnat(lab.temp_dir(), vip, &servers)?;
-    lab.exec(Role::Director, "nft", &["-f", &nft.to_string_lossy()])?;
-    cases.push(run.measure(
-        &lab,
-        "nftables",
-        "nftables DNAT (conntrack, round robin)",
-        &to_vip,
-    )?);
-    lab.exec(Role::Director, "nft", &["delete", "table", "ip", NFT_TABLE])?;
-    dir.sysctl(&["net.ipv4.ip_forward=0"])?;
-
+    let cases: Vec<FwdCase> = cases
+        .iter()
+        .zip(&totals)
+        .map(|(c, t)| t.result(c))
+        .collect();
+    for c in &cases {
+        progress(&format!(
+            "forwarding: {}: {:.3} Mpps delivered ({:.3} Mpps sent), {:.0} ns CPU per packet",
+            c.label,
+            c.delivered_pps / 1e6,
+            c.sent_pps / 1e6,
+            c.cpu_ns_per_packet
+        ));
+    }
+    drop(dp);
     Ok(Forwarding {
         flows,
         frame_bytes: udp(vip, 0).len() + 4,
         warmup_s: scale.fwd_warmup.as_secs_f64(),
+        rounds,
         cases,
     })
 }
@@ -167,30 +296,62 @@ struct Runner<'a> {
     counters: &'a Counters,
 }
 
+/// What one attempt at a window came to.
+enum Attempt {
+    Measured,
+    /// trafgen quit on its own (it gives up on a transient send error): try again.
+    SenderQuit(String),
+}
+
 impl Runner<'_> {
+    /// One warm-up and `window` of trafgen sending `frames`, added to `into`; retried
+    /// when trafgen quits on its own.
     fn measure(
         &self,
         lab: &Lab,
-        id: &'static str,
-        label: &'static str,
-        conf: &Path,
-    ) -> Result<FwdCase> {
-        let (warmup, window) = (self.scale.fwd_warmup, self.scale.fwd_time);
-        progress(&format!(
-            "forwarding: {label}: {:.1} s warm-up, {:.1} s measured",
-            warmup.as_secs_f64(),
-            window.as_secs_f64()
-        ));
+        label: &str,
+        frames: &Path,
+        window: Duration,
+        into: &mut Totals,
+    ) -> Result<()> {
+        let mut why = String::new();
+        for attempt in 1..=ATTEMPTS {
+            match self.attempt(lab, label, frames, window, into)? {
+                Attempt::Measured => return Ok(()),
+                Attempt::SenderQuit(output) => {
+                    progress(&format!(
+                        "forwarding: {label}: trafgen quit early (attempt {attempt} of {ATTEMPTS})"
+                    ));
+                    why = output;
+                }
+            }
+        }
+        bail!("{label}: trafgen quit early in each of {ATTEMPTS} attempts; last output:\n{why}")
+    }
+
+    fn attempt(
+        &self,
+        lab: &Lab,
+        label: &str,
+        frames: &Path,
+        window: Duration,
+        into: &mut Totals,
+    ) -> Result<Attempt> {
+        let warmup = self.scale.fwd_warmup;
         let cap = CAP_PPS * (warmup + window + Duration::from_secs(10)).as_secs();
         let args: Vec<String> = [
             "--dev",
             "eth0",
             "--conf",
-            &conf.to_string_lossy(),
+            &frames.to_string_lossy(),
             "--cpus",
             "1",
             "--num",
             &cap.to_string(),
+            // A small TX ring: trafgen gives up (EAGAIN) when one flush of a large ring
+            // outruns the socket's send buffer, whose limits are the host's.
+            "--ring-size",
+            TX_RING,
             // Leave the host's socket memory limits and IRQ affinities alone.
             "--no-sock-mem",
             "--notouch-irq",
@@ -201,7 +362,9 @@ impl Runner<'_> {
         let mut trafgen =
             Child::spawn(lab, Role::Client, "trafgen", &args, Duration::from_secs(2))?;
         std::thread::sleep(warmup);
-        trafgen.ensure_running()?;
+        if trafgen.ensure_running().is_err() {
+            return Ok(Attempt::SenderQuit(trafgen.interrupt()?));
+        }
         let client = lab.ns(Role::Client);
         let (c0, tx0, cpu0) = (
             self.counters.sum(0)?,
@@ -216,34 +379,22 @@ impl Runner<'_> {
             CpuTimes::read()?,
         );
         let seconds = t0.elapsed().as_secs_f64();
-        let still_sending = trafgen.ensure_running();
+        let quit = trafgen.ensure_running().is_err();
         let log = trafgen.interrupt()?;
-        still_sending
-            .with_context(|| format!("{label}: trafgen stopped before the window ended"))?;
+        if quit {
+            return Ok(Attempt::SenderQuit(log));
+        }
         let delivered = c1 - c0;
         ensure!(
             delivered > 0,
             "{label}: no packet reached the real servers in {seconds:.1} s (sent {}); trafgen said:\n{log}",
             tx1 - tx0
         );
-        let cpu_busy_s = cpu1.busy_seconds_since(&cpu0);
-        let case = FwdCase {
-            id,
-            label,
-            seconds,
-            delivered,
-            delivered_pps: delivered as f64 / seconds,
-            sent_pps: (tx1 - tx0) as f64 / seconds,
-            cpu_busy_s,
-            cpu_ns_per_packet: cpu_busy_s * 1e9 / delivered as f64,
-        };
-        progress(&format!(
-            "forwarding: {label}: {:.3} Mpps delivered ({:.3} Mpps sent), {:.0} ns CPU per packet",
-            case.delivered_pps / 1e6,
-            case.sent_pps / 1e6,
-            case.cpu_ns_per_packet
-        ));
-        Ok(case)
+        into.seconds += seconds;
+        into.delivered += delivered;
+        into.sent += tx1 - tx0;
+        into.cpu_busy_s += cpu1.busy_seconds_since(&cpu0);
+        Ok(Attempt::Measured)
     }
 }
 

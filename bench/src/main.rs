@@ -16,6 +16,7 @@ mod bpf;
 mod control;
 mod forwarding;
 mod frame;
+mod maps;
 mod netlab;
 mod profile;
 mod report;

@@ -21,12 +21,11 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use director::{
-    config,
     dataplane::{Dataplane, monotonic_ns},
     plan::{Plan, addr_key},
 };
 use director_common::{
-    abi::{BACKEND_F_RESOLVED, Backend, CONN_F_NAT, Conn, FlowKey, NatReply, wire_port},
+    abi::{CONN_F_NAT, Conn, FlowKey, NatReply, wire_port},
     tcp::State,
 };
 use serde::Serialize;
@@ -34,6 +33,7 @@ use serde::Serialize;
 use crate::baseline;
 use crate::bpf::{self, Program, XDP_PASS, XDP_REDIRECT, XDP_TX};
 use crate::frame::{ACK, Frame, Mac, SYN, TCP, UDP};
+use crate::maps::{self, Hop};
 use crate::profile::{self, Profile};
 use crate::stats::{SplitMix, Summary};
 use crate::{Scale, progress};
@@ -160,27 +160,13 @@ struct Bench {
 
 impl Bench {
     fn load(conntrack_max: u32) -> Result<Bench> {
-        let text = config_text();
-        let loaded = config::parse(&text, "bench.toml").map_err(|e| anyhow::anyhow!("{e}"))?;
-        let plan = Plan::new(&loaded.config);
-        let mut dp = Dataplane::load(&plan.sizes(conntrack_max))?;
-        dp.install(&plan)?;
-        for b in &plan.backends {
-            let (addr, family) = addr_key(b.address.ip());
-            let backend = Backend {
-                addr,
-                port: wire_port(b.address.port()),
-                family,
-                weight: b.weight,
-                max_conns: b.max_conns,
+        let (dp, plan) = maps::load(&config_text(), Some(conntrack_max), |b| {
+            Ok(Hop {
                 ifindex: OTHER_IF,
                 dst_mac: rs_mac(b.id),
                 src_mac: DIR_SERVER_SIDE_MAC,
-                flags: BACKEND_F_RESOLVED,
-                ..Backend::default()
-            };
-            dp.set_backend(b.id, &backend)?;
-        }
+            })
+        })?;
         let mut by_vs = vec![Vec::new(); plan.vips.len()];
         for (i, b) in plan.backends.iter().enumerate() {
             by_vs[b.vip_id as usize].push(i);
@@ -873,6 +859,7 @@ mod pin {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use director::config;
 
     #[test]
     fn the_benchmark_configuration_is_valid() {

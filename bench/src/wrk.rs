@@ -4,11 +4,17 @@
 //! (TCP mode) on the director namespace, and straight to one real server (the DR
 //! lab's client shares the servers' segment). The real servers are the lab's HTTP
 //! server, the same in every case.
+//!
+//! The cases of a lab take turns in short rounds, so that a slow spell of this
+//! shared machine hits them alike: the director stays up throughout, and haproxy
+//! listens on the VIP's address on another port (the director's program passes what
+//! is not for a virtual server, about 0.1 µs a packet).
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use director_tests::http::{self, Timeouts};
 use director_tests::lab::{Lab, Mode, Role};
 use serde::Serialize;
 
@@ -49,6 +55,8 @@ pub struct Http {
     pub threads: u32,
     pub connections: u32,
     pub seconds: f64,
+    /// Turns each case took (`seconds` split evenly).
+    pub rounds: u64,
     pub cases: Vec<WrkCase>,
 }
 
@@ -59,6 +67,20 @@ impl Http {
 }
 
 const WRK_THREADS: u32 = 1;
+/// haproxy's port on the VIP's address (the director owns VIP:80).
+const HAPROXY_PORT: u16 = 8000;
+
+/// Where one case sends its requests.
+struct Target {
+    id: &'static str,
+    label: &'static str,
+    addr: SocketAddr,
+}
+
+/// Turns each case takes: one per second of measuring time, at most five.
+fn rounds(scale: &Scale) -> u64 {
+    scale.wrk_time.as_secs().clamp(1, 5)
+}
 
 pub fn run(scale: &Scale, bins: &Bins) -> Result<Http> {
     let mut cases = Vec::new();
@@ -66,75 +88,102 @@ pub fn run(scale: &Scale, bins: &Bins) -> Result<Http> {
     progress("http: building a NAT lab");
     let mut lab = netlab::build(Mode::Nat, bins)?;
     netlab::start_director(&mut lab, false)?;
-    let vip = lab.vip();
-    both(
-        &lab,
-        scale,
-        "director_nat",
-        "director, NAT",
-        vip,
-        &mut cases,
-    )?;
-    lab.teardown_director()?;
     lab.add_vip_on_director();
-    let haproxy = start_haproxy(&mut lab)?;
-    both(
-        &lab,
-        scale,
-        "haproxy",
-        "haproxy (TCP mode)",
-        vip,
-        &mut cases,
-    )?;
+    let vip = lab.vip();
+    let haproxy_addr = SocketAddr::new(vip.ip(), HAPROXY_PORT);
+    let haproxy = start_haproxy(&lab, haproxy_addr)?;
+    let targets = [
+        Target {
+            id: "director_nat",
+            label: "director, NAT",
+            addr: vip,
+        },
+        Target {
+            id: "haproxy",
+            label: "haproxy (TCP mode)",
+            addr: haproxy_addr,
+        },
+    ];
+    cases.extend(take_turns(&lab, scale, &targets)?);
     haproxy.interrupt()?;
     drop(lab);
 
     progress("http: building a DR lab");
     let mut lab = netlab::build(Mode::Dr, bins)?;
     netlab::start_director(&mut lab, false)?;
-    both(&lab, scale, "director_dr", "director, DR", vip, &mut cases)?;
-    lab.teardown_director()?;
-    let rs1: SocketAddr = lab.real_servers()[0].into();
-    both(
-        &lab,
-        scale,
-        "direct",
-        "straight to one real server",
-        rs1,
-        &mut cases,
-    )?;
+    let targets = [
+        Target {
+            id: "director_dr",
+            label: "director, DR",
+            addr: vip,
+        },
+        Target {
+            id: "direct",
+            label: "straight to one real server",
+            addr: lab.real_servers()[0].into(),
+        },
+    ];
+    cases.extend(take_turns(&lab, scale, &targets)?);
 
     Ok(Http {
         threads: WRK_THREADS,
         connections: scale.wrk_conns,
         seconds: scale.wrk_time.as_secs_f64(),
+        rounds: rounds(scale),
         cases,
     })
 }
 
-fn both(
-    lab: &Lab,
-    scale: &Scale,
-    id: &'static str,
-    label: &'static str,
-    target: SocketAddr,
-    out: &mut Vec<WrkCase>,
-) -> Result<()> {
-    for conn in [Conn::KeepAlive, Conn::Close] {
-        out.push(wrk(lab, scale, id, label, conn, target)?);
+/// Every target with both kinds of connection, in rounds; each case's figures are
+/// the mean over its rounds (errors the sum).
+fn take_turns(lab: &Lab, scale: &Scale, targets: &[Target]) -> Result<Vec<WrkCase>> {
+    let rounds = rounds(scale);
+    let secs = (scale.wrk_time.as_secs() / rounds).max(1);
+    let kinds = [Conn::KeepAlive, Conn::Close];
+    let mut runs: Vec<Vec<WrkCase>> = vec![Vec::new(); targets.len() * kinds.len()];
+    for round in 1..=rounds {
+        for (t, target) in targets.iter().enumerate() {
+            for (k, &conn) in kinds.iter().enumerate() {
+                progress(&format!(
+                    "http: round {round}/{rounds}: {}, {}: wrk for {secs} s",
+                    target.label,
+                    conn.label()
+                ));
+                runs[t * kinds.len() + k].push(wrk(lab, scale, target, conn, secs)?);
+            }
+        }
     }
-    Ok(())
+    let cases: Vec<WrkCase> = runs.iter().filter_map(|r| mean(r)).collect();
+    for c in &cases {
+        progress(&format!(
+            "http: {}, {}: {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms, {} errors",
+            c.label,
+            c.conn.label(),
+            c.requests_per_s,
+            c.p50_ms,
+            c.p99_ms,
+            c.errors
+        ));
+    }
+    Ok(cases)
 }
 
-fn wrk(
-    lab: &Lab,
-    scale: &Scale,
-    id: &'static str,
-    label: &'static str,
-    conn: Conn,
-    target: SocketAddr,
-) -> Result<WrkCase> {
-    let secs = scale.wrk_time.as_secs().max(1);
+/// One case over its rounds: mean rate and percentiles, summed counts.
+fn mean(runs: &[WrkCase]) -> Option<WrkCase> {
+    let first = runs.first()?;
+    let n = runs.len() as f64;
+    let avg = |f: fn(&WrkCase) -> f64| runs.iter().map(f).sum::<f64>() / n;
+    Some(WrkCase {
+        requests: runs.iter().map(|r| r.requests).sum(),
+        requests_per_s: avg(|r| r.requests_per_s),
+        p50_ms: avg(|r| r.p50_ms),
+        p99_ms: avg(|r| r.p99_ms),
+        errors: runs.iter().map(|r| r.errors).sum(),
+        ..first.clone()
+    })
+}
+
+fn wrk(lab: &Lab, scale: &Scale, target: &Target, conn: Conn, secs: u64) -> Result<WrkCase> {
     let mut args: Vec<String> = vec![
         format!("--threads={WRK_THREADS}"),
         format!("--connections={}", scale.wrk_conns),
@@ -145,46 +194,37 @@ fn wrk(
     if conn == Conn::Close {
         args.extend(["--header".to_owned(), "Connection: close".to_owned()]);
     }
-    args.push(format!("http://{target}/"));
-    progress(&format!(
-        "http: {label}, {}: wrk for {secs} s",
-        conn.label()
-    ));
+    args.push(format!("http://{}/", target.addr));
     let child = Child::spawn(lab, Role::Client, "wrk", &args, Duration::from_secs(1))?;
     let output = child.wait(Duration::from_secs(secs + 15))?;
+    let label = target.label;
     let r = parse(&output).with_context(|| format!("{label}: unexpected wrk output:\n{output}"))?;
     if r.requests == 0 {
         bail!("{label}: no request succeeded; wrk said:\n{output}");
     }
-    progress(&format!(
-        "http: {label}, {}: {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms, {} errors",
-        conn.label(),
-        r.requests_per_s,
-        r.p50_ms,
-        r.p99_ms,
-        r.errors
-    ));
     Ok(WrkCase {
-        id,
+        id: target.id,
         label,
         conn,
         ..r
     })
 }
 
-/// haproxy in TCP mode on the director namespace, bound to the VIP (which the caller
-/// has put on the namespace's `lo`), round robin over the real servers.
-fn start_haproxy(lab: &mut Lab) -> Result<Child> {
+/// haproxy in TCP mode on the director namespace, bound to `addr` (the VIP's
+/// address, which the caller has put on the namespace's `lo`), round robin over the
+/// real servers.
+fn start_haproxy(lab: &Lab, addr: SocketAddr) -> Result<Child> {
     let mut cfg = format!(
-        "global\n  maxconn 4096\n  nbthread 1\n\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n\nfrontend vip\n  bind {}\n  default_backend servers\n\nbackend servers\n  balance roundrobin\n",
-        lab.vip()
+        "global\n  maxconn 4096\n  nbthread 1\n\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n\nfrontend vip\n  bind {addr}\n  default_backend servers\n\nbackend servers\n  balance roundrobin\n"
     );
     for (i, rs) in lab.real_servers().iter().enumerate() {
         cfg += &format!("  server rs{} {rs}\n", i + 1);
     }
     let path = lab.temp_dir().join("haproxy.cfg");
     std::fs::write(&path, cfg).with_context(|| format!("write {}", path.display()))?;
-    progress("http: starting haproxy in the director namespace");
+    progress(&format!(
+        "http: starting haproxy in the director namespace on {addr}"
+    ));
     let args = ["-db", "-f", &path.to_string_lossy()].map(str::to_owned);
     let mut child = Child::spawn(
         lab,
@@ -193,11 +233,25 @@ fn start_haproxy(lab: &mut Lab) -> Result<Child> {
         &args,
         Duration::from_secs(2),
     )?;
-    if let Err(e) = lab.wait_for_vip(Duration::from_secs(10)) {
+    let quick = Timeouts {
+        connect: Duration::from_millis(500),
+        io: Duration::from_secs(2),
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
         child.ensure_running()?;
-        return Err(e.context(format!("haproxy output:\n{}", child.output())));
+        match lab.in_client(|| http::get_with(&quick, None, addr, "/")) {
+            Ok(r) if r.status == 200 => return Ok(child),
+            last if Instant::now() >= deadline => {
+                bail!(
+                    "haproxy on {addr} did not answer within 10 s (last: {}); its output:\n{}",
+                    last.map_or_else(|e| format!("{e:#}"), |r| format!("status {}", r.status)),
+                    child.output()
+                )
+            }
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
     }
-    Ok(child)
 }
 
 /// The figures of one wrk run (`--latency` output).

@@ -567,25 +567,6 @@ impl Lab {
         Some(d.stop().unwrap_or_else(|e| panic!("{e:#}")))
     }
 
-    /// Stops the director and removes its pinned datapath (`director teardown`), so
-    /// the interfaces are free for another XDP program or the kernel's own path.
-    pub fn teardown_director(&mut self) -> Result<()> {
-        self.stop_director();
-        let out = Command::new(&self.director_bin)
-            .arg("teardown")
-            .arg("--pin-dir")
-            .arg(self.pin_dir())
-            .stdin(Stdio::null())
-            .output()
-            .with_context(|| format!("run {} teardown", self.director_bin.display()))?;
-        anyhow::ensure!(
-            out.status.success(),
-            "director teardown: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        Ok(())
-    }
-
     /// SIGKILLs the director by pid (a crash: it cannot clean anything up) and returns
     /// how it exited. Its pinned datapath stays, as after [`Lab::stop_director`].
     pub fn kill_director(&mut self) -> Option<ExitStatus> {
