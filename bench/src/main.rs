@@ -12,7 +12,6 @@
 //! root. All traffic stays inside network namespaces the lab creates and deletes.
 
 mod baseline;
-mod bpf;
 mod control;
 mod forwarding;
 mod frame;
@@ -33,6 +32,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use clap::{Parser, ValueEnum};
+
+use director_tests::bpf;
 
 use crate::netlab::Bins;
 use crate::report::Report;

@@ -1,11 +1,13 @@
 //! End-to-end test support for director: a network-namespace lab ([`lab::Lab`]) with a
 //! client, the director and real servers wired for NAT or DR, a small HTTP client
 //! ([`http`]) and a UDP one ([`udp`]) to drive traffic from inside it, director configs
-//! for lab tests ([`config`]), and the payloads both ends agree on ([`pattern`]).
+//! for lab tests ([`config`]), the payloads both ends agree on ([`pattern`]), and raw
+//! `bpf(2)` for small hand-written XDP programs ([`bpf`]).
 //!
 //! Everything stays inside namespaces the lab creates: nothing is added to the default
 //! namespace, and all addresses are 10.x or documentation ranges (IPv6: 2001:db8::/32).
 
+pub mod bpf;
 pub mod config;
 pub mod example_config;
 pub mod http;

@@ -2,15 +2,16 @@
 //! array, attach a program to an interface of a lab namespace, run
 //! `BPF_PROG_TEST_RUN`, read a program's id and sizes.
 //!
-//! The technique of the lab's XDP_PASS program (tests/src/lab/xdp.rs): no object file
-//! and no BPF toolchain at run time. The director's own program is loaded by aya; its
-//! fd goes through the same [`test_run`], so every program is timed by one code path.
+//! No object file and no BPF toolchain at run time: the lab's XDP_PASS program
+//! (`lab::xdp`) and the benchmark's baselines are built from instructions here. The
+//! director's own program is loaded by aya; its fd goes through the same
+//! [`test_run`], so every program is timed by one code path.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
+use crate::lab::NetNs;
 use anyhow::{Context, Result};
-use director_tests::lab::NetNs;
 
 const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
