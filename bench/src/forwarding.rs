@@ -28,10 +28,10 @@ use serde::Serialize;
 
 use crate::baseline;
 use crate::bpf::{self, Counters};
-use crate::frame::{ACK, Frame};
 use crate::maps::{self, Hop};
 use crate::netlab::{self, Bins, Child, UDP_PORT};
 use crate::{Scale, progress};
+use director_tests::packet::{ACK, Frame};
 
 /// UDP payload that makes a 60-byte frame: 64 bytes on the wire with the FCS.
 const PAYLOAD: [u8; 18] = [0; 18];

@@ -14,7 +14,6 @@
 mod baseline;
 mod control;
 mod forwarding;
-mod frame;
 mod maps;
 mod netlab;
 mod profile;

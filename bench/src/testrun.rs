@@ -32,11 +32,11 @@ use serde::Serialize;
 
 use crate::baseline;
 use crate::bpf::{self, Program, XDP_PASS, XDP_REDIRECT, XDP_TX};
-use crate::frame::{ACK, Frame, Mac, SYN, TCP, UDP};
 use crate::maps::{self, Hop};
 use crate::profile::{self, Profile};
 use crate::stats::{SplitMix, Summary};
 use crate::{Scale, progress};
+use director_tests::packet::{ACK, Frame, Mac, SYN, TCP, UDP};
 
 /// BPF_PROG_TEST_RUN delivers frames on the loopback device.
 const LO: u32 = 1;

@@ -2,7 +2,8 @@
 //! client, the director and real servers wired for NAT or DR, a small HTTP client
 //! ([`http`]) and a UDP one ([`udp`]) to drive traffic from inside it, director configs
 //! for lab tests ([`config`]), the payloads both ends agree on ([`pattern`]), and raw
-//! `bpf(2)` for small hand-written XDP programs ([`bpf`]).
+//! `bpf(2)` for small hand-written XDP programs ([`bpf`]), and exact Ethernet frames
+//! for the packet fixtures and benchmarks ([`packet`]).
 //!
 //! Everything stays inside namespaces the lab creates: nothing is added to the default
 //! namespace, and all addresses are 10.x or documentation ranges (IPv6: 2001:db8::/32).
@@ -12,6 +13,7 @@ pub mod config;
 pub mod example_config;
 pub mod http;
 pub mod lab;
+pub mod packet;
 pub mod paths;
 pub mod pattern;
 pub mod udp;
