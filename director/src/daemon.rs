@@ -56,6 +56,9 @@ fn sizes(cfg: &Config) -> Sizes {
     }
 }
 
+/// A next-hop resolution: backend id, the address resolved, the outcome.
+type Resolved = (u32, SocketAddr, anyhow::Result<NextHop>);
+
 struct Daemon {
     dp: Dataplane,
     model: Model,
@@ -65,7 +68,7 @@ struct Daemon {
     written: HashMap<u32, Backend>,
     monitor: Monitor,
     health_notes: HashMap<(String, SocketAddr), (String, u64)>,
-    resolved_tx: mpsc::UnboundedSender<(u32, anyhow::Result<NextHop>)>,
+    resolved_tx: mpsc::UnboundedSender<Resolved>,
     last_sample: Option<(Instant, HashMap<u32, Counters>)>,
     rates: HashMap<u32, Rates>,
     conntrack_entries: u64,
@@ -85,6 +88,12 @@ impl Daemon {
     /// Writes what the model says: each virtual server's lists (to fresh
     /// slots, then its `VipInfo`) and every backend whose entry changed.
     fn apply(&mut self) -> anyhow::Result<()> {
+        self.apply_lists()?;
+        self.apply_backends()
+    }
+
+    /// The scheduling lists of every virtual server whose lists changed.
+    fn apply_lists(&mut self) -> anyhow::Result<()> {
         let now = Instant::now();
         for vs in &mut self.model.vss {
             let lists = plan::lists(&vs.cfg, &vs.members());
@@ -110,6 +119,11 @@ impl Daemon {
                 self.rings.retire(old.region, now);
             }
         }
+        Ok(())
+    }
+
+    /// Every backend entry that changed (next hops do not change lists).
+    fn apply_backends(&mut self) -> anyhow::Result<()> {
         for vs in &self.model.vss {
             for rs in &vs.servers {
                 let (addr, family) = addr_key(rs.cfg.address.ip());
@@ -183,7 +197,7 @@ impl Daemon {
         for (id, addr) in ids {
             let tx = self.resolved_tx.clone();
             tokio::spawn(async move {
-                let _ = tx.send((id, neighbor::resolve(addr).await));
+                let _ = tx.send((id, addr, neighbor::resolve(addr).await));
             });
         }
     }
@@ -202,15 +216,8 @@ impl Daemon {
         v
     }
 
-    fn on_resolved(&mut self, id: u32, r: anyhow::Result<NextHop>) -> anyhow::Result<()> {
-        let Some(addr) = self
-            .all_servers()
-            .into_iter()
-            .find(|(i, _)| *i == id)
-            .map(|(_, a)| a)
-        else {
-            return Ok(());
-        };
+    /// Records a resolution; true when the server's next hop changed.
+    fn record_hop(&mut self, id: u32, addr: SocketAddr, r: anyhow::Result<NextHop>) -> bool {
         match r {
             Ok(hop) if self.hops.get(&id) != Some(&hop) => {
                 if !self.config.director.interfaces.contains(&hop.ifname) {
@@ -219,15 +226,29 @@ impl Daemon {
                 }
                 info!(server = %addr, iface = %hop.ifname, mac = %fmt_mac(&hop.dst_mac), "next hop");
                 self.hops.insert(id, hop);
-                self.apply()?;
+                true
             }
-            Ok(_) => {}
+            Ok(_) => false,
             // A last known next hop is kept: a neighbour that stops answering
             // ARP is the health checker's business.
             Err(e) if !self.hops.contains_key(&id) => {
-                warn!(server = %addr, "cannot resolve next hop: {e:#}")
+                warn!(server = %addr, "cannot resolve next hop: {e:#}");
+                false
             }
-            Err(_) => {}
+            Err(_) => false,
+        }
+    }
+
+    /// A background resolution came back. The server may have been removed
+    /// (or its id reused) meanwhile: only a result for the address the id
+    /// still names counts.
+    fn on_resolved(&mut self, (id, addr, r): Resolved) -> anyhow::Result<()> {
+        let current = self
+            .written
+            .get(&id)
+            .is_some_and(|b| b.addr == addr_key(addr.ip()).0 && host_port(b.port) == addr.port());
+        if current && self.record_hop(id, addr, r) {
+            self.apply_backends()?;
         }
         Ok(())
     }
@@ -626,11 +647,11 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
     let mut pending: Vec<_> = d.all_servers();
     let mut tasks = tokio::task::JoinSet::new();
     for (id, addr) in pending.drain(..) {
-        tasks.spawn(async move { (id, neighbor::resolve(addr).await) });
+        tasks.spawn(async move { (id, addr, neighbor::resolve(addr).await) });
     }
     while let Some(r) = tasks.join_next().await {
-        let (id, r) = r.context("next-hop resolver")?;
-        d.on_resolved(id, r)?;
+        let (id, addr, r) = r.context("next-hop resolver")?;
+        d.record_hop(id, addr, r);
     }
     d.apply()?;
     let now = Instant::now();
@@ -707,7 +728,7 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
                 Ok(())
             }
             Some(t) = health_rx.recv() => d.on_transition(t),
-            Some((id, r)) = resolved_rx.recv() => d.on_resolved(id, r),
+            Some(r) = resolved_rx.recv() => d.on_resolved(r),
             _ = refresh.tick() => { d.resolve(d.all_servers()); Ok(()) }
             _ = sweep.tick() => { d.sweep(); Ok(()) }
             _ = sample.tick() => { d.sample(); Ok(()) }
