@@ -145,7 +145,7 @@ fn flow_key(src: SocketAddr, dst: SocketAddr, proto: u8) -> FlowKey {
         dport: wire_port(dst.port()),
         proto,
         family,
-        _pad: [0; 2],
+        _pad: 0,
     }
 }
 
@@ -255,7 +255,7 @@ impl Bench {
                 dport: key.sport,
                 proto: key.proto,
                 family: key.family,
-                _pad: [0; 2],
+                _pad: 0,
             };
             let nat = conn.flags & CONN_F_NAT != 0;
             self.dp.remove_conn(key, nat.then_some(&reply));

@@ -52,18 +52,18 @@ pub const fn host_port(wire: u16) -> u16 {
     u16::from_be_bytes(wire.to_ne_bytes())
 }
 
-/// An IPv4 address in the 16-byte key form.
+/// An IPv4 address in the 16-byte key form. Built from whole words: zeroing
+/// a byte array costs the BPF target a call to a byte-at-a-time memset().
 pub const fn v4_key(octets: [u8; 4]) -> [u8; 16] {
-    let mut a = [0u8; 16];
-    a[0] = octets[0];
-    a[1] = octets[1];
-    a[2] = octets[2];
-    a[3] = octets[3];
-    a
+    let words = [u32::from_ne_bytes(octets), 0, 0, 0];
+    // SAFETY: [u32; 4] and [u8; 16] have the same size, any bits are valid.
+    unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(words) }
 }
 
-/// Key of the `VIPS` map.
-#[repr(C)]
+/// Key of the `VIPS` map. Aligned (size unchanged) so that the datapath
+/// builds and hashes it a word at a time: byte arrays alone would make it
+/// byte-aligned, and BPF has no unaligned stores.
+#[repr(C, align(4))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct VipKey {
     pub addr: [u8; 16],
@@ -169,13 +169,16 @@ impl ConnCounts {
 
 /// Key of `PERSIST`: a client (address masked to the virtual server's
 /// persistence prefix) of one virtual server.
-#[repr(C)]
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct PersistKey {
     pub addr: [u8; 16],
     pub vip_id: u32,
     pub family: u8,
-    pub _pad: [u8; 3],
+    // Padding as words, not byte arrays: zeroing a byte array costs the BPF
+    // target a call to a byte-at-a-time memset(). Likewise below.
+    pub _pad0: u8,
+    pub _pad1: u16,
 }
 
 /// Value of `PERSIST`.
@@ -190,7 +193,8 @@ pub struct Persist {
 /// A flow as seen on the wire: `src -> dst`. Used for the client-side
 /// tuple in `CONNS` (client -> VIP) and the server-side tuple in
 /// `NAT_REPLIES` (real server -> client).
-#[repr(C)]
+/// Aligned like `VipKey`.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     pub src: [u8; 16],
@@ -201,7 +205,7 @@ pub struct FlowKey {
     pub dport: u16,
     pub proto: u8,
     pub family: u8,
-    pub _pad: [u8; 2],
+    pub _pad: u16,
 }
 
 /// Connection flags.
@@ -221,7 +225,7 @@ pub struct Conn {
     /// [`crate::tcp::State`] as u8.
     pub state: u8,
     pub flags: u8,
-    pub _pad0: [u8; 2],
+    pub _pad0: u16,
     /// Interface the client's packets arrive on (NAT replies leave there).
     pub client_ifindex: u32,
     /// `bpf_ktime_get_ns()` of the last packet, refreshed at most once per
@@ -231,7 +235,7 @@ pub struct Conn {
     pub client_mac: [u8; 6],
     /// L2 destination of the client's packets (our interface).
     pub local_mac: [u8; 6],
-    pub _pad1: [u8; 4],
+    pub _pad1: u32,
 }
 
 /// How stale `Conn::last_seen_ns` may get before a packet refreshes it.
@@ -246,7 +250,7 @@ pub struct NatReply {
     pub vip: [u8; 16],
     /// Network byte order.
     pub vip_port: u16,
-    pub _pad0: [u8; 2],
+    pub _pad0: u16,
     pub ifindex: u32,
     pub vip_id: u32,
     pub backend_id: u32,
@@ -304,10 +308,13 @@ pub enum Reason {
     IcmpUnknownFlow = 13,
     /// An ICMP error whose quoted packet is cut short or unparsable.
     IcmpBadQuote = 14,
+    /// The per-CPU scratch entry was missing (cannot happen with a loaded
+    /// program; counted rather than assumed).
+    NoScratch = 15,
 }
 
 impl Reason {
-    pub const COUNT: u32 = 15;
+    pub const COUNT: u32 = 16;
     pub const ALL: [Reason; Self::COUNT as usize] = [
         Reason::TruncatedEth,
         Reason::BadIpv4Header,
@@ -324,6 +331,7 @@ impl Reason {
         Reason::Overloaded,
         Reason::IcmpUnknownFlow,
         Reason::IcmpBadQuote,
+        Reason::NoScratch,
     ];
 
     /// True when the packet goes on to the kernel stack; false for a drop.
@@ -338,6 +346,7 @@ impl Reason {
         !matches!(
             self,
             Reason::NoRealServer
+                | Reason::NoScratch
                 | Reason::BadBackend
                 | Reason::Unresolved
                 | Reason::ConntrackFull
@@ -362,6 +371,7 @@ impl Reason {
             Reason::Overloaded => "overloaded",
             Reason::IcmpUnknownFlow => "icmp_unknown_flow",
             Reason::IcmpBadQuote => "icmp_bad_quote",
+            Reason::NoScratch => "no_scratch",
         }
     }
 }

@@ -78,21 +78,29 @@ pub fn flow_hash(addr: &[u8; 16], port: u16, seed: u32) -> u32 {
 /// Keeps the first `prefix_len` bits of `addr` and zeroes the rest
 /// (values above 128 keep everything).
 ///
-/// A constant 16-iteration loop with a branch-free per-byte mask, so the
-/// verifier sees one bounded loop whatever the prefix.
+/// Word by word with a branch-free mask, so the verifier sees straight-line
+/// code whatever the prefix, and the result is built from whole words (a
+/// zeroed byte array costs the BPF target a byte-at-a-time memset()).
 #[inline(always)]
 pub fn mask_addr(addr: &[u8; 16], prefix_len: u8) -> [u8; 16] {
-    let mut out = [0u8; 16];
+    let mut out = [0u32; 4];
     let mut bit = 0u32;
-    for (o, a) in out.iter_mut().zip(addr.iter()) {
-        // Bits of this byte inside the prefix, 0..=8.
-        let keep = (prefix_len as u32).saturating_sub(bit).min(8);
-        // 0xff00 >> keep leaves `keep` high bits set in the low byte;
-        // wrapping_shr has no overflow-check branch.
-        *o = *a & (0xff00u32.wrapping_shr(keep) as u8);
-        bit += 8;
+    for (i, o) in out.iter_mut().enumerate() {
+        let w = u32::from_be_bytes([
+            addr[4 * i],
+            addr[4 * i + 1],
+            addr[4 * i + 2],
+            addr[4 * i + 3],
+        ]);
+        // Bits of this word inside the prefix, 0..=32; !0 << 32 in 64 bits
+        // leaves no low bits, so keep = 0 masks everything.
+        let keep = (prefix_len as u32).saturating_sub(bit).min(32);
+        let mask = (u64::MAX << (32 - keep)) as u32;
+        *o = (w & mask).to_be();
+        bit += 32;
     }
-    out
+    // SAFETY: same size, every bit pattern valid for both.
+    unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(out) }
 }
 
 #[cfg(test)]

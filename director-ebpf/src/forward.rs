@@ -18,9 +18,16 @@ use crate::{
     maps::BACKENDS,
     nat::{self, Side},
     parse::{Ctx, L4, Pkt, ptr_at},
-    ret, schedule, stats,
+    ret, schedule,
+    scratch::{self, Scratch},
+    stats,
 };
 
+/// A flow key. Every address handed in is a field at a multiple of four
+/// bytes in a struct aligned to four or more (`Pkt`, the quote of an ICMP
+/// error, `Backend`, `NatReply`), so it is copied as words: a byte array
+/// alone is byte-aligned, and the BPF target copies those with a call to a
+/// byte-at-a-time memmove().
 #[inline(always)]
 pub fn flow(
     src: &[u8; 16],
@@ -31,13 +38,23 @@ pub fn flow(
     family: u8,
 ) -> FlowKey {
     FlowKey {
-        src: *src,
-        dst: *dst,
+        src: addr(src),
+        dst: addr(dst),
         sport,
         dport,
         proto,
         family,
-        _pad: [0; 2],
+        _pad: 0,
+    }
+}
+
+/// A copy of a word-aligned address (see `flow`), as four word moves.
+#[inline(always)]
+pub fn addr(a: &[u8; 16]) -> [u8; 16] {
+    // SAFETY: `a` is 4-aligned (see `flow`); [u32; 4] and [u8; 16] have the
+    // same size and every bit pattern is valid for both.
+    unsafe {
+        core::mem::transmute::<[u32; 4], [u8; 16]>(*(a as *const [u8; 16]).cast::<[u32; 4]>())
     }
 }
 
@@ -63,15 +80,24 @@ pub fn inbound(raw: *mut xdp_md, pkt: &Pkt, l4: &L4, vip: &VipInfo) -> i64 {
 #[inline(always)]
 fn try_inbound(ctx: &Ctx, pkt: &Pkt, l4: &L4, vip: &VipInfo) -> Result<u32, Reason> {
     let tcp = pkt.proto == PROTO_TCP;
-    let key = flow(
+    let s = scratch::get()?;
+    s.conn_key = flow(
         &pkt.src, &pkt.dst, l4.sport, l4.dport, pkt.proto, pkt.family,
     );
     // SAFETY: plain helper call.
     let now = unsafe { bpf_ktime_get_ns() };
     let midflow = vip.flags & VIP_F_MIDFLOW != 0;
-    let (backend_id, new_conn) = match conntrack::inbound(&key, tcp, l4.flags, now, midflow)? {
+    let (backend_id, new_conn) = match conntrack::inbound(&s.conn_key, tcp, l4.flags, now, midflow)?
+    {
         Lookup::Known(id) => (id, false),
-        Lookup::New { state, replaces } => (open(ctx, pkt, l4, vip, state as u8, replaces)?, true),
+        Lookup::New { state, replaces } => {
+            let new = NewConn {
+                state: state as u8,
+                replaces,
+                now,
+            };
+            (open(ctx, pkt, l4, vip, &new, s)?, true)
+        }
     };
     let be = backend(backend_id, pkt.family)?;
     if vip.flags & VIP_F_NAT != 0 {
@@ -90,19 +116,31 @@ fn try_inbound(ctx: &Ctx, pkt: &Pkt, l4: &L4, vip: &VipInfo) -> Result<u32, Reas
     l2::send(ctx, be.dst_mac, be.src_mac, be.ifindex)
 }
 
-/// Schedules a new connection and records it; returns the backend id.
+/// What the lookup decided about a new connection.
+#[derive(Clone, Copy)]
+struct NewConn {
+    state: u8,
+    replaces: Option<(u32, u8)>,
+    now: u64,
+}
+
+/// Schedules a new connection and records it under `s.conn_key`; returns
+/// the backend id.
 #[inline(always)]
 fn open(
     ctx: &Ctx,
     pkt: &Pkt,
     l4: &L4,
     vip: &VipInfo,
-    state: u8,
-    replaces: Option<(u32, u8)>,
+    new: &NewConn,
+    s: &mut Scratch,
 ) -> Result<u32, Reason> {
-    // SAFETY: plain helper call.
-    let now = unsafe { bpf_ktime_get_ns() };
-    let backend_id = schedule::pick(vip, pkt.family, &pkt.src, l4.sport, now)?;
+    let NewConn {
+        state,
+        replaces,
+        now,
+    } = *new;
+    let backend_id = ret::unpack(schedule::pick(vip, s, pkt.family, l4.sport, now))?;
     let be = backend(backend_id, pkt.family)?;
     // SAFETY: in bounds (checked on entry); copied out at once.
     let (client_mac, local_mac) = unsafe {
@@ -114,43 +152,38 @@ fn open(
     if is_nat {
         if let Some((old_id, _)) = replaces {
             if let Some(old) = BACKENDS.get(old_id) {
-                conntrack::forget_reply(&flow(
+                s.reply_key = flow(
                     &old.addr, &pkt.src, old.port, l4.sport, pkt.proto, pkt.family,
-                ));
+                );
+                conntrack::forget_reply(&s.reply_key);
             }
         }
-        conntrack::create_reply(
-            &flow(&be.addr, &pkt.src, be.port, l4.sport, pkt.proto, pkt.family),
-            &NatReply {
-                vip: pkt.dst,
-                vip_port: l4.dport,
-                _pad0: [0; 2],
-                ifindex,
-                vip_id: vip.vip_id,
-                backend_id,
-                dst_mac: client_mac,
-                src_mac: local_mac,
-            },
-        )?;
-    }
-    conntrack::create(
-        &flow(
-            &pkt.src, &pkt.dst, l4.sport, l4.dport, pkt.proto, pkt.family,
-        ),
-        &Conn {
-            backend_id,
+        s.reply_key = flow(&be.addr, &pkt.src, be.port, l4.sport, pkt.proto, pkt.family);
+        s.reply = NatReply {
+            vip: addr(&pkt.dst),
+            vip_port: l4.dport,
+            _pad0: 0,
+            ifindex,
             vip_id: vip.vip_id,
-            state,
-            flags: if is_nat { CONN_F_NAT } else { 0 },
-            _pad0: [0; 2],
-            client_ifindex: ifindex,
-            last_seen_ns: now,
-            client_mac,
-            local_mac,
-            _pad1: [0; 4],
-        },
-        replaces,
-    )?;
+            backend_id,
+            dst_mac: client_mac,
+            src_mac: local_mac,
+        };
+        conntrack::create_reply(&s.reply_key, &s.reply)?;
+    }
+    s.conn = Conn {
+        backend_id,
+        vip_id: vip.vip_id,
+        state,
+        flags: if is_nat { CONN_F_NAT } else { 0 },
+        _pad0: 0,
+        client_ifindex: ifindex,
+        last_seen_ns: now,
+        client_mac,
+        local_mac,
+        _pad1: 0,
+    };
+    conntrack::create(&s.conn_key, &s.conn, replaces)?;
     Ok(backend_id)
 }
 

@@ -30,13 +30,15 @@ use crate::{
     ret,
 };
 
-/// The packet quoted by an ICMP error.
+/// The packet quoted by an ICMP error. Addresses first in an aligned
+/// struct, as in `Pkt` (see `forward::flow`).
+#[repr(C, align(8))]
 struct Quote {
+    src: [u8; 16],
+    dst: [u8; 16],
     l3_off: usize,
     l4_off: usize,
     proto: u8,
-    src: [u8; 16],
-    dst: [u8; 16],
     sport: u16,
     dport: u16,
 }

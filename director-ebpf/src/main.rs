@@ -23,6 +23,7 @@ mod nat;
 mod parse;
 mod ret;
 mod schedule;
+mod scratch;
 mod stats;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};

@@ -2,6 +2,7 @@
 //! sets the real ones from its configuration before loading
 //! (`EbpfLoader::map_max_entries`), so the names are an ABI too.
 
+use crate::scratch::Scratch;
 use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
@@ -58,6 +59,10 @@ pub static BACKEND_RELEASED: Array<ConnCounts> = Array::with_max_entries(4096, 0
 /// Per-CPU count of each `Reason`.
 #[map]
 pub static REASONS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Reason::COUNT, 0);
+
+/// See `scratch`.
+#[map]
+pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
 /// Indexed by backend id.
 #[map]

@@ -74,16 +74,19 @@ pub fn ptr_at<T>(ctx: &Ctx, off: usize, err: Reason) -> Result<*mut T, Reason> {
     Ok((start + off) as *mut T)
 }
 
-/// The network layer of a packet we may handle, copied out of it.
+/// The network layer of a packet we may handle, copied out of it. The
+/// addresses come first in an aligned struct so that copying them into keys
+/// takes word loads and stores, not byte ones.
+#[repr(C, align(8))]
 pub struct Pkt {
-    pub family: u8,
-    /// TCP, UDP, ICMP or ICMPv6.
-    pub proto: u8,
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
     /// Offset of the IP header and of what follows it.
     pub l3_off: usize,
     pub l4_off: usize,
-    pub src: [u8; 16],
-    pub dst: [u8; 16],
+    pub family: u8,
+    /// TCP, UDP, ICMP or ICMPv6.
+    pub proto: u8,
 }
 
 /// An IPv4 packet carrying TCP, UDP or ICMP; `None` for anything else.

@@ -6,7 +6,7 @@
 use director_common::{
     abi::{
         BACKEND_F_DOWN, MAX_SCAN, Persist, PersistKey, RING_PROBES, Reason, SCHED_HASH, SCHED_LC,
-        SCHED_RING, SCHED_WLC, VIP_F_HASH_PORT, VIP_F_PERSIST, VipInfo,
+        SCHED_RING, VIP_F_HASH_PORT, VIP_F_PERSIST, VipInfo,
     },
     hash,
 };
@@ -17,27 +17,41 @@ use aya_ebpf::helpers::bpf_loop;
 use crate::{
     counts,
     maps::{BACKENDS, CURSORS, PERSIST, RING},
+    ret,
+    scratch::Scratch,
 };
 
+/// The backend for a new connection (`ret::pack`ed). A BPF subprogram: its
+/// many paths (five schedulers, persistence, fallbacks) all return one
+/// scalar, so the verifier checks the caller's remaining code once per kind
+/// of result instead of once per path through here.
+/// The client is `s.conn_key`'s source; persistence uses `s`'s room.
+#[inline(never)]
+pub fn pick(vip: &VipInfo, s: &mut Scratch, family: u8, sport: u16, now: u64) -> i64 {
+    ret::pack(try_pick(vip, s, family, sport, now))
+}
+
 #[inline(always)]
-pub fn pick(
+fn try_pick(
     vip: &VipInfo,
+    s: &mut Scratch,
     family: u8,
-    src: &[u8; 16],
     sport: u16,
     now: u64,
 ) -> Result<u32, Reason> {
+    let src = &s.conn_key.src;
     if vip.flags & VIP_F_PERSIST == 0 {
         return choose(vip, src, sport);
     }
-    let key = PersistKey {
+    s.persist_key = PersistKey {
         addr: hash::mask_addr(src, vip.persist_prefix),
         vip_id: vip.vip_id,
         family,
-        _pad: [0; 3],
+        _pad0: 0,
+        _pad1: 0,
     };
     let timeout_ns = vip.persist_timeout_s as u64 * 1_000_000_000;
-    if let Some(p) = PERSIST.get_ptr_mut(&key) {
+    if let Some(p) = PERSIST.get_ptr_mut(&s.persist_key) {
         // SAFETY: map value pointer; racing writers store whole fields.
         let p = unsafe { &mut *p };
         let fresh = now.wrapping_sub(p.last_seen_ns) <= timeout_ns;
@@ -51,17 +65,14 @@ pub fn pick(
             return Ok(p.backend_id);
         }
     }
-    let id = choose(vip, src, sport)?;
+    let id = choose(vip, &s.conn_key.src, sport)?;
+    s.persist = Persist {
+        backend_id: id,
+        _pad: 0,
+        last_seen_ns: now,
+    };
     // Failing to record persistence must not fail the connection.
-    let _ = PERSIST.insert(
-        &key,
-        &Persist {
-            backend_id: id,
-            _pad: 0,
-            last_seen_ns: now,
-        },
-        0,
-    );
+    let _ = PERSIST.insert(&s.persist_key, &s.persist, 0);
     Ok(id)
 }
 
@@ -70,21 +81,15 @@ fn choose(vip: &VipInfo, src: &[u8; 16], sport: u16) -> Result<u32, Reason> {
     let primary = match vip.sched {
         SCHED_RING => walk(vip),
         SCHED_HASH => hashed(vip, src, sport),
-        SCHED_LC => least(vip.members_base, vip.members_len, false),
-        SCHED_WLC => least(vip.members_base, vip.members_len, true),
         _ => None,
     };
     if let Some(id) = primary {
         return Ok(id);
     }
-    // Ring picks at their limit: the least loaded primary that has room.
-    if vip.sched == SCHED_RING || vip.sched == SCHED_HASH {
-        if let Some(id) = least(vip.members_base, vip.members_len, true) {
-            return Ok(id);
-        }
-    }
-    // Sorry servers: only when no primary can take the connection.
-    if let Some(id) = least(vip.backup_base, vip.backup_len, true) {
+    // lc: the least loaded primary; wlc, and ring picks at their limit: the
+    // least loaded per weight that has room; then the sorry servers, only
+    // when no primary can take the connection.
+    if let Some(id) = least(vip, vip.sched != SCHED_LC) {
         return Ok(id);
     }
     if vip.members_len == 0 && vip.backup_len == 0 {
@@ -141,51 +146,74 @@ fn hashed(vip: &VipInfo, src: &[u8; 16], sport: u16) -> Option<u32> {
     None
 }
 
-/// State of a `least` scan, shared with its `bpf_loop` callback.
+/// No server found yet (ids index `BACKENDS`, far below this).
+const NONE: u32 = u32::MAX;
+
+/// State of a `least` scan, shared with its `bpf_loop` callback. Few zero
+/// fields side by side: LLVM merges such stores into a memset(), which the
+/// BPF target turns into a byte-at-a-time call.
 #[repr(C)]
 struct Scan {
-    base: u32,
+    members_base: u32,
+    members_len: u32,
+    backup_base: u32,
     weighted: u32,
     best_id: u32,
-    found: u32,
+    _pad: u32,
     best_overhead: u64,
     best_weight: u64,
 }
 
-/// lc/wlc over a list: the admitted server with the lowest overhead
-/// (active × 256 + inactive), per weight when `weighted`; ties go to the
-/// first listed, as in IPVS. Runs under `bpf_loop` so the verifier checks the
-/// body once instead of once per possible iteration.
+/// lc/wlc over the members, then over the backups if no member has room:
+/// the admitted server with the lowest overhead (active × 256 + inactive),
+/// per weight when `weighted` (backups always are); ties go to the first
+/// listed, as in IPVS. One `bpf_loop` over both lists, so the verifier
+/// checks the body once and the stack holds one `Scan`.
 #[inline(always)]
-fn least(base: u32, len: u32, weighted: bool) -> Option<u32> {
-    if len == 0 {
+fn least(vip: &VipInfo, weighted: bool) -> Option<u32> {
+    let members = vip.members_len.min(MAX_SCAN);
+    let total = members + vip.backup_len.min(MAX_SCAN);
+    if total == 0 {
         return None;
     }
     let mut scan = Scan {
-        base,
+        members_base: vip.members_base,
+        members_len: members,
+        backup_base: vip.backup_base,
         weighted: weighted as u32,
-        best_id: 0,
-        found: 0,
+        best_id: NONE,
+        _pad: NONE,
         best_overhead: 0,
         best_weight: 1,
     };
     // SAFETY: the callback only touches `scan`, which outlives the call.
     unsafe {
         bpf_loop(
-            len.min(MAX_SCAN),
+            total,
             scan_one as *mut c_void,
             &raw mut scan as *mut c_void,
             0,
         );
     }
-    (scan.found != 0).then_some(scan.best_id)
+    (scan.best_id != NONE).then_some(scan.best_id)
 }
 
 #[inline(never)]
 extern "C" fn scan_one(i: u32, ctx: *mut c_void) -> i64 {
     // SAFETY: `ctx` is the `Scan` passed to `bpf_loop` by `least`.
     let scan = unsafe { &mut *(ctx as *mut Scan) };
-    let Some(&id) = RING.get(scan.base + i) else {
+    let slot = if i < scan.members_len {
+        scan.members_base + i
+    } else if scan.best_id != NONE {
+        // A member has room: backups are not for us.
+        return 1;
+    } else {
+        if i == scan.members_len {
+            scan.weighted = 1;
+        }
+        scan.backup_base + (i - scan.members_len)
+    };
+    let Some(&id) = RING.get(slot) else {
         return 1;
     };
     let Some((overhead, weight)) = counts::admits(id) else {
@@ -197,11 +225,10 @@ extern "C" fn scan_one(i: u32, ctx: *mut c_void) -> i64 {
         1
     };
     // overhead / w < best / best_w, without division.
-    if scan.found == 0 || overhead * scan.best_weight < scan.best_overhead * w {
+    if scan.best_id == NONE || overhead * scan.best_weight < scan.best_overhead * w {
         scan.best_id = id;
         scan.best_overhead = overhead;
         scan.best_weight = w;
-        scan.found = 1;
     }
     0
 }

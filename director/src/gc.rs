@@ -48,7 +48,7 @@ pub fn reply_key(client: &FlowKey, server_addr: [u8; 16], server_port: u16) -> F
         dport: client.sport,
         proto: client.proto,
         family: client.family,
-        _pad: [0; 2],
+        _pad: 0,
     }
 }
 
@@ -133,7 +133,8 @@ pub fn sweep(dp: &mut Dataplane, view: &View, now_ns: u64) -> Swept {
                 addr: hash::mask_addr(&key.src, prefix),
                 vip_id: conn.vip_id,
                 family: key.family,
-                _pad: [0; 3],
+                _pad0: 0,
+                _pad1: 0,
             });
         }
     }
@@ -255,7 +256,7 @@ mod tests {
             dport: 80,
             proto: 6,
             family: 4,
-            _pad: [0; 2],
+            _pad: 0,
         };
         let server = [10, 1, 0, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
         let r = reply_key(&client, server, 8080);

@@ -1,0 +1,28 @@
+//! Per-CPU room for the keys and values of a new connection, instead of the
+//! stack: the call chain director -> inbound -> pick -> scan callback shares
+//! one 512-byte BPF stack, and these would not fit in it.
+
+use director_common::abi::{Conn, FlowKey, NatReply, Persist, PersistKey, Reason};
+
+use crate::maps::SCRATCH;
+
+#[repr(C)]
+pub struct Scratch {
+    /// The client-side flow: looked up, then recorded if new.
+    pub conn_key: FlowKey,
+    pub reply_key: FlowKey,
+    pub conn: Conn,
+    pub reply: NatReply,
+    pub persist_key: PersistKey,
+    pub persist: Persist,
+}
+
+/// This CPU's entry. Taken once per packet and handed down, so there is
+/// only ever one reference to it.
+#[inline(always)]
+pub fn get() -> Result<&'static mut Scratch, Reason> {
+    let s = SCRATCH.get_ptr_mut(0).ok_or(Reason::NoScratch)?;
+    // SAFETY: this CPU's entry; an XDP program runs to completion on its
+    // CPU, and a packet takes the entry once (see above).
+    Ok(unsafe { &mut *s })
+}
