@@ -13,12 +13,14 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
+use director::control::{self, Request, Response};
 use director_tests::http::{self, Timeouts};
 use director_tests::lab::{Lab, Mode, Role};
 use serde::Serialize;
 
 use crate::netlab::{self, Bins, Child};
+use crate::stats::Summary;
 use crate::{Scale, progress};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -58,6 +60,8 @@ pub struct Http {
     /// Turns each case took (`seconds` split evenly).
     pub rounds: u64,
     pub cases: Vec<WrkCase>,
+    /// Live reloads of one changed real server, ms (see `reload_latency`).
+    pub reload_ms: Summary,
 }
 
 impl Http {
@@ -106,6 +110,7 @@ pub fn run(scale: &Scale, bins: &Bins) -> Result<Http> {
     ];
     cases.extend(take_turns(&lab, scale, &targets)?);
     haproxy.interrupt()?;
+    let reload_ms = reload_latency(&lab, scale.change_runs.min(MAX_RELOADS))?;
     drop(lab);
 
     progress("http: building a DR lab");
@@ -131,7 +136,49 @@ pub fn run(scale: &Scale, bins: &Bins) -> Result<Http> {
         seconds: scale.wrk_time.as_secs_f64(),
         rounds: rounds(scale),
         cases,
+        reload_ms,
     })
+}
+
+/// Reloads timed in the NAT lab (each one a control round trip).
+const MAX_RELOADS: usize = 50;
+
+/// Live reloads that change one real server's weight (1 <-> 2), each timed from
+/// the control request to its answer: the daemon answers once the maps are
+/// written, so this bounds the time until the dataplane has the change. The
+/// configuration file is restored afterwards.
+fn reload_latency(lab: &Lab, runs: usize) -> Result<Summary> {
+    let d = lab.director().context("the director is not running")?;
+    let (path, socket) = (d.config_path().to_owned(), d.socket());
+    let original = std::fs::read_to_string(&path)?;
+    const SERVER: &str = "[[virtual_server.real_server]]\naddress = ";
+    let at = original
+        .find(SERVER)
+        .and_then(|i| {
+            original[i + SERVER.len()..]
+                .find('\n')
+                .map(|j| i + SERVER.len() + j + 1)
+        })
+        .context("no real server in the lab's configuration")?;
+    let changed = format!("{}weight = 2\n{}", &original[..at], &original[at..]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    progress(&format!("http: {runs} live reloads changing one weight"));
+    let mut samples = Vec::with_capacity(runs);
+    for i in 0..runs {
+        std::fs::write(&path, if i % 2 == 0 { &changed } else { &original })?;
+        let t = Instant::now();
+        let answer = rt.block_on(control::call(&socket, &Request::Reload))?;
+        samples.push(t.elapsed().as_secs_f64() * 1e3);
+        ensure!(
+            matches!(answer, Response::Done { .. }),
+            "reload {i} failed: {answer:?}"
+        );
+    }
+    std::fs::write(&path, &original)?;
+    rt.block_on(control::call(&socket, &Request::Reload))?;
+    Ok(Summary::of(&samples))
 }
 
 /// Every target with both kinds of connection, in rounds; each case's figures are
