@@ -14,6 +14,7 @@
 //! a large table costs what its cache misses cost; `one flow` repeats a single hot
 //! flow. New-flow cases remove the connections they created after each round.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsFd;
 use std::path::Path;
@@ -22,10 +23,10 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use director::{
     dataplane::{Dataplane, monotonic_ns},
-    plan::{Plan, addr_key},
+    plan::{Plan, addr_key, endpoint_key},
 };
 use director_common::{
-    abi::{CONN_F_NAT, Conn, FlowKey, NatReply, wire_port},
+    abi::{CONN_F_NAT, Conn, FlowKey, NatReply, NatServer, VipKey, wire_port},
     tcp::State,
 };
 use serde::Serialize;
@@ -103,12 +104,14 @@ fn config_text() -> String {
         "forward = \"nat\"",
         [11, 12, 13].map(|h| format!("[2001:db8:1::{h}]:8080")),
     );
+    // Servers of their own (a port each): a server shared by several NAT
+    // virtual servers would take the reply-entry path (see `NatServer`).
     for (i, s) in SCHEDULERS.iter().enumerate() {
         vs(
             &format!("new-{s}"),
             4 + i as u32,
             &format!("forward = \"nat\"\nscheduler = \"{s}\""),
-            v4(8080),
+            v4(8100 + i as u16),
         );
     }
     t
@@ -155,6 +158,7 @@ struct Bench {
     plan: Plan,
     /// Positions in `plan.backends` of each virtual server's backends.
     by_vs: Vec<Vec<usize>>,
+    nat_servers: HashMap<VipKey, NatServer>,
     prefilled: usize,
 }
 
@@ -173,6 +177,7 @@ impl Bench {
         }
         Ok(Bench {
             dp,
+            nat_servers: plan.nat_servers(),
             plan,
             by_vs,
             prefilled: 0,
@@ -226,11 +231,16 @@ impl Bench {
                 src_mac: DIR_CLIENT_SIDE_MAC,
                 ..NatReply::default()
             };
+            // A reply entry where the datapath would record one.
+            let derived = self
+                .nat_servers
+                .get(&endpoint_key(b.address, proto))
+                .is_some_and(|s| s.skips_reply_entry(class));
             self.dp
                 .insert_conn(
                     &flow_key(client, vs, proto),
                     &conn,
-                    nat.then_some((&reply_key, &reply)),
+                    (nat && !derived).then_some((&reply_key, &reply)),
                 )
                 .with_context(|| format!("prefilling connection {i} of {n}"))?;
         }

@@ -60,7 +60,8 @@ pub const fn v4_key(octets: [u8; 4]) -> [u8; 16] {
     unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(words) }
 }
 
-/// Key of the `VIPS` map. Aligned (size unchanged) so that the datapath
+/// Key of the `VIPS` map, and of `NAT_SERVERS` (there naming a real
+/// server's address, port, protocol and family). Aligned (size unchanged) so that the datapath
 /// builds and hashes it a word at a time: byte arrays alone would make it
 /// byte-aligned, and BPF has no unaligned stores.
 #[repr(C, align(4))]
@@ -260,6 +261,44 @@ pub struct NatReply {
     pub src_mac: [u8; 6],
 }
 
+/// `NatServer::flags`: new connections to this server record a
+/// `NAT_REPLIES` entry, so that their replies are found once `vip` names
+/// another virtual server or none (set before such a change, see
+/// `Dataplane::set_nat_servers`).
+pub const NAT_SERVER_F_REPLY_ENTRIES: u16 = 1 << 0;
+/// The server is in more than one NAT virtual server: `vip` names none, and
+/// replies are found in `NAT_REPLIES` only. Implies `REPLY_ENTRIES`.
+pub const NAT_SERVER_F_SHARED: u16 = 1 << 1;
+
+/// Value of `NAT_SERVERS`, keyed by a real server's address, port, protocol
+/// and family (a `VipKey` of the server side): the virtual server whose
+/// connections it serves. A reply from the server to a client then finds its
+/// connection in `CONNS` under (client -> `vip`:`vip_port`), as IPVS finds
+/// both directions in one table, so a new connection costs one table insert
+/// instead of two. Servers of several NAT virtual servers fall back to
+/// `NAT_REPLIES`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NatServer {
+    pub vip: [u8; 16],
+    /// Network byte order.
+    pub vip_port: u16,
+    pub flags: u16,
+    pub vip_id: u32,
+}
+
+impl NatServer {
+    /// Replies are found through `vip` and `CONNS`.
+    pub const fn derives(&self) -> bool {
+        self.flags & NAT_SERVER_F_SHARED == 0
+    }
+
+    /// New connections to the server need no `NAT_REPLIES` entry.
+    pub const fn skips_reply_entry(&self, vip_id: u32) -> bool {
+        self.flags == 0 && self.vip_id == vip_id
+    }
+}
+
 /// Per-CPU traffic counters, one per virtual server and one per backend.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -390,6 +429,7 @@ assert_size!(Persist, 16);
 assert_size!(FlowKey, 40);
 assert_size!(Conn, 40);
 assert_size!(NatReply, 44);
+assert_size!(NatServer, 24);
 assert_size!(Traffic, 40);
 
 #[cfg(feature = "user")]
@@ -402,6 +442,7 @@ mod pod {
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for Conn {}
     unsafe impl aya::Pod for NatReply {}
+    unsafe impl aya::Pod for NatServer {}
     unsafe impl aya::Pod for Traffic {}
     unsafe impl aya::Pod for ConnCounts {}
     unsafe impl aya::Pod for PersistKey {}

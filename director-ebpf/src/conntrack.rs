@@ -1,14 +1,17 @@
 //! Connection table: find or create the entry of an inbound flow, track TCP
-//! state (and the connection counts that follow it), find NAT replies.
+//! state (and the connection counts that follow it), find where a NAT
+//! real server's packets go back to.
 
 use director_common::{
-    abi::{Conn, FlowKey, NatReply, Reason, TOUCH_INTERVAL_NS},
+    abi::{CONN_F_NAT, Conn, FlowKey, NatReply, NatServer, Reason, TOUCH_INTERVAL_NS, VipKey},
     tcp::{self, State},
 };
 
 use crate::{
     counts,
-    maps::{CONNS, NAT_REPLIES},
+    keys::{flow, same_addr, server},
+    maps::{BACKENDS, CONNS, NAT_REPLIES, NAT_SERVERS},
+    scratch::Scratch,
 };
 
 pub enum Lookup {
@@ -101,10 +104,81 @@ pub fn forget_reply(key: &FlowKey) {
     let _ = NAT_REPLIES.remove(key);
 }
 
+/// Where a NAT real server's packet to a client goes back out: found
+/// through the server's virtual server and `CONNS`, or in `NAT_REPLIES`.
+pub enum Back {
+    Conn(&'static NatServer, &'static mut Conn),
+    Reply(&'static NatReply),
+}
+
+impl Back {
+    /// The virtual server address and port the packet must come from.
+    #[inline(always)]
+    pub fn vip(&self) -> (&[u8; 16], u16) {
+        match self {
+            Back::Conn(s, _) => (&s.vip, s.vip_port),
+            Back::Reply(r) => (&r.vip, r.vip_port),
+        }
+    }
+
+    /// (interface, destination MAC, source MAC) towards the client.
+    #[inline(always)]
+    pub fn l2(&self) -> (u32, [u8; 6], [u8; 6]) {
+        match self {
+            Back::Conn(_, c) => (c.client_ifindex, c.client_mac, c.local_mac),
+            Back::Reply(r) => (r.ifindex, r.dst_mac, r.src_mac),
+        }
+    }
+
+    #[inline(always)]
+    pub fn backend_id(&self) -> u32 {
+        match self {
+            Back::Conn(_, c) => c.backend_id,
+            Back::Reply(r) => r.backend_id,
+        }
+    }
+}
+
+/// The `NAT_SERVERS` entry of a real server.
 #[inline(always)]
-pub fn reply(key: &FlowKey) -> Option<&'static NatReply> {
+pub fn nat_server(key: &VipKey) -> Option<&'static NatServer> {
+    // SAFETY: a map value, only ever replaced whole by userspace.
+    unsafe { NAT_SERVERS.get(key) }
+}
+
+/// Where a packet from real server `srv`:`sport` to `client`:`cport` goes
+/// back to, if it belongs to a NAT connection. A connection found through
+/// the server's virtual server must be to that very server. Keys are built
+/// in `room` (the callers' stack frames are full).
+#[inline(always)]
+pub fn back(
+    srv: &[u8; 16],
+    sport: u16,
+    client: &[u8; 16],
+    cport: u16,
+    proto: u8,
+    family: u8,
+    room: &mut Scratch,
+) -> Option<Back> {
+    room.server_key = server(srv, sport, proto, family);
+    let s = nat_server(&room.server_key)?;
+    if s.derives() {
+        room.conn_key = flow(client, &s.vip, cport, s.vip_port, proto, family);
+        if let Some(c) = CONNS.get_ptr_mut(&room.conn_key) {
+            // SAFETY: as in `inbound`.
+            let c = unsafe { &mut *c };
+            let ours = c.flags & CONN_F_NAT != 0
+                && BACKENDS
+                    .get(c.backend_id)
+                    .is_some_and(|b| b.port == sport && same_addr(&b.addr, srv));
+            if ours {
+                return Some(Back::Conn(s, c));
+            }
+        }
+    }
+    room.reply_key = flow(srv, client, sport, cport, proto, family);
     // SAFETY: a map value; racing writers store whole fields.
-    unsafe { NAT_REPLIES.get(key) }
+    unsafe { NAT_REPLIES.get(&room.reply_key) }.map(Back::Reply)
 }
 
 /// Backend id and flags of a connection.
@@ -114,20 +188,35 @@ pub fn conn(key: &FlowKey) -> Option<(u32, u8)> {
     unsafe { CONNS.get(key).map(|c| (c.backend_id, c.flags)) }
 }
 
-/// A FIN or RST from the real server moves the client-side entry's state.
+/// A FIN or RST from the real server moves the connection's state.
 #[inline(always)]
-pub fn reply_flags(client_key: &FlowKey, flags: u8) {
+pub fn server_flags(
+    back: &mut Back,
+    client: &[u8; 16],
+    cport: u16,
+    proto: u8,
+    family: u8,
+    flags: u8,
+    room: &mut Scratch,
+) {
     if flags & (tcp::FLAG_FIN | tcp::FLAG_RST) == 0 {
         return;
     }
-    if let Some(conn) = CONNS.get_ptr_mut(client_key) {
-        // SAFETY: as in `inbound`.
-        let conn = unsafe { &mut *conn };
-        let state = State::from_u8(conn.state).unwrap_or(State::Established);
-        let next = tcp::next(state, false, flags) as u8;
-        if next != conn.state {
-            counts::moved(conn.backend_id, conn.state, next);
-            conn.state = next;
+    let conn = match back {
+        Back::Conn(_, c) => &mut **c,
+        Back::Reply(r) => {
+            room.conn_key = flow(client, &r.vip, cport, r.vip_port, proto, family);
+            let Some(c) = CONNS.get_ptr_mut(&room.conn_key) else {
+                return;
+            };
+            // SAFETY: as in `inbound`.
+            unsafe { &mut *c }
         }
+    };
+    let state = State::from_u8(conn.state).unwrap_or(State::Established);
+    let next = tcp::next(state, false, flags) as u8;
+    if next != conn.state {
+        counts::moved(conn.backend_id, conn.state, next);
+        conn.state = next;
     }
 }

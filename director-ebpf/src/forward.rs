@@ -7,13 +7,14 @@
 
 use aya_ebpf::{bindings::xdp_md, helpers::bpf_ktime_get_ns};
 use director_common::abi::{
-    BACKEND_F_RESOLVED, Backend, CONN_F_NAT, Conn, FlowKey, NatReply, PROTO_TCP, Reason,
-    VIP_F_MIDFLOW, VIP_F_NAT, VipInfo,
+    BACKEND_F_RESOLVED, Backend, CONN_F_NAT, Conn, NatReply, PROTO_TCP, Reason, VIP_F_MIDFLOW,
+    VIP_F_NAT, VipInfo,
 };
 use network_types::eth::EthHdr;
 
 use crate::{
     conntrack::{self, Lookup},
+    keys::{self, addr, flow},
     l2,
     maps::BACKENDS,
     nat::{self, Side},
@@ -22,41 +23,6 @@ use crate::{
     scratch::{self, Scratch},
     stats,
 };
-
-/// A flow key. Every address handed in is a field at a multiple of four
-/// bytes in a struct aligned to four or more (`Pkt`, the quote of an ICMP
-/// error, `Backend`, `NatReply`), so it is copied as words: a byte array
-/// alone is byte-aligned, and the BPF target copies those with a call to a
-/// byte-at-a-time memmove().
-#[inline(always)]
-pub fn flow(
-    src: &[u8; 16],
-    dst: &[u8; 16],
-    sport: u16,
-    dport: u16,
-    proto: u8,
-    family: u8,
-) -> FlowKey {
-    FlowKey {
-        src: addr(src),
-        dst: addr(dst),
-        sport,
-        dport,
-        proto,
-        family,
-        _pad: 0,
-    }
-}
-
-/// A copy of a word-aligned address (see `flow`), as four word moves.
-#[inline(always)]
-pub fn addr(a: &[u8; 16]) -> [u8; 16] {
-    // SAFETY: `a` is 4-aligned (see `flow`); [u32; 4] and [u8; 16] have the
-    // same size and every bit pattern is valid for both.
-    unsafe {
-        core::mem::transmute::<[u32; 4], [u8; 16]>(*(a as *const [u8; 16]).cast::<[u32; 4]>())
-    }
-}
 
 /// The backend a packet may be sent to: present, same family, resolved.
 #[inline(always)]
@@ -158,18 +124,25 @@ fn open(
                 conntrack::forget_reply(&s.reply_key);
             }
         }
-        s.reply_key = flow(&be.addr, &pkt.src, be.port, l4.sport, pkt.proto, pkt.family);
-        s.reply = NatReply {
-            vip: addr(&pkt.dst),
-            vip_port: l4.dport,
-            _pad0: 0,
-            ifindex,
-            vip_id: vip.vip_id,
-            backend_id,
-            dst_mac: client_mac,
-            src_mac: local_mac,
-        };
-        conntrack::create_reply(&s.reply_key, &s.reply)?;
+        // A reply entry only where the server's replies cannot be found
+        // through its virtual server (see `NatServer`).
+        s.server_key = keys::server(&be.addr, be.port, pkt.proto, pkt.family);
+        let derived = conntrack::nat_server(&s.server_key)
+            .is_some_and(|srv| srv.skips_reply_entry(vip.vip_id));
+        if !derived {
+            s.reply_key = flow(&be.addr, &pkt.src, be.port, l4.sport, pkt.proto, pkt.family);
+            s.reply = NatReply {
+                vip: addr(&pkt.dst),
+                vip_port: l4.dport,
+                _pad0: 0,
+                ifindex,
+                vip_id: vip.vip_id,
+                backend_id,
+                dst_mac: client_mac,
+                src_mac: local_mac,
+            };
+            conntrack::create_reply(&s.reply_key, &s.reply)?;
+        }
     }
     s.conn = Conn {
         backend_id,
@@ -196,29 +169,22 @@ pub fn reply(raw: *mut xdp_md, pkt: &Pkt, l4: &L4) -> i64 {
 
 #[inline(always)]
 fn try_reply(ctx: &Ctx, pkt: &Pkt, l4: &L4) -> Result<u32, Reason> {
-    let tcp = pkt.proto == PROTO_TCP;
-    let key = flow(
-        &pkt.src, &pkt.dst, l4.sport, l4.dport, pkt.proto, pkt.family,
-    );
-    let Some(r) = conntrack::reply(&key) else {
+    let room = scratch::get()?;
+    let Some(mut back) = conntrack::back(
+        &pkt.src, l4.sport, &pkt.dst, l4.dport, pkt.proto, pkt.family, room,
+    ) else {
         return Ok(aya_ebpf::bindings::xdp_action::XDP_PASS);
     };
+    let tcp = pkt.proto == PROTO_TCP;
     if tcp {
-        let client_key = flow(
-            &pkt.dst, &r.vip, l4.dport, r.vip_port, pkt.proto, pkt.family,
+        conntrack::server_flags(
+            &mut back, &pkt.dst, l4.dport, pkt.proto, pkt.family, l4.flags, room,
         );
-        conntrack::reply_flags(&client_key, l4.flags);
     }
-    nat::rewrite(
-        ctx,
-        pkt,
-        l4.check_off,
-        tcp,
-        Side::Source,
-        &r.vip,
-        r.vip_port,
-    )?;
+    let (vip, vip_port) = back.vip();
+    nat::rewrite(ctx, pkt, l4.check_off, tcp, Side::Source, vip, vip_port)?;
     let bytes = ctx.len() as u64;
-    stats::traffic(r.backend_id, false, bytes, false);
-    l2::send(ctx, r.dst_mac, r.src_mac, r.ifindex)
+    stats::traffic(back.backend_id(), false, bytes, false);
+    let (ifindex, dst_mac, src_mac) = back.l2();
+    l2::send(ctx, dst_mac, src_mac, ifindex)
 }

@@ -22,16 +22,16 @@ use director_common::{
 use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
 use crate::{
-    conntrack,
-    forward::{self, flow},
+    conntrack, forward,
+    keys::flow,
     l2,
     nat::{self, Side, addr_off, load16, port_off, store16},
     parse::{Ctx, Pkt, V4_LEN, V6_LEN, check_field, ptr_at},
-    ret,
+    ret, scratch,
 };
 
 /// The packet quoted by an ICMP error. Addresses first in an aligned
-/// struct, as in `Pkt` (see `forward::flow`).
+/// struct, as in `Pkt` (see `keys`).
 #[repr(C, align(8))]
 struct Quote {
     src: [u8; 16],
@@ -101,7 +101,7 @@ fn try_handle(ctx: &Ctx, pkt: &Pkt) -> Result<u32, Reason> {
     }
     let q = quote(ctx, pkt.family, pkt.l4_off + 8)?;
     // Both directions look the flow up by the quote reversed: the client
-    // side in CONNS, the server side in NAT_REPLIES.
+    // side in CONNS, the server side as a NAT reply would be.
     let key = flow(&q.dst, &q.src, q.dport, q.sport, q.proto, pkt.family);
     if let Some((backend_id, flags)) = conntrack::conn(&key) {
         let be = forward::backend(backend_id, pkt.family)?;
@@ -110,9 +110,13 @@ fn try_handle(ctx: &Ctx, pkt: &Pkt) -> Result<u32, Reason> {
         }
         return l2::send(ctx, be.dst_mac, be.src_mac, be.ifindex);
     }
-    if let Some(r) = conntrack::reply(&key) {
-        translate(ctx, pkt, &q, Side::Source, &r.vip, r.vip_port)?;
-        return l2::send(ctx, r.dst_mac, r.src_mac, r.ifindex);
+    let room = scratch::get()?;
+    if let Some(back) = conntrack::back(&q.dst, q.dport, &q.src, q.sport, q.proto, pkt.family, room)
+    {
+        let (vip, vip_port) = back.vip();
+        translate(ctx, pkt, &q, Side::Source, vip, vip_port)?;
+        let (ifindex, dst_mac, src_mac) = back.l2();
+        return l2::send(ctx, dst_mac, src_mac, ifindex);
     }
     Err(Reason::IcmpUnknownFlow)
 }

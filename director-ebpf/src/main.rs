@@ -17,6 +17,7 @@ mod conntrack;
 mod counts;
 mod forward;
 mod icmp;
+mod keys;
 mod l2;
 mod maps;
 mod nat;
@@ -27,7 +28,7 @@ mod scratch;
 mod stats;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use director_common::abi::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, Reason, VipKey};
+use director_common::abi::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, Reason};
 use network_types::eth::EthHdr;
 
 use crate::{
@@ -68,14 +69,10 @@ fn try_director(xdp: &XdpContext) -> Result<u32, Reason> {
         return ret::unpack(icmp::handle(xdp.ctx, &pkt));
     }
     let l4 = parse::l4(ctx, pkt.l4_off, pkt.proto == PROTO_TCP)?;
-    let vip_key = VipKey {
-        addr: pkt.dst,
-        port: l4.dport,
-        proto: pkt.proto,
-        family: pkt.family,
-    };
+    let room = scratch::get()?;
+    room.vip_key = keys::server(&pkt.dst, l4.dport, pkt.proto, pkt.family);
     // SAFETY: a map value, only ever replaced whole by userspace.
-    if let Some(vip) = unsafe { VIPS.get(&vip_key) } {
+    if let Some(vip) = unsafe { VIPS.get(&room.vip_key) } {
         return ret::unpack(forward::inbound(xdp.ctx, &pkt, &l4, vip));
     }
     ret::unpack(forward::reply(xdp.ctx, &pkt, &l4))

@@ -2,14 +2,14 @@
 //! sets the real ones from its configuration before loading
 //! (`EbpfLoader::map_max_entries`), so the names are an ABI too.
 
-use crate::scratch::Scratch;
+use crate::{schedule::Scan, scratch::Scratch};
 use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use director_common::abi::{
-    Backend, Conn, ConnCounts, FlowKey, NatReply, Persist, PersistKey, Reason, Traffic, VipInfo,
-    VipKey,
+    Backend, Conn, ConnCounts, FlowKey, NatReply, NatServer, Persist, PersistKey, Reason, Traffic,
+    VipInfo, VipKey,
 };
 
 #[map]
@@ -43,6 +43,11 @@ pub static CONNS: LruHashMap<FlowKey, Conn> = LruHashMap::with_max_entries(65536
 #[map]
 pub static NAT_REPLIES: LruHashMap<FlowKey, NatReply> = LruHashMap::with_max_entries(65536, 0);
 
+/// A NAT real server (address, port, protocol, family) -> its virtual
+/// server, see `NatServer`. Sized like `BACKENDS`.
+#[map]
+pub static NAT_SERVERS: HashMap<VipKey, NatServer> = HashMap::with_max_entries(4096, 0);
+
 /// Source-IP persistence: client (masked) of a virtual server -> backend.
 #[map]
 pub static PERSIST: LruHashMap<PersistKey, Persist> = LruHashMap::with_max_entries(65536, 0);
@@ -63,6 +68,10 @@ pub static REASONS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Reason::COU
 /// See `scratch`.
 #[map]
 pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// See `schedule::Scan`.
+#[map]
+pub static SCANS: PerCpuArray<Scan> = PerCpuArray::with_max_entries(1, 0);
 
 /// Indexed by backend id.
 #[map]

@@ -16,7 +16,7 @@ use aya_ebpf::helpers::bpf_loop;
 
 use crate::{
     counts,
-    maps::{BACKENDS, CURSORS, PERSIST, RING},
+    maps::{BACKENDS, CURSORS, PERSIST, RING, SCANS},
     ret,
     scratch::Scratch,
 };
@@ -41,7 +41,7 @@ fn try_pick(
 ) -> Result<u32, Reason> {
     let src = &s.conn_key.src;
     if vip.flags & VIP_F_PERSIST == 0 {
-        return choose(vip, src, sport);
+        return choose(vip, s, sport);
     }
     s.persist_key = PersistKey {
         addr: hash::mask_addr(src, vip.persist_prefix),
@@ -65,7 +65,7 @@ fn try_pick(
             return Ok(p.backend_id);
         }
     }
-    let id = choose(vip, &s.conn_key.src, sport)?;
+    let id = choose(vip, s, sport)?;
     s.persist = Persist {
         backend_id: id,
         _pad: 0,
@@ -77,10 +77,10 @@ fn try_pick(
 }
 
 #[inline(always)]
-fn choose(vip: &VipInfo, src: &[u8; 16], sport: u16) -> Result<u32, Reason> {
+fn choose(vip: &VipInfo, s: &mut Scratch, sport: u16) -> Result<u32, Reason> {
     let primary = match vip.sched {
         SCHED_RING => walk(vip),
-        SCHED_HASH => hashed(vip, src, sport),
+        SCHED_HASH => hashed(vip, &s.conn_key.src, sport),
         _ => None,
     };
     if let Some(id) = primary {
@@ -149,11 +149,14 @@ fn hashed(vip: &VipInfo, src: &[u8; 16], sport: u16) -> Option<u32> {
 /// No server found yet (ids index `BACKENDS`, far below this).
 const NONE: u32 = u32::MAX;
 
-/// State of a `least` scan, shared with its `bpf_loop` callback. Few zero
-/// fields side by side: LLVM merges such stores into a memset(), which the
-/// BPF target turns into a byte-at-a-time call.
+/// State of a `least` scan, shared with its `bpf_loop` callback through a
+/// per-CPU map entry of its own (the stack is full, `bpf_loop` passes only
+/// stack pointers, and a reference held across the loop would let the
+/// compiler assume the callback changes nothing). Few zero fields side by
+/// side: LLVM merges such stores into a memset(), which the BPF target turns
+/// into a byte-at-a-time call.
 #[repr(C)]
-struct Scan {
+pub struct Scan {
     members_base: u32,
     members_len: u32,
     backup_base: u32,
@@ -168,7 +171,7 @@ struct Scan {
 /// the admitted server with the lowest overhead (active × 256 + inactive),
 /// per weight when `weighted` (backups always are); ties go to the first
 /// listed, as in IPVS. One `bpf_loop` over both lists, so the verifier
-/// checks the body once and the stack holds one `Scan`.
+/// checks the body once.
 #[inline(always)]
 fn least(vip: &VipInfo, weighted: bool) -> Option<u32> {
     let members = vip.members_len.min(MAX_SCAN);
@@ -176,32 +179,34 @@ fn least(vip: &VipInfo, weighted: bool) -> Option<u32> {
     if total == 0 {
         return None;
     }
-    let mut scan = Scan {
-        members_base: vip.members_base,
-        members_len: members,
-        backup_base: vip.backup_base,
-        weighted: weighted as u32,
-        best_id: NONE,
-        _pad: NONE,
-        best_overhead: 0,
-        best_weight: 1,
-    };
-    // SAFETY: the callback only touches `scan`, which outlives the call.
+    let scan = SCANS.get_ptr_mut(0)?;
+    // SAFETY: this CPU's entry, only ever used through raw pointers (here
+    // and in the callback, never at the same time); the result is read
+    // back volatile after the loop.
     unsafe {
-        bpf_loop(
-            total,
-            scan_one as *mut c_void,
-            &raw mut scan as *mut c_void,
-            0,
-        );
+        scan.write(Scan {
+            members_base: vip.members_base,
+            members_len: members,
+            backup_base: vip.backup_base,
+            weighted: weighted as u32,
+            best_id: NONE,
+            _pad: NONE,
+            best_overhead: 0,
+            best_weight: 1,
+        });
+        bpf_loop(total, scan_one as *mut c_void, core::ptr::null_mut(), 0);
+        let best = core::ptr::read_volatile(&raw const (*scan).best_id);
+        (best != NONE).then_some(best)
     }
-    (scan.best_id != NONE).then_some(scan.best_id)
 }
 
 #[inline(never)]
-extern "C" fn scan_one(i: u32, ctx: *mut c_void) -> i64 {
-    // SAFETY: `ctx` is the `Scan` passed to `bpf_loop` by `least`.
-    let scan = unsafe { &mut *(ctx as *mut Scan) };
+extern "C" fn scan_one(i: u32, _ctx: *mut c_void) -> i64 {
+    let Some(scan) = SCANS.get_ptr_mut(0) else {
+        return 1;
+    };
+    // SAFETY: see `least`; this reference lives for one iteration.
+    let scan = unsafe { &mut *scan };
     let slot = if i < scan.members_len {
         scan.members_base + i
     } else if scan.best_id != NONE {

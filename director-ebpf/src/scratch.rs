@@ -1,28 +1,32 @@
-//! Per-CPU room for the keys and values of a new connection, instead of the
+//! Per-CPU room for the keys and values a packet builds, instead of the
 //! stack: the call chain director -> inbound -> pick -> scan callback shares
 //! one 512-byte BPF stack, and these would not fit in it.
 
-use director_common::abi::{Conn, FlowKey, NatReply, Persist, PersistKey, Reason};
+use director_common::abi::{Conn, FlowKey, NatReply, Persist, PersistKey, Reason, VipKey};
 
 use crate::maps::SCRATCH;
 
 #[repr(C)]
 pub struct Scratch {
+    /// The packet's destination as a `VIPS` key.
+    pub vip_key: VipKey,
     /// The client-side flow: looked up, then recorded if new.
     pub conn_key: FlowKey,
     pub reply_key: FlowKey,
+    /// The chosen server's `NAT_SERVERS` key.
+    pub server_key: VipKey,
     pub conn: Conn,
     pub reply: NatReply,
     pub persist_key: PersistKey,
     pub persist: Persist,
 }
 
-/// This CPU's entry. Taken once per packet and handed down, so there is
-/// only ever one reference to it.
+/// This CPU's entry. Each stage of a packet (entry, then one of inbound,
+/// reply, ICMP) takes it when the previous one is done with it.
 #[inline(always)]
 pub fn get() -> Result<&'static mut Scratch, Reason> {
     let s = SCRATCH.get_ptr_mut(0).ok_or(Reason::NoScratch)?;
     // SAFETY: this CPU's entry; an XDP program runs to completion on its
-    // CPU, and a packet takes the entry once (see above).
+    // CPU, and a packet's stages use it one after another (see above).
     Ok(unsafe { &mut *s })
 }

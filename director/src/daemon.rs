@@ -10,14 +10,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow};
 use aya::programs::XdpMode as AyaXdpMode;
-use director_common::abi::{BACKEND_F_DOWN, BACKEND_F_RESOLVED, Backend, host_port, wire_port};
+use director_common::abi::{
+    BACKEND_F_DOWN, BACKEND_F_RESOLVED, Backend, NatServer, VipKey, host_port, wire_port,
+};
 use director_common::tcp::State as TcpState;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
 use crate::{
-    config::{self, Config, OnFailure, XdpMode},
+    config::{self, Config, Forward, OnFailure, XdpMode},
     control::{self, Call, ConnEntry, Request, Response},
     dataplane::{Dataplane, PinDir, monotonic_ns},
     gc,
@@ -66,6 +68,8 @@ struct Daemon {
     config: Config,
     hops: HashMap<u32, NextHop>,
     written: HashMap<u32, Backend>,
+    /// `NAT_SERVERS` as last written.
+    nat_servers: Option<HashMap<VipKey, NatServer>>,
     monitor: Monitor,
     health_notes: HashMap<(String, SocketAddr), (String, u64)>,
     resolved_tx: mpsc::UnboundedSender<Resolved>,
@@ -89,7 +93,32 @@ impl Daemon {
     /// slots, then its `VipInfo`) and every backend whose entry changed.
     fn apply(&mut self) -> anyhow::Result<()> {
         self.apply_lists()?;
-        self.apply_backends()
+        self.apply_backends()?;
+        self.apply_nat_servers()
+    }
+
+    /// `NAT_SERVERS` of every NAT virtual server, removed ones included
+    /// (replies of their draining connections still come). After the
+    /// backends: moving a server's replies to reply entries reads them.
+    fn apply_nat_servers(&mut self) -> anyhow::Result<()> {
+        let want = plan::nat_servers(
+            self.model
+                .vss
+                .iter()
+                .filter(|vs| vs.cfg.forward == Forward::Nat)
+                .map(|vs| {
+                    (
+                        vs.key,
+                        vs.vip_id,
+                        vs.servers.iter().map(|rs| &rs.cfg.address),
+                    )
+                }),
+        );
+        if self.nat_servers.as_ref() != Some(&want) {
+            self.dp.set_nat_servers(&want)?;
+            self.nat_servers = Some(want);
+        }
+        Ok(())
     }
 
     /// The scheduling lists of every virtual server whose lists changed.
@@ -634,6 +663,7 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
         config,
         hops: HashMap::new(),
         written: HashMap::new(),
+        nat_servers: None,
         monitor: Monitor::new(health_tx),
         health_notes: HashMap::new(),
         resolved_tx,

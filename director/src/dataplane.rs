@@ -15,8 +15,8 @@ use aya::{
     },
 };
 use director_common::abi::{
-    Backend, Conn, ConnCounts, FlowKey, NatReply, Persist, PersistKey, Reason, Traffic, VipInfo,
-    VipKey,
+    Backend, CONN_F_NAT, Conn, ConnCounts, FlowKey, NAT_SERVER_F_REPLY_ENTRIES, NatReply,
+    NatServer, Persist, PersistKey, Reason, Traffic, VipInfo, VipKey,
 };
 
 use crate::plan::{Plan, Sizes};
@@ -27,13 +27,14 @@ pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 const PROGRAM: &str = "director";
 
 /// Every map, by name: the names are an ABI with the eBPF object.
-const MAPS: [&str; 11] = [
+const MAPS: [&str; 12] = [
     "VIPS",
     "BACKENDS",
     "RING",
     "CURSORS",
     "CONNS",
     "NAT_REPLIES",
+    "NAT_SERVERS",
     "PERSIST",
     "BACKEND_CONNS",
     "BACKEND_RELEASED",
@@ -48,7 +49,7 @@ const MAPS: [&str; 11] = [
 pub struct PinDir(pub PathBuf);
 
 /// Bumped whenever a map's key or value layout changes.
-pub const ABI_VERSION: u32 = 4;
+pub const ABI_VERSION: u32 = 5;
 
 impl PinDir {
     pub fn maps(&self) -> PathBuf {
@@ -78,6 +79,7 @@ pub struct Dataplane {
     ring: Array<MapData, u32>,
     conns: HashMap<MapData, FlowKey, Conn>,
     nat_replies: HashMap<MapData, FlowKey, NatReply>,
+    nat_servers: HashMap<MapData, VipKey, NatServer>,
     persist: HashMap<MapData, PersistKey, Persist>,
     backend_conns: Array<MapData, ConnCounts>,
     backend_released: Array<MapData, ConnCounts>,
@@ -181,6 +183,7 @@ impl Dataplane {
             .map_max_entries("CURSORS", sizes.vips)
             .map_max_entries("CONNS", sizes.conntrack_max)
             .map_max_entries("NAT_REPLIES", sizes.conntrack_max)
+            .map_max_entries("NAT_SERVERS", sizes.backends)
             .map_max_entries("PERSIST", sizes.conntrack_max)
             .map_max_entries("BACKEND_CONNS", sizes.backends)
             .map_max_entries("BACKEND_RELEASED", sizes.backends)
@@ -201,6 +204,7 @@ impl Dataplane {
             ring: take(&mut ebpf, "RING")?,
             conns: take(&mut ebpf, "CONNS")?,
             nat_replies: take(&mut ebpf, "NAT_REPLIES")?,
+            nat_servers: take(&mut ebpf, "NAT_SERVERS")?,
             persist: take(&mut ebpf, "PERSIST")?,
             backend_conns: take(&mut ebpf, "BACKEND_CONNS")?,
             backend_released: take(&mut ebpf, "BACKEND_RELEASED")?,
@@ -281,8 +285,8 @@ impl Dataplane {
         Ok(())
     }
 
-    /// Writes a plan's rings and virtual servers. Backends are written by
-    /// the caller once their next hops are resolved.
+    /// Writes a plan's rings, virtual servers and NAT servers. Backends are
+    /// written by the caller once their next hops are resolved.
     pub fn install(&mut self, plan: &Plan) -> anyhow::Result<()> {
         for (i, &id) in plan.ring.iter().enumerate() {
             self.ring.set(i as u32, id, 0).context("writing RING")?;
@@ -291,6 +295,83 @@ impl Dataplane {
             self.vips
                 .insert(v.key, v.info, 0)
                 .with_context(|| format!("writing VIPS for {}", v.name))?;
+        }
+        self.set_nat_servers(&plan.nat_servers())
+    }
+
+    /// Makes `NAT_SERVERS` what `want` says. A server whose replies are
+    /// found through its virtual server, and will not be (it becomes shared,
+    /// moves or goes), first gets reply entries: new connections record one
+    /// from then on, and existing ones get theirs from `CONNS` here, so no
+    /// reply is lost in the change.
+    pub fn set_nat_servers(
+        &mut self,
+        want: &std::collections::HashMap<VipKey, NatServer>,
+    ) -> anyhow::Result<()> {
+        let have: Vec<(VipKey, NatServer)> =
+            self.nat_servers.iter().filter_map(Result::ok).collect();
+        let losing: Vec<(VipKey, NatServer)> = have
+            .iter()
+            .filter(|(k, old)| {
+                old.derives()
+                    && want
+                        .get(k)
+                        .is_none_or(|new| !new.derives() || new.vip_id != old.vip_id)
+            })
+            .map(|&(k, old)| {
+                (
+                    k,
+                    NatServer {
+                        flags: old.flags | NAT_SERVER_F_REPLY_ENTRIES,
+                        ..old
+                    },
+                )
+            })
+            .collect();
+        for (k, v) in &losing {
+            self.nat_servers
+                .insert(k, v, 0)
+                .context("writing NAT_SERVERS")?;
+        }
+        if !losing.is_empty() {
+            let servers: Vec<VipKey> = losing.iter().map(|(k, _)| *k).collect();
+            self.record_replies(&servers)?;
+        }
+        for (k, v) in want {
+            if !have.iter().any(|(hk, hv)| hk == k && hv == v) {
+                self.nat_servers
+                    .insert(k, v, 0)
+                    .context("writing NAT_SERVERS")?;
+            }
+        }
+        for (k, _) in have.iter().filter(|(k, _)| !want.contains_key(k)) {
+            let _ = self.nat_servers.remove(k);
+        }
+        Ok(())
+    }
+
+    /// Gives every NAT connection to one of `servers` its `NAT_REPLIES`
+    /// entry, built from the connection (the state sync path).
+    fn record_replies(&mut self, servers: &[VipKey]) -> anyhow::Result<()> {
+        for (key, conn) in self.conns() {
+            if conn.flags & CONN_F_NAT == 0 {
+                continue;
+            }
+            let Some(be) = self.backend(conn.backend_id) else {
+                continue;
+            };
+            let server = VipKey {
+                addr: be.addr,
+                port: be.port,
+                proto: key.proto,
+                family: be.family,
+            };
+            if servers.contains(&server) {
+                let (rk, reply) = nat_reply_of(&key, &conn, &be);
+                self.nat_replies
+                    .insert(rk, reply, 0)
+                    .context("writing NAT_REPLIES")?;
+            }
         }
         Ok(())
     }
@@ -362,6 +443,11 @@ impl Dataplane {
 
     pub fn conn(&self, key: &FlowKey) -> Option<Conn> {
         self.conns.get(key, 0).ok()
+    }
+
+    /// Every `NAT_SERVERS` entry.
+    pub fn nat_servers(&self) -> Vec<(VipKey, NatServer)> {
+        self.nat_servers.iter().filter_map(Result::ok).collect()
     }
 
     pub fn nat_reply(&self, key: &FlowKey) -> Option<NatReply> {
@@ -442,6 +528,24 @@ impl Dataplane {
     pub fn backend_traffic(&self, id: u32) -> anyhow::Result<Traffic> {
         sum(&self.backend_stats, id)
     }
+}
+
+/// The `NAT_REPLIES` entry of a NAT connection (`key` client -> VIP) to
+/// backend `be`, as the datapath would have recorded it.
+pub fn nat_reply_of(key: &FlowKey, conn: &Conn, be: &Backend) -> (FlowKey, NatReply) {
+    (
+        crate::gc::reply_key(key, be.addr, be.port),
+        NatReply {
+            vip: key.dst,
+            vip_port: key.dport,
+            _pad0: 0,
+            ifindex: conn.client_ifindex,
+            vip_id: conn.vip_id,
+            backend_id: conn.backend_id,
+            dst_mac: conn.client_mac,
+            src_mac: conn.local_mac,
+        },
+    )
 }
 
 fn program(ebpf: &mut Ebpf) -> anyhow::Result<&mut Xdp> {

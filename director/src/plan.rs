@@ -2,14 +2,15 @@
 //! keys and ids, backend ids, and the scheduling rings. Pure, so host tests
 //! reach it; `dataplane` writes the result.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use director_common::{
     abi::{
-        FAMILY_V4, FAMILY_V6, SCHED_HASH, SCHED_LC, SCHED_RING, SCHED_WLC, VIP_F_DR,
-        VIP_F_HASH_PORT, VIP_F_MIDFLOW, VIP_F_NAT, VIP_F_PERSIST, VipInfo, VipKey, v4_key,
-        wire_port,
+        FAMILY_V4, FAMILY_V6, NAT_SERVER_F_REPLY_ENTRIES, NAT_SERVER_F_SHARED, NatServer,
+        SCHED_HASH, SCHED_LC, SCHED_RING, SCHED_WLC, VIP_F_DR, VIP_F_HASH_PORT, VIP_F_MIDFLOW,
+        VIP_F_NAT, VIP_F_PERSIST, VipInfo, VipKey, v4_key, wire_port,
     },
     maglev, sh, wrr,
 };
@@ -155,13 +156,7 @@ pub fn lists(vs: &VirtualServer, servers: &[Member]) -> Lists {
 }
 
 pub fn vip_key(vs: &VirtualServer) -> VipKey {
-    let (addr, family) = addr_key(vs.address.ip());
-    VipKey {
-        addr,
-        port: wire_port(vs.address.port()),
-        proto: vs.protocol.as_u8(),
-        family,
-    }
+    endpoint_key(vs.address, vs.protocol.as_u8())
 }
 
 /// The `VipInfo` of a virtual server whose lists are written at `base`.
@@ -205,7 +200,69 @@ pub fn vip_info(vs: &VirtualServer, vip_id: u32, base: u32, lists: &Lists) -> Vi
     }
 }
 
+/// The key of an address, port and protocol: a virtual server's in `VIPS`,
+/// a real server's in `NAT_SERVERS`.
+pub fn endpoint_key(a: SocketAddr, proto: u8) -> VipKey {
+    let (addr, family) = addr_key(a.ip());
+    VipKey {
+        addr,
+        port: wire_port(a.port()),
+        proto,
+        family,
+    }
+}
+
+/// The `NAT_SERVERS` entries of NAT virtual servers, given as (VIP key,
+/// vip id, real server addresses): each server with its virtual server, or
+/// marked shared when it is in more than one (see `NatServer`).
+pub fn nat_servers<'a>(
+    vss: impl IntoIterator<Item = (VipKey, u32, impl IntoIterator<Item = &'a SocketAddr>)>,
+) -> HashMap<VipKey, NatServer> {
+    let mut out: HashMap<VipKey, NatServer> = HashMap::new();
+    for (vip, vip_id, servers) in vss {
+        for a in servers {
+            let key = endpoint_key(*a, vip.proto);
+            let entry = NatServer {
+                vip: vip.addr,
+                vip_port: vip.port,
+                flags: 0,
+                vip_id,
+            };
+            out.entry(key)
+                .and_modify(|e| {
+                    if e.vip_id != vip_id {
+                        *e = NatServer {
+                            flags: NAT_SERVER_F_SHARED | NAT_SERVER_F_REPLY_ENTRIES,
+                            ..NatServer::default()
+                        };
+                    }
+                })
+                .or_insert(entry);
+        }
+    }
+    out
+}
+
 impl Plan {
+    /// `nat_servers` of this plan.
+    pub fn nat_servers(&self) -> HashMap<VipKey, NatServer> {
+        nat_servers(
+            self.vips
+                .iter()
+                .filter(|v| v.info.flags & VIP_F_NAT != 0)
+                .map(|v| {
+                    (
+                        v.key,
+                        v.info.vip_id,
+                        self.backends
+                            .iter()
+                            .filter(move |b| b.vip_id == v.info.vip_id)
+                            .map(|b| &b.address),
+                    )
+                }),
+        )
+    }
+
     /// The layout of a fresh start: ids in configuration order, every
     /// server at its configured weight, lists back to back.
     pub fn new(config: &Config) -> Plan {
@@ -292,6 +349,31 @@ forward = "dr"
     fn plan() -> Plan {
         let loaded = config::parse(TEXT, "t.toml").expect("test config parses");
         Plan::new(&loaded.config)
+    }
+
+    #[test]
+    fn nat_servers_name_their_virtual_server_unless_shared() {
+        let vip = |last: u8| VipKey {
+            addr: v4_key([192, 0, 2, last]),
+            port: wire_port(80),
+            proto: 6,
+            family: FAMILY_V4,
+        };
+        let (a, b): (SocketAddr, SocketAddr) = (
+            "10.1.0.11:8080".parse().unwrap(),
+            "10.1.0.12:8080".parse().unwrap(),
+        );
+        let got = nat_servers([(vip(10), 0, [a, b].iter()), (vip(11), 1, [b].iter())]);
+        let own = got[&endpoint_key(a, 6)];
+        assert_eq!(
+            (own.vip, own.vip_port, own.vip_id, own.flags),
+            (vip(10).addr, wire_port(80), 0, 0)
+        );
+        assert!(own.skips_reply_entry(0) && !own.skips_reply_entry(1));
+        let shared = got[&endpoint_key(b, 6)];
+        assert!(!shared.derives() && !shared.skips_reply_entry(0) && !shared.skips_reply_entry(1));
+        // The same server under another protocol is another server.
+        assert!(!got.contains_key(&endpoint_key(a, 17)));
     }
 
     #[test]
