@@ -319,7 +319,7 @@ copy of its frame (with `repeat > 1` the kernel would rerun a rewriting program 
 the XDP_PASS mean of the same block (the fixed cost of a call). Established cases pick a random prefilled flow per \
 call; \"one hot flow\" repeats one flow; new-connection cases use a distinct client per call and their connections are \
 removed after the case, so every case sees the table at its fill. The table is prefilled through \
-`Dataplane::insert_conn` (NAT entries with their reply entries) and sized so that nothing is evicted. Each call of a case \
+`Dataplane::insert_conn` (with reply entries only where the datapath would record them) and sized so that nothing is evicted. Each call of a case \
 is paired with an XDP_PASS call (the overhead subtracted is the mean of those); a pair with a call slower than 10 medians \
 of its series (an interrupt) is left out and counted in latest.json.
 - Forwarding: NAT lab, trafgen (one CPU) sending 64-byte UDP frames of many flows into the director namespace; \
@@ -649,8 +649,8 @@ fn notes(r: &Report) -> Vec<String> {
             .collect();
         if !new.is_empty() {
             notes.push(format!(
-                "New TCP connections by scheduler (net): {}. A new NAT connection inserts into two LRU hashes \
-                 (CONNS and NAT_REPLIES); one insert costs {} net on its own.",
+                "New TCP connections by scheduler (net): {}. A new connection inserts into one LRU hash (CONNS; \
+                 its replies are found through NAT_SERVERS); one insert costs {} net on its own.",
                 new.join(", "),
                 ns(b.lru_insert_net_ns)
             ));
