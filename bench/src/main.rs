@@ -6,7 +6,7 @@
 //!    forwarding and nftables DNAT ([`forwarding`]);
 //! 3. HTTP requests/s and latency with wrk, against haproxy and a direct connection
 //!    ([`wrk`]);
-//! 4. control-plane scale ([`control`]).
+//! 4. control-plane scale ([`control`]) and health-check CPU ([`health`]).
 //!
 //! Writes `latest.json`, `latest.md` and `latest.svg` to `--out` ([`report`]). Needs
 //! root. All traffic stays inside network namespaces the lab creates and deletes.
@@ -14,6 +14,7 @@
 mod baseline;
 mod control;
 mod forwarding;
+mod health;
 mod maps;
 mod netlab;
 mod profile;
@@ -66,6 +67,7 @@ enum Section {
     Forwarding,
     Http,
     Control,
+    Health,
 }
 
 /// How much of everything a run does.
@@ -94,6 +96,8 @@ pub struct Scale {
     pub mh_vs: usize,
     pub maglev_runs: usize,
     pub change_runs: usize,
+    /// Health checks: how long the 10 000 servers' probes are measured.
+    pub health_time: Duration,
 }
 
 impl Scale {
@@ -115,6 +119,7 @@ impl Scale {
             mh_vs: 100,
             maglev_runs: 20,
             change_runs: 200,
+            health_time: Duration::from_secs(5),
         }
     }
 
@@ -131,6 +136,7 @@ impl Scale {
             parse_ladder: &[50, 100, 200],
             maglev_runs: 5,
             change_runs: 50,
+            health_time: Duration::from_secs(3),
             ..Scale::full()
         }
     }
@@ -153,6 +159,7 @@ impl Scale {
             mh_vs: 2,
             maglev_runs: 2,
             change_runs: 3,
+            health_time: Duration::from_secs(1),
         }
     }
 }
@@ -241,6 +248,12 @@ fn run(args: &Args) -> Result<bool> {
     if wanted(Section::Control) {
         section("control plane", &mut |r| {
             r.control = Some(control::run(&scale)?);
+            Ok(())
+        });
+    }
+    if wanted(Section::Health) {
+        section("health checks", &mut |r| {
+            r.health = Some(health::run(&scale)?);
             Ok(())
         });
     }

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::control::{ControlPlane, MAGLEV_BACKENDS, MAGLEV_SLOTS, ScaleRun};
 use crate::forwarding::Forwarding;
+use crate::health::HealthCpu;
 use crate::profile::Profile;
 use crate::svg;
 use crate::testrun::{self, PerPacket, SCHEDULERS};
@@ -175,9 +176,68 @@ impl Row {
     /// Target: ratio at most `max`.
     fn at_most(mut self, max: f64) -> Row {
         self.target = Some(format!("≤ {max}×"));
-        self.verdict = self.ratio.map(|r| if r <= max { "PASS" } else { "MISS" });
+        self.verdict = self.ratio.map(|r| verdict(r <= max));
         self
     }
+
+    /// Target: ratio at least `min`.
+    fn at_least(mut self, min: f64) -> Row {
+        self.target = Some(format!("≥ {min}×"));
+        self.verdict = self.ratio.map(|r| verdict(r >= min));
+        self
+    }
+
+    /// Target on the value itself: under `max` `unit`.
+    fn under(mut self, value: f64, max: f64, unit: &str) -> Row {
+        self.target = Some(format!("< {max} {unit}"));
+        self.verdict = Some(verdict(value < max));
+        self
+    }
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "PASS" } else { "MISS" }
+}
+
+/// Forwarding: the director's rate over the minimal XDP forwarder's.
+pub const FORWARDING_TARGET: f64 = 0.95;
+/// HTTP through the director: requests/s over direct, p99 over direct,
+/// requests/s over haproxy.
+pub const HTTP_RATE_TARGET: f64 = 0.95;
+pub const HTTP_P99_TARGET: f64 = 1.1;
+pub const HTTP_HAPROXY_TARGET: f64 = 1.5;
+/// Control plane: 1000 × 100 to the maps, and a one-server reload.
+pub const LOAD_TARGET_MS: f64 = 1000.0;
+pub const RELOAD_TARGET_MS: f64 = 10.0;
+/// Health checks: cores for 10 000 servers probed every second.
+pub const HEALTH_TARGET_CORES: f64 = 0.25;
+
+fn health_rows(h: &HealthCpu) -> Vec<Row> {
+    let what = format!(
+        "health checks: {} TCP servers each probed every second ({:.0} probes/s, {} failed)",
+        h.targets, h.probes_per_s, h.failures
+    );
+    vec![
+        Row::new(
+            "health",
+            format!("{what}: the monitor's CPU, handshakes' kernel work (both ends) included"),
+            format!("{:.3} cores", h.monitor_cores()),
+        )
+        .under(h.monitor_cores(), HEALTH_TARGET_CORES, "cores"),
+        Row::new(
+            "health",
+            format!("{what}: the monitor's own CPU above the kernel's floor"),
+            format!("{:.3} cores", h.monitor_cores() - h.floor_cores),
+        )
+        .against(
+            format!(
+                "floor {:.3} cores (as many blocking connect + reset, both ends)",
+                h.floor_cores
+            ),
+            h.monitor_cores(),
+            h.floor_cores,
+        ),
+    ]
 }
 
 #[derive(Debug, Serialize)]
@@ -194,6 +254,7 @@ pub struct Report {
     pub forwarding: Option<Forwarding>,
     pub http: Option<Http>,
     pub control: Option<ControlPlane>,
+    pub health: Option<HealthCpu>,
     #[serde(skip)]
     started: Option<Instant>,
 }
@@ -212,6 +273,7 @@ impl Report {
             profile: None,
             forwarding: None,
             http: None,
+            health: None,
             control: None,
             started: Some(Instant::now()),
         }
@@ -233,6 +295,9 @@ impl Report {
         }
         if let Some(c) = &self.control {
             rows.extend(control_rows(c));
+        }
+        if let Some(h) = &self.health {
+            rows.extend(health_rows(h));
         }
         self.rows = rows;
         self.notes = notes(self);
@@ -483,11 +548,18 @@ fn forwarding_rows(f: &Forwarding) -> Vec<Row> {
                 ),
             );
             match floor {
-                Some(fl) if fl.id != c.id => row.against(
-                    format!("XDP forwarder {:.3} Mpps", fl.delivered_pps / 1e6),
-                    c.delivered_pps,
-                    fl.delivered_pps,
-                ),
+                Some(fl) if fl.id != c.id => {
+                    let row = row.against(
+                        format!("XDP forwarder {:.3} Mpps", fl.delivered_pps / 1e6),
+                        c.delivered_pps,
+                        fl.delivered_pps,
+                    );
+                    if c.id == "director" {
+                        row.at_least(FORWARDING_TARGET)
+                    } else {
+                        row
+                    }
+                }
                 _ => row,
             }
         })
@@ -502,36 +574,67 @@ fn http_rows(h: &Http) -> Vec<Row> {
             "{:.2} ms median, p99 {:.2} ms ({} reloads)",
             h.reload_ms.p50, h.reload_ms.p99, h.reload_ms.n
         ),
-    );
-    h.cases
-        .iter()
-        .map(|c| {
-            let row = Row::new(
+    )
+    .under(h.reload_ms.p99, RELOAD_TARGET_MS, "ms (p99)");
+    let mut rows = Vec::new();
+    for c in &h.cases {
+        let row = Row::new(
+            "http",
+            format!("HTTP, {}: {}", c.conn.label(), c.label),
+            format!(
+                "{:.0} req/s, p50 {:.2} ms, p99 {:.2} ms{}",
+                c.requests_per_s,
+                c.p50_ms,
+                c.p99_ms,
+                if c.errors > 0 {
+                    format!(", {} errors", c.errors)
+                } else {
+                    String::new()
+                }
+            ),
+        );
+        let ours = c.id.starts_with("director");
+        let Some(d) = h.case("direct", c.conn).filter(|d| d.id != c.id) else {
+            rows.push(row);
+            continue;
+        };
+        let row = row.against(
+            format!("direct {:.0} req/s", d.requests_per_s),
+            c.requests_per_s,
+            d.requests_per_s,
+        );
+        if !ours {
+            rows.push(row);
+            continue;
+        }
+        rows.push(row.at_least(HTTP_RATE_TARGET));
+        rows.push(
+            Row::new(
                 "http",
-                format!("HTTP, {}: {}", c.conn.label(), c.label),
-                format!(
-                    "{:.0} req/s, p50 {:.2} ms, p99 {:.2} ms{}",
+                format!("HTTP p99, {}: {}", c.conn.label(), c.label),
+                format!("{:.2} ms", c.p99_ms),
+            )
+            .against(format!("direct {:.2} ms", d.p99_ms), c.p99_ms, d.p99_ms)
+            .at_most(HTTP_P99_TARGET),
+        );
+        if let Some(hp) = h.case("haproxy", c.conn) {
+            rows.push(
+                Row::new(
+                    "http",
+                    format!("HTTP, {}: {} against haproxy", c.conn.label(), c.label),
+                    format!("{:.0} req/s", c.requests_per_s),
+                )
+                .against(
+                    format!("haproxy {:.0} req/s", hp.requests_per_s),
                     c.requests_per_s,
-                    c.p50_ms,
-                    c.p99_ms,
-                    if c.errors > 0 {
-                        format!(", {} errors", c.errors)
-                    } else {
-                        String::new()
-                    }
-                ),
+                    hp.requests_per_s,
+                )
+                .at_least(HTTP_HAPROXY_TARGET),
             );
-            match h.case("direct", c.conn) {
-                Some(d) if d.id != c.id => row.against(
-                    format!("direct {:.0} req/s", d.requests_per_s),
-                    c.requests_per_s,
-                    d.requests_per_s,
-                ),
-                _ => row,
-            }
-        })
-        .chain([reload])
-        .collect()
+        }
+    }
+    rows.push(reload);
+    rows
 }
 
 fn scale_row(r: &ScaleRun) -> Row {
@@ -549,7 +652,10 @@ fn scale_row(r: &ScaleRun) -> Row {
 }
 
 fn control_rows(c: &ControlPlane) -> Vec<Row> {
-    let mut rows = vec![scale_row(&c.wrr), scale_row(&c.mh)];
+    let mut rows = vec![
+        scale_row(&c.wrr).under(c.wrr.to_maps_ms, LOAD_TARGET_MS, "ms"),
+        scale_row(&c.mh),
+    ];
     let first = c.parse.first();
     for p in &c.parse {
         let row = Row::new(
