@@ -12,7 +12,12 @@ use director_common::abi::{FlowKey, VipKey};
 fn words(a: &[u8; 16]) -> [u32; 4] {
     // SAFETY: `a` is 4-aligned (see above) and [u32; 4] has its size; every
     // bit pattern is a valid [u32; 4].
-    unsafe { *(a as *const [u8; 16]).cast::<[u32; 4]>() }
+    // Four scalar loads: a whole-array load between two map values that
+    // may alias becomes a memmove() call.
+    unsafe {
+        let p = (a as *const [u8; 16]).cast::<u32>();
+        [p.read(), p.add(1).read(), p.add(2).read(), p.add(3).read()]
+    }
 }
 
 /// A copy of a word-aligned address.
