@@ -15,7 +15,7 @@ use anyhow::{Result, ensure};
 
 use crate::bpf::{self, Counters, Insn, Program, Size, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX};
 
-const ETH_LEN: i32 = 14;
+pub const ETH_LEN: i32 = 14;
 /// `bpf_redirect(ifindex, flags)`.
 const HELPER_REDIRECT: i32 = 23;
 /// `bpf_map_lookup_elem(map, key)`.
@@ -126,6 +126,16 @@ pub fn udp_sink(counters: &Counters) -> Result<Program> {
 /// a zero value of the same size into `map` (an LRU hash, [`LRU_KEY`]-byte keys and
 /// values), then passes the frame.
 pub fn lru_insert(map: &OwnedFd) -> Result<Program> {
+    lru_program(map, true)
+}
+
+/// Looks bytes 14..54 of each frame up in `map` (as [`lru_insert`] keys them), then
+/// passes the frame: the memory cost of one connection-table lookup.
+pub fn lru_lookup(map: &OwnedFd) -> Result<Program> {
+    lru_program(map, false)
+}
+
+fn lru_program(map: &OwnedFd, insert: bool) -> Result<Program> {
     let words = (LRU_KEY / 8) as i16;
     let key = -(LRU_KEY as i16);
     let value = 2 * key;
@@ -134,23 +144,35 @@ pub fn lru_insert(map: &OwnedFd) -> Result<Program> {
         p.push(Insn::load(Size::Dw, 4, 2, ETH_LEN as i16 + 8 * w));
         p.push(Insn::store(Size::Dw, 10, key + 8 * w, 4));
     }
-    for w in 0..words {
-        p.push(Insn::store_imm(Size::Dw, 10, value + 8 * w, 0));
+    if insert {
+        for w in 0..words {
+            p.push(Insn::store_imm(Size::Dw, 10, value + 8 * w, 0));
+        }
     }
     p.extend(Insn::load_map(1, map));
-    p.extend([
-        Insn::mov_reg(2, 10),
-        Insn::add_imm(2, key.into()),
-        Insn::mov_reg(3, 10),
-        Insn::add_imm(3, value.into()),
-        Insn::mov_imm(4, 0),
-        Insn::call(HELPER_MAP_UPDATE),
-    ]);
+    p.extend([Insn::mov_reg(2, 10), Insn::add_imm(2, key.into())]);
+    if insert {
+        p.extend([
+            Insn::mov_reg(3, 10),
+            Insn::add_imm(3, value.into()),
+            Insn::mov_imm(4, 0),
+            Insn::call(HELPER_MAP_UPDATE),
+        ]);
+    } else {
+        p.push(Insn::call(HELPER_MAP_LOOKUP));
+    }
     // The bounds check jumps here, past everything after it.
     let skip = (p.len() - 5) as i16;
     p[4] = Insn::jgt_reg(4, 3, skip);
     p.extend(ret(XDP_PASS));
-    Program::load("bench_lru_ins", &p)
+    Program::load(
+        if insert {
+            "bench_lru_ins"
+        } else {
+            "bench_lru_get"
+        },
+        &p,
+    )
 }
 
 /// Runs `prog` once on `frame`: (action, output frame).

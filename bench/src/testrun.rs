@@ -554,6 +554,56 @@ fn time_lru_insert(
     Ok(m.measured.mean - m.overhead.mean)
 }
 
+/// Net cost of one LRU lookup ([`baseline::lru_lookup`]) of the established NAT case's
+/// frames in a map of `table` entries: their keys among random ones, in random order,
+/// so that the lookups hit entries spread over the map's memory as the director's do.
+/// The memory floor of a connection-table lookup at that size.
+fn time_lru_lookup(reference: &Reference<'_>, cases: &[Case], table: u32) -> Result<f64> {
+    let est = cases
+        .iter()
+        .find(|c| c.id == "est_nat_tcp")
+        .context("no established NAT case")?;
+    let at = baseline::ETH_LEN as usize;
+    let key_of = |f: &Vec<u8>| f[at..at + baseline::LRU_KEY as usize].to_vec();
+    let mut keys: Vec<Vec<u8>> = est.frames.iter().map(key_of).collect();
+    keys.sort();
+    keys.dedup();
+    let mut rng = SplitMix::new(table.into());
+    while keys.len() < table as usize {
+        keys.push(
+            (0..baseline::LRU_KEY / 8)
+                .flat_map(|_| rng.next_u64().to_ne_bytes())
+                .collect(),
+        );
+    }
+    for i in (1..keys.len()).rev() {
+        keys.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+    }
+    let map = bpf::lru_hash(
+        "bench_lru_get",
+        baseline::LRU_KEY,
+        baseline::LRU_KEY,
+        table + 1024,
+        bpf::Lru::Shared,
+    )?;
+    let value = vec![0u8; baseline::LRU_KEY as usize];
+    for k in &keys {
+        bpf::map_update(map.as_fd(), k, &value)?;
+    }
+    let prog = baseline::lru_lookup(&map)?;
+    let mut samples = Samples::default();
+    reference.time(
+        prog.fd(),
+        "LRU lookup",
+        &est.frames,
+        0..est.calls,
+        XDP_PASS,
+        &mut samples,
+    )?;
+    let m = samples.paired();
+    Ok(m.measured.mean - m.overhead.mean)
+}
+
 /// One large-`repeat` call: the kernel's average ns per repetition.
 fn time_repeat(prog: &Program, frame: &[u8], repeat: u32, expect: u32) -> Result<f64> {
     let mut out = vec![0u8; 2048];
@@ -612,6 +662,8 @@ pub struct Block {
     pub pass: Summary,
     pub mac_swap: Summary,
     pub mac_swap_net_ns: f64,
+    /// One lookup in a raw LRU hash of `table` entries, see `time_lru_lookup`.
+    pub lru_lookup_net_ns: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -753,7 +805,13 @@ pub fn run(scale: &Scale, out: &Path) -> Result<(PerPacket, Profile)> {
             });
         }
         let swapped = std::mem::take(&mut size.mac_swap).paired();
+        let lru_lookup_net_ns = time_lru_lookup(&reference, &size.cases, size.table)?;
+        progress(&format!(
+            "per-packet: {:>7} conns  raw LRU lookup (memory floor)            net {lru_lookup_net_ns:6.1} ns",
+            size.table
+        ));
         blocks.push(Block {
+            lru_lookup_net_ns,
             table: size.table,
             conntrack_max: size.conntrack_max,
             prefill_ms: size.prefill_ms,

@@ -15,6 +15,7 @@ use anyhow::{Context, Result};
 
 const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
@@ -386,6 +387,17 @@ pub fn lru_hash(
     attr.0[28..28 + n].copy_from_slice(&name.as_bytes()[..n]);
     attr.call_fd(BPF_MAP_CREATE)
         .with_context(|| format!("create LRU hash {name}"))
+}
+
+/// Writes `key` -> `value` into the map `map` (sizes as the map was created with).
+pub fn map_update(map: BorrowedFd<'_>, key: &[u8], value: &[u8]) -> Result<()> {
+    let mut attr = Attr::new();
+    attr.u32_at(0, map.as_raw_fd() as u32)
+        .u64_at(8, key.as_ptr() as u64)
+        .u64_at(16, value.as_ptr() as u64);
+    attr.call(BPF_MAP_UPDATE_ELEM)
+        .context("update map element")?;
+    Ok(())
 }
 
 /// Number of possible CPUs (`/sys/devices/system/cpu/possible`, e.g. `0-3`): the
