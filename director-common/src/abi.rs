@@ -229,8 +229,9 @@ pub struct Conn {
     pub _pad0: u16,
     /// Interface the client's packets arrive on (NAT replies leave there).
     pub client_ifindex: u32,
-    /// `bpf_ktime_get_ns()` of the last packet, refreshed at most once per
-    /// [`TOUCH_INTERVAL_NS`] to keep the cache line clean.
+    /// `bpf_ktime_get_coarse_ns()` (`CLOCK_MONOTONIC` as of the last tick,
+    /// without a clocksource read) of the last packet, refreshed at most once
+    /// per [`TOUCH_INTERVAL_NS`] to keep the cache line clean.
     pub last_seen_ns: u64,
     /// L2 source of the client's packets (the client or its router).
     pub client_mac: [u8; 6],

@@ -73,7 +73,8 @@ pub fn inbound(
             conn.state = next;
         }
     }
-    if now.wrapping_sub(conn.last_seen_ns) > TOUCH_INTERVAL_NS {
+    // Saturating, as in `schedule::pick`.
+    if now.saturating_sub(conn.last_seen_ns) > TOUCH_INTERVAL_NS {
         conn.last_seen_ns = now;
     }
     Ok(Lookup::Known(conn.backend_id))

@@ -54,7 +54,9 @@ fn try_pick(
     if let Some(p) = PERSIST.get_ptr_mut(&s.persist_key) {
         // SAFETY: map value pointer; racing writers store whole fields.
         let p = unsafe { &mut *p };
-        let fresh = now.wrapping_sub(p.last_seen_ns) <= timeout_ns;
+        // Saturating: userspace writes the precise clock, which may be up
+        // to a tick ahead of the coarse one.
+        let fresh = now.saturating_sub(p.last_seen_ns) <= timeout_ns;
         // A quiescent (weight 0) server keeps its clients, as in IPVS; a
         // failed one does not, nor does a missing one.
         let up = BACKENDS

@@ -593,7 +593,8 @@ pub fn teardown(pins: &PinDir) -> anyhow::Result<Vec<String>> {
     Ok(detached)
 }
 
-/// `CLOCK_MONOTONIC`, the clock of `bpf_ktime_get_ns`.
+/// `CLOCK_MONOTONIC`: the datapath's timestamps (`bpf_ktime_get_coarse_ns`, the
+/// same clock at the last tick) are at most a tick behind it.
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
