@@ -541,15 +541,25 @@ fn time_lru_insert(
         kind,
     )?;
     let prog = baseline::lru_insert(&map)?;
-    let mut samples = Samples::default();
-    reference.time(
-        prog.fd(),
+    net_ns(
+        reference,
+        &prog,
         "LRU insert",
         &syns.frames,
-        0..syns.frames.len(),
-        XDP_PASS,
-        &mut samples,
-    )?;
+        syns.frames.len(),
+    )
+}
+
+/// Mean net cost of `calls` calls of a raw baseline program that passes every frame.
+fn net_ns(
+    reference: &Reference<'_>,
+    prog: &Program,
+    label: &str,
+    frames: &[Vec<u8>],
+    calls: usize,
+) -> Result<f64> {
+    let mut samples = Samples::default();
+    reference.time(prog.fd(), label, frames, 0..calls, XDP_PASS, &mut samples)?;
     let m = samples.paired();
     Ok(m.measured.mean - m.overhead.mean)
 }
@@ -591,17 +601,7 @@ fn time_lru_lookup(reference: &Reference<'_>, cases: &[Case], table: u32) -> Res
         bpf::map_update(map.as_fd(), k, &value)?;
     }
     let prog = baseline::lru_lookup(&map)?;
-    let mut samples = Samples::default();
-    reference.time(
-        prog.fd(),
-        "LRU lookup",
-        &est.frames,
-        0..est.calls,
-        XDP_PASS,
-        &mut samples,
-    )?;
-    let m = samples.paired();
-    Ok(m.measured.mean - m.overhead.mean)
+    net_ns(reference, &prog, "LRU lookup", &est.frames, est.calls)
 }
 
 /// One large-`repeat` call: the kernel's average ns per repetition.
