@@ -308,17 +308,20 @@ impl Dataplane {
         &mut self,
         want: &std::collections::HashMap<VipKey, NatServer>,
     ) -> anyhow::Result<()> {
-        let have: Vec<(VipKey, NatServer)> =
+        let have: std::collections::HashMap<VipKey, NatServer> =
             self.nat_servers.iter().filter_map(Result::ok).collect();
+        let same_vip = |a: &NatServer, b: &NatServer| {
+            (a.vip_id, a.vip, a.vip_port) == (b.vip_id, b.vip, b.vip_port)
+        };
         let losing: Vec<(VipKey, NatServer)> = have
             .iter()
             .filter(|(k, old)| {
                 old.derives()
                     && want
                         .get(k)
-                        .is_none_or(|new| !new.derives() || new.vip_id != old.vip_id)
+                        .is_none_or(|new| !new.derives() || !same_vip(new, old))
             })
-            .map(|&(k, old)| {
+            .map(|(&k, &old)| {
                 (
                     k,
                     NatServer {
@@ -334,17 +337,16 @@ impl Dataplane {
                 .context("writing NAT_SERVERS")?;
         }
         if !losing.is_empty() {
-            let servers: Vec<VipKey> = losing.iter().map(|(k, _)| *k).collect();
-            self.record_replies(&servers)?;
+            self.record_replies(&losing.iter().map(|(k, _)| *k).collect())?;
         }
         for (k, v) in want {
-            if !have.iter().any(|(hk, hv)| hk == k && hv == v) {
+            if have.get(k) != Some(v) {
                 self.nat_servers
                     .insert(k, v, 0)
                     .context("writing NAT_SERVERS")?;
             }
         }
-        for (k, _) in have.iter().filter(|(k, _)| !want.contains_key(k)) {
+        for k in have.keys().filter(|k| !want.contains_key(k)) {
             let _ = self.nat_servers.remove(k);
         }
         Ok(())
@@ -352,7 +354,10 @@ impl Dataplane {
 
     /// Gives every NAT connection to one of `servers` its `NAT_REPLIES`
     /// entry, built from the connection (the state sync path).
-    fn record_replies(&mut self, servers: &[VipKey]) -> anyhow::Result<()> {
+    fn record_replies(
+        &mut self,
+        servers: &std::collections::HashSet<VipKey>,
+    ) -> anyhow::Result<()> {
         for (key, conn) in self.conns() {
             if conn.flags & CONN_F_NAT == 0 {
                 continue;
