@@ -37,20 +37,11 @@ use crate::maps::{self, Hop};
 use crate::profile::{self, Profile};
 use crate::stats::{SplitMix, Summary};
 use crate::{Scale, progress};
-use director_tests::packet::{ACK, Frame, Mac, SYN, TCP, UDP};
+use director_tests::packet::{ACK, Frame, SYN, TCP, UDP};
 
-/// BPF_PROG_TEST_RUN delivers frames on the loopback device.
-const LO: u32 = 1;
-/// Any other interface index: the program redirects there.
-const OTHER_IF: u32 = 7;
-
-const CLIENT_MAC: Mac = [0x02, 0, 0, 0, 0, 0xc1];
-const DIR_CLIENT_SIDE_MAC: Mac = [0x02, 0, 0, 0, 0, 0xd1];
-const DIR_SERVER_SIDE_MAC: Mac = [0x02, 0, 0, 0, 0, 0xd2];
-
-fn rs_mac(id: u32) -> Mac {
-    [0x02, 0, 0, 0, 0x10, id as u8]
-}
+use director_tests::packet::fixture::{
+    CLIENT_MAC, DIR_CLIENT_SIDE_MAC, DIR_SERVER_SIDE_MAC, LO, OTHER_IF, rs_mac,
+};
 
 /// Virtual servers of the benchmark configuration, by vip id (config order).
 const VS_NAT: u32 = 0;
