@@ -15,7 +15,7 @@ use crate::health::HealthCpu;
 use crate::profile::Profile;
 use crate::svg;
 use crate::testrun::{self, PerPacket, SCHEDULERS};
-use crate::wrk::Http;
+use crate::wrk::{Conn, Http};
 
 /// Established flows (NAT, DR): net cost at most this many MAC swaps, see
 /// [`swap_unit`].
@@ -848,6 +848,34 @@ fn notes(r: &Report) -> Vec<String> {
              path after the director namespace (veth, the switch namespace's bridge, veth), which bounds them alike.",
             100.0 * d.delivered_pps / floor.delivered_pps
         ));
+    }
+    if let Some(h) = &r.http {
+        let line = |conn| {
+            let (d, nat, routed) = (
+                h.case("direct", conn)?,
+                h.case("director_nat", conn)?,
+                h.case("routed", conn)?,
+            );
+            Some(format!(
+                "{}: the NAT lab's path alone (kernel routing through the director namespace, no director) reaches {:.2}× \
+                 direct, the director in NAT {:.2}× direct, {:.2}× that path",
+                conn.label(),
+                routed.requests_per_s / d.requests_per_s,
+                nat.requests_per_s / d.requests_per_s,
+                nat.requests_per_s / routed.requests_per_s
+            ))
+        };
+        let lines: Vec<String> = [Conn::KeepAlive, Conn::Close]
+            .into_iter()
+            .filter_map(line)
+            .collect();
+        if !lines.is_empty() {
+            notes.push(format!(
+                "HTTP: {}. \"Direct\" is a client on the servers' own segment; the NAT lab adds two veth hops through \
+                 the director namespace, on the same two cores as wrk and the servers.",
+                lines.join("; ")
+            ));
+        }
     }
     if let Some(h) = &r.health {
         notes.push(format!(

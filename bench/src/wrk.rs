@@ -113,6 +113,21 @@ pub fn run(scale: &Scale, bins: &Bins) -> Result<Http> {
     let reload_ms = reload_latency(&lab, scale.change_runs.min(MAX_RELOADS))?;
     drop(lab);
 
+    // What the NAT lab's path costs without any balancing: no director, the
+    // director namespace forwarding in its kernel. (Not in the lab above: a
+    // client port reused for a direct connection to a server can match a VIP
+    // connection the director still tracks.)
+    progress("http: building a NAT lab without a director (kernel routing only)");
+    let lab = netlab::build(Mode::Nat, bins)?;
+    lab.ns(Role::Director).sysctl(&["net.ipv4.ip_forward=1"])?;
+    let targets = [Target {
+        id: "routed",
+        label: "straight to one real server through the NAT lab's director namespace (kernel routing, no director)",
+        addr: lab.real_servers()[0].into(),
+    }];
+    cases.extend(take_turns(&lab, scale, &targets)?);
+    drop(lab);
+
     progress("http: building a DR lab");
     let mut lab = netlab::build(Mode::Dr, bins)?;
     netlab::start_director(&mut lab, false)?;
