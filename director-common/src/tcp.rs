@@ -68,6 +68,17 @@ pub const fn reopens(state: State, flags: u8) -> bool {
     is_syn(flags) && matches!(state, State::FinWait | State::Close)
 }
 
+/// Whether a real server's SYN-ACK on an entry in this state answers a new
+/// connection the client opened to the server itself from the same port
+/// (NAT keeps the client's address and port), rather than the client's
+/// connection to the virtual server: that one is over, and a reopening
+/// through the virtual server would have brought the entry back to SYN_RECV.
+#[inline(always)]
+pub const fn server_reopens(state: State, flags: u8) -> bool {
+    flags & (FLAG_SYN | FLAG_ACK | FLAG_RST) == FLAG_SYN | FLAG_ACK
+        && matches!(state, State::FinWait | State::Close)
+}
+
 /// Next state after a segment with `flags`; `from_client` tells the
 /// direction (in DR mode only client segments are seen).
 #[inline(always)]
@@ -93,6 +104,20 @@ pub const fn next(state: State, from_client: bool, flags: u8) -> State {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_syn_ack_reopens_only_a_closed_entry() {
+        let syn_ack = FLAG_SYN | FLAG_ACK;
+        assert!(server_reopens(State::Close, syn_ack));
+        assert!(server_reopens(State::FinWait, syn_ack));
+        assert!(
+            !server_reopens(State::SynRecv, syn_ack),
+            "the handshake's own SYN-ACK"
+        );
+        assert!(!server_reopens(State::Established, syn_ack));
+        assert!(!server_reopens(State::Close, FLAG_ACK));
+        assert!(!server_reopens(State::Close, syn_ack | FLAG_RST));
+    }
 
     #[test]
     fn handshake_data_and_close() {

@@ -189,35 +189,57 @@ pub fn conn(key: &FlowKey) -> Option<(u32, u8)> {
     unsafe { CONNS.get(key).map(|c| (c.backend_id, c.flags)) }
 }
 
-/// A FIN or RST from the real server moves the connection's state.
+/// What a real server's segment means for the connection it matched.
+pub enum Seen {
+    Ours,
+    /// A new connection the client opened to the server itself (see
+    /// `tcp::server_reopens`): the closed entry is forgotten, the packet
+    /// passes.
+    NotOurs,
+}
+
+/// A real server's segment on its connection: a FIN or RST moves the state;
+/// a SYN-ACK on a closed entry is not ours (see `Seen`). The segment's keys
+/// are `room`'s, as `back` left them.
 #[inline(always)]
-pub fn server_flags(
+pub fn server_segment(
     back: &mut Back,
+    srv: &[u8; 16],
+    sport: u16,
     client: &[u8; 16],
     cport: u16,
     proto: u8,
     family: u8,
     flags: u8,
     room: &mut Scratch,
-) {
-    if flags & (tcp::FLAG_FIN | tcp::FLAG_RST) == 0 {
-        return;
+) -> Seen {
+    let syn_ack = flags & (tcp::FLAG_SYN | tcp::FLAG_ACK) == tcp::FLAG_SYN | tcp::FLAG_ACK;
+    if flags & (tcp::FLAG_FIN | tcp::FLAG_RST) == 0 && !syn_ack {
+        return Seen::Ours;
     }
     let conn = match back {
         Back::Conn(_, c) => &mut **c,
         Back::Reply(r) => {
             room.conn_key = flow(client, &r.vip, cport, r.vip_port, proto, family);
             let Some(c) = CONNS.get_ptr_mut(&room.conn_key) else {
-                return;
+                return Seen::Ours;
             };
             // SAFETY: as in `inbound`.
             unsafe { &mut *c }
         }
     };
     let state = State::from_u8(conn.state).unwrap_or(State::Established);
+    if tcp::server_reopens(state, flags) {
+        counts::closed(conn.backend_id, conn.state);
+        let _ = CONNS.remove(&room.conn_key);
+        room.reply_key = flow(srv, client, sport, cport, proto, family);
+        let _ = NAT_REPLIES.remove(&room.reply_key);
+        return Seen::NotOurs;
+    }
     let next = tcp::next(state, false, flags) as u8;
     if next != conn.state {
         counts::moved(conn.backend_id, conn.state, next);
         conn.state = next;
     }
+    Seen::Ours
 }

@@ -180,9 +180,13 @@ fn try_reply(ctx: &Ctx, pkt: &Pkt, l4: &L4) -> Result<u32, Reason> {
     };
     let tcp = pkt.proto == PROTO_TCP;
     if tcp {
-        conntrack::server_flags(
-            &mut back, &pkt.dst, l4.dport, pkt.proto, pkt.family, l4.flags, room,
+        let seen = conntrack::server_segment(
+            &mut back, &pkt.src, l4.sport, &pkt.dst, l4.dport, pkt.proto, pkt.family, l4.flags,
+            room,
         );
+        if let conntrack::Seen::NotOurs = seen {
+            return Ok(aya_ebpf::bindings::xdp_action::XDP_PASS);
+        }
     }
     let (vip, vip_port) = back.vip();
     nat::rewrite(ctx, pkt, l4.check_off, tcp, Side::Source, vip, vip_port)?;
