@@ -114,9 +114,9 @@ pub fn run(scale: &Scale, bins: &Bins) -> Result<Http> {
     drop(lab);
 
     // What the NAT lab's path costs without any balancing: no director, the
-    // director namespace forwarding in its kernel. (Not in the lab above: a
-    // client port reused for a direct connection to a server can match a VIP
-    // connection the director still tracks.)
+    // director namespace forwarding in its kernel. (Not in the lab above: NAT
+    // keeps the client's port, so a port reused for a direct connection to a
+    // server meets the server's TIME_WAIT of a VIP connection on that tuple.)
     progress("http: building a NAT lab without a director (kernel routing only)");
     let lab = netlab::build(Mode::Nat, bins)?;
     lab.ns(Role::Director).sysctl(&["net.ipv4.ip_forward=1"])?;
