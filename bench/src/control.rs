@@ -160,9 +160,12 @@ fn scale_run(scheduler: &'static str, vs: usize, rs: usize) -> Result<(ScaleRun,
     dp.install(&plan)?;
     let install_ms = ms_since(t);
     let t = Instant::now();
-    for b in &plan.backends {
-        dp.set_backend(b.id, &maps::backend(b, &HOP))?;
-    }
+    let backends: Vec<_> = plan
+        .backends
+        .iter()
+        .map(|b| (b.id, maps::backend(b, &HOP)))
+        .collect();
+    dp.set_backends(&backends)?;
     let backends_ms = ms_since(t);
     let to_maps_ms = ms_since(start);
     let run = ScaleRun {

@@ -48,8 +48,11 @@ pub fn load(
     let max = conntrack_max.unwrap_or(loaded.config.director.conntrack_max);
     let mut dp = Dataplane::load(&plan.sizes(max))?;
     dp.install(&plan)?;
-    for b in &plan.backends {
-        dp.set_backend(b.id, &backend(b, &hop_of(b)?))?;
-    }
+    let backends = plan
+        .backends
+        .iter()
+        .map(|b| Ok((b.id, backend(b, &hop_of(b)?))))
+        .collect::<Result<Vec<_>>>()?;
+    dp.set_backends(&backends)?;
     Ok((dp, plan))
 }

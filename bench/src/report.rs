@@ -902,7 +902,7 @@ fn notes(r: &Report) -> Vec<String> {
         }
         if c.mh.ring_entries > 0 {
             notes.push(format!(
-                "Installing {} ring entries for mh took {:.0} ms, {:.2} µs per entry: one map-update syscall each.",
+                "Installing {} ring entries for mh took {:.0} ms, {:.2} µs per entry (batched map updates).",
                 c.mh.ring_entries,
                 c.mh.install_ms,
                 c.mh.install_ms * 1e3 / c.mh.ring_entries as f64

@@ -153,6 +153,7 @@ impl Daemon {
 
     /// Every backend entry that changed (next hops do not change lists).
     fn apply_backends(&mut self) -> anyhow::Result<()> {
+        let mut changed = Vec::new();
         for vs in &self.model.vss {
             for rs in &vs.servers {
                 let (addr, family) = addr_key(rs.cfg.address.ip());
@@ -175,10 +176,13 @@ impl Daemon {
                     b.flags |= BACKEND_F_DOWN;
                 }
                 if self.written.get(&rs.id) != Some(&b) {
-                    self.dp.set_backend(rs.id, &b)?;
-                    self.written.insert(rs.id, b);
+                    changed.push((rs.id, b));
                 }
             }
+        }
+        if !changed.is_empty() {
+            self.dp.set_backends(&changed)?;
+            self.written.extend(changed);
         }
         Ok(())
     }
