@@ -67,11 +67,7 @@ pub fn inbound(
                 replaces: Some((conn.backend_id, conn.state)),
             });
         }
-        let next = tcp::next(state, true, flags) as u8;
-        if next != conn.state {
-            counts::moved(conn.backend_id, conn.state, next);
-            conn.state = next;
-        }
+        advance(conn, state, true, flags);
     }
     // Saturating, as in `schedule::pick`.
     if now.saturating_sub(conn.last_seen_ns) > TOUCH_INTERVAL_NS {
@@ -147,37 +143,40 @@ pub fn nat_server(key: &VipKey) -> Option<&'static NatServer> {
     unsafe { NAT_SERVERS.get(key) }
 }
 
-/// Where a packet from real server `srv`:`sport` to `client`:`cport` goes
-/// back to, if it belongs to a NAT connection. A connection found through
-/// the server's virtual server must be to that very server. Keys are built
-/// in `room` (the callers' stack frames are full).
+/// A packet from a real server to a client, as the reply and ICMP paths see
+/// it (for an ICMP error, the quoted packet reversed).
+pub struct ServerSide<'a> {
+    pub srv: &'a [u8; 16],
+    pub sport: u16,
+    pub client: &'a [u8; 16],
+    pub cport: u16,
+    pub proto: u8,
+    pub family: u8,
+}
+
+/// Where a packet from a real server goes back to, if it belongs to a NAT
+/// connection. A connection found through the server's virtual server must
+/// be to that very server. Keys are built in `room` (the callers' stack
+/// frames are full).
 #[inline(always)]
-pub fn back(
-    srv: &[u8; 16],
-    sport: u16,
-    client: &[u8; 16],
-    cport: u16,
-    proto: u8,
-    family: u8,
-    room: &mut Scratch,
-) -> Option<Back> {
-    room.server_key = server(srv, sport, proto, family);
+pub fn back(p: &ServerSide, room: &mut Scratch) -> Option<Back> {
+    room.server_key = server(p.srv, p.sport, p.proto, p.family);
     let s = nat_server(&room.server_key)?;
     if s.derives() {
-        room.conn_key = flow(client, &s.vip, cport, s.vip_port, proto, family);
+        room.conn_key = flow(p.client, &s.vip, p.cport, s.vip_port, p.proto, p.family);
         if let Some(c) = CONNS.get_ptr_mut(&room.conn_key) {
             // SAFETY: as in `inbound`.
             let c = unsafe { &mut *c };
             let ours = c.flags & CONN_F_NAT != 0
                 && BACKENDS
                     .get(c.backend_id)
-                    .is_some_and(|b| b.port == sport && same_addr(&b.addr, srv));
+                    .is_some_and(|b| b.port == p.sport && same_addr(&b.addr, p.srv));
             if ours {
                 return Some(Back::Conn(s, c));
             }
         }
     }
-    room.reply_key = flow(srv, client, sport, cport, proto, family);
+    room.reply_key = flow(p.srv, p.client, p.sport, p.cport, p.proto, p.family);
     // SAFETY: a map value; racing writers store whole fields.
     unsafe { NAT_REPLIES.get(&room.reply_key) }.map(Back::Reply)
 }
@@ -202,17 +201,7 @@ pub enum Seen {
 /// a SYN-ACK on a closed entry is not ours (see `Seen`). The segment's keys
 /// are `room`'s, as `back` left them.
 #[inline(always)]
-pub fn server_segment(
-    back: &mut Back,
-    srv: &[u8; 16],
-    sport: u16,
-    client: &[u8; 16],
-    cport: u16,
-    proto: u8,
-    family: u8,
-    flags: u8,
-    room: &mut Scratch,
-) -> Seen {
+pub fn server_segment(back: &mut Back, p: &ServerSide, flags: u8, room: &mut Scratch) -> Seen {
     let syn_ack = flags & (tcp::FLAG_SYN | tcp::FLAG_ACK) == tcp::FLAG_SYN | tcp::FLAG_ACK;
     if flags & (tcp::FLAG_FIN | tcp::FLAG_RST) == 0 && !syn_ack {
         return Seen::Ours;
@@ -220,7 +209,7 @@ pub fn server_segment(
     let conn = match back {
         Back::Conn(_, c) => &mut **c,
         Back::Reply(r) => {
-            room.conn_key = flow(client, &r.vip, cport, r.vip_port, proto, family);
+            room.conn_key = flow(p.client, &r.vip, p.cport, r.vip_port, p.proto, p.family);
             let Some(c) = CONNS.get_ptr_mut(&room.conn_key) else {
                 return Seen::Ours;
             };
@@ -232,14 +221,21 @@ pub fn server_segment(
     if tcp::server_reopens(state, flags) {
         counts::closed(conn.backend_id, conn.state);
         let _ = CONNS.remove(&room.conn_key);
-        room.reply_key = flow(srv, client, sport, cport, proto, family);
+        room.reply_key = flow(p.srv, p.client, p.sport, p.cport, p.proto, p.family);
         let _ = NAT_REPLIES.remove(&room.reply_key);
         return Seen::NotOurs;
     }
-    let next = tcp::next(state, false, flags) as u8;
+    advance(conn, state, false, flags);
+    Seen::Ours
+}
+
+/// Moves `conn` (in `state`) to where a segment with `flags` takes it,
+/// keeping its backend's connection counts.
+#[inline(always)]
+fn advance(conn: &mut Conn, state: State, from_client: bool, flags: u8) {
+    let next = tcp::next(state, from_client, flags) as u8;
     if next != conn.state {
         counts::moved(conn.backend_id, conn.state, next);
         conn.state = next;
     }
-    Seen::Ours
 }

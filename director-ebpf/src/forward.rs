@@ -13,14 +13,14 @@ use director_common::abi::{
 use network_types::eth::EthHdr;
 
 use crate::{
-    conntrack::{self, Lookup},
+    conntrack::{self, Lookup, ServerSide},
     keys::{self, addr, flow},
     l2,
     maps::BACKENDS,
     nat::{self, Side},
     parse::{Ctx, L4, Pkt, ptr_at},
     ret, schedule,
-    scratch::{self, Scratch},
+    scratch::Scratch,
     stats,
 };
 
@@ -39,14 +39,19 @@ pub fn backend(id: u32, family: u8) -> Result<&'static Backend, Reason> {
 
 /// Client -> VIP.
 #[inline(never)]
-pub fn inbound(raw: *mut xdp_md, pkt: &Pkt, l4: &L4, vip: &VipInfo) -> i64 {
-    ret::pack(try_inbound(&Ctx::new(raw), pkt, l4, vip))
+pub fn inbound(raw: *mut xdp_md, pkt: &Pkt, l4: &L4, vip: &VipInfo, s: &mut Scratch) -> i64 {
+    ret::pack(try_inbound(&Ctx::new(raw), pkt, l4, vip, s))
 }
 
 #[inline(always)]
-fn try_inbound(ctx: &Ctx, pkt: &Pkt, l4: &L4, vip: &VipInfo) -> Result<u32, Reason> {
+fn try_inbound(
+    ctx: &Ctx,
+    pkt: &Pkt,
+    l4: &L4,
+    vip: &VipInfo,
+    s: &mut Scratch,
+) -> Result<u32, Reason> {
     let tcp = pkt.proto == PROTO_TCP;
-    let s = scratch::get()?;
     s.conn_key = flow(
         &pkt.src, &pkt.dst, l4.sport, l4.dport, pkt.proto, pkt.family,
     );
@@ -166,24 +171,26 @@ fn open(
 /// Real server -> client of a NAT connection: restore VIP:port as source.
 /// Anything that is not a tracked reply passes.
 #[inline(never)]
-pub fn reply(raw: *mut xdp_md, pkt: &Pkt, l4: &L4) -> i64 {
-    ret::pack(try_reply(&Ctx::new(raw), pkt, l4))
+pub fn reply(raw: *mut xdp_md, pkt: &Pkt, l4: &L4, room: &mut Scratch) -> i64 {
+    ret::pack(try_reply(&Ctx::new(raw), pkt, l4, room))
 }
 
 #[inline(always)]
-fn try_reply(ctx: &Ctx, pkt: &Pkt, l4: &L4) -> Result<u32, Reason> {
-    let room = scratch::get()?;
-    let Some(mut back) = conntrack::back(
-        &pkt.src, l4.sport, &pkt.dst, l4.dport, pkt.proto, pkt.family, room,
-    ) else {
+fn try_reply(ctx: &Ctx, pkt: &Pkt, l4: &L4, room: &mut Scratch) -> Result<u32, Reason> {
+    let side = ServerSide {
+        srv: &pkt.src,
+        sport: l4.sport,
+        client: &pkt.dst,
+        cport: l4.dport,
+        proto: pkt.proto,
+        family: pkt.family,
+    };
+    let Some(mut back) = conntrack::back(&side, room) else {
         return Ok(aya_ebpf::bindings::xdp_action::XDP_PASS);
     };
     let tcp = pkt.proto == PROTO_TCP;
     if tcp {
-        let seen = conntrack::server_segment(
-            &mut back, &pkt.src, l4.sport, &pkt.dst, l4.dport, pkt.proto, pkt.family, l4.flags,
-            room,
-        );
+        let seen = conntrack::server_segment(&mut back, &side, l4.flags, room);
         if let conntrack::Seen::NotOurs = seen {
             return Ok(aya_ebpf::bindings::xdp_action::XDP_PASS);
         }

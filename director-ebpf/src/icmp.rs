@@ -27,7 +27,8 @@ use crate::{
     l2,
     nat::{self, Side, addr_off, load16, port_off, store16},
     parse::{Ctx, Pkt, V4_LEN, V6_LEN, check_field, ptr_at},
-    ret, scratch,
+    ret,
+    scratch::Scratch,
 };
 
 /// The packet quoted by an ICMP error. Addresses first in an aligned
@@ -87,12 +88,12 @@ fn quote(ctx: &Ctx, family: u8, off: usize) -> Result<Quote, Reason> {
 
 /// A BPF subprogram with its own stack frame, see `forward`.
 #[inline(never)]
-pub fn handle(raw: *mut xdp_md, pkt: &Pkt) -> i64 {
-    ret::pack(try_handle(&Ctx::new(raw), pkt))
+pub fn handle(raw: *mut xdp_md, pkt: &Pkt, room: &mut Scratch) -> i64 {
+    ret::pack(try_handle(&Ctx::new(raw), pkt, room))
 }
 
 #[inline(always)]
-fn try_handle(ctx: &Ctx, pkt: &Pkt) -> Result<u32, Reason> {
+fn try_handle(ctx: &Ctx, pkt: &Pkt, room: &mut Scratch) -> Result<u32, Reason> {
     let hdr = ptr_at::<[u8; 8]>(ctx, pkt.l4_off, Reason::TruncatedL4)?;
     // SAFETY: in bounds per `ptr_at`.
     let icmp_type = unsafe { (*hdr)[0] };
@@ -110,9 +111,15 @@ fn try_handle(ctx: &Ctx, pkt: &Pkt) -> Result<u32, Reason> {
         }
         return l2::send(ctx, be.dst_mac, be.src_mac, be.ifindex);
     }
-    let room = scratch::get()?;
-    if let Some(back) = conntrack::back(&q.dst, q.dport, &q.src, q.sport, q.proto, pkt.family, room)
-    {
+    let side = conntrack::ServerSide {
+        srv: &q.dst,
+        sport: q.dport,
+        client: &q.src,
+        cport: q.sport,
+        proto: q.proto,
+        family: pkt.family,
+    };
+    if let Some(back) = conntrack::back(&side, room) {
         let (vip, vip_port) = back.vip();
         translate(ctx, pkt, &q, Side::Source, vip, vip_port)?;
         let (ifindex, dst_mac, src_mac) = back.l2();

@@ -65,17 +65,18 @@ fn try_director(xdp: &XdpContext) -> Result<u32, Reason> {
     let Some(pkt) = pkt else {
         return Ok(xdp_action::XDP_PASS);
     };
+    // Taken once here and handed down (see `scratch`).
+    let room = scratch::get()?;
     if pkt.proto == PROTO_ICMP || pkt.proto == PROTO_ICMPV6 {
-        return ret::unpack(icmp::handle(xdp.ctx, &pkt));
+        return ret::unpack(icmp::handle(xdp.ctx, &pkt, room));
     }
     let l4 = parse::l4(ctx, pkt.l4_off, pkt.proto == PROTO_TCP)?;
-    let room = scratch::get()?;
     room.vip_key = keys::server(&pkt.dst, l4.dport, pkt.proto, pkt.family);
     // SAFETY: a map value, only ever replaced whole by userspace.
     if let Some(vip) = unsafe { VIPS.get(&room.vip_key) } {
-        return ret::unpack(forward::inbound(xdp.ctx, &pkt, &l4, vip));
+        return ret::unpack(forward::inbound(xdp.ctx, &pkt, &l4, vip, room));
     }
-    ret::unpack(forward::reply(xdp.ctx, &pkt, &l4))
+    ret::unpack(forward::reply(xdp.ctx, &pkt, &l4, room))
 }
 
 #[cfg(not(test))]

@@ -21,12 +21,12 @@ pub struct Scratch {
     pub persist: Persist,
 }
 
-/// This CPU's entry. Each stage of a packet (entry, then one of inbound,
-/// reply, ICMP) takes it when the previous one is done with it.
+/// This CPU's entry. The entry point takes it once per packet and hands it
+/// down, so there is only ever one reference to it.
 #[inline(always)]
 pub fn get() -> Result<&'static mut Scratch, Reason> {
     let s = SCRATCH.get_ptr_mut(0).ok_or(Reason::NoScratch)?;
     // SAFETY: this CPU's entry; an XDP program runs to completion on its
-    // CPU, and a packet's stages use it one after another (see above).
+    // CPU, and a packet takes the entry once (see above).
     Ok(unsafe { &mut *s })
 }
