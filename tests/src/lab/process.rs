@@ -61,14 +61,24 @@ impl ChildGuard {
         self.status
     }
 
-    /// SIGKILL (by pid) and reap, however long the grace period: a crash, not a stop.
-    pub fn kill(&mut self) -> Result<ExitStatus> {
+    /// Takes the child from the signal handler's list before it is signalled:
+    /// its exit status if it has already exited, `None` if it is ours to
+    /// stop, an error if the handler has taken it over (it is exiting anyway).
+    fn take_over(&mut self) -> Result<Option<ExitStatus>> {
         if let Some(status) = self.try_wait() {
             cleanup::untrack_process(self.pid());
-            return Ok(status);
+            return Ok(Some(status));
         }
         if !cleanup::untrack_process(self.pid()) {
             anyhow::bail!("{} is being stopped by the signal handler", self.name);
+        }
+        Ok(None)
+    }
+
+    /// SIGKILL (by pid) and reap, however long the grace period: a crash, not a stop.
+    pub fn kill(&mut self) -> Result<ExitStatus> {
+        if let Some(status) = self.take_over()? {
+            return Ok(status);
         }
         let _ = kill(Pid::from_raw(self.pid() as i32), Signal::SIGKILL);
         let status = self
@@ -97,13 +107,8 @@ impl ChildGuard {
 
     /// Stops the child as described on the type and returns how it exited.
     pub fn stop(&mut self) -> Result<ExitStatus> {
-        if let Some(status) = self.try_wait() {
-            cleanup::untrack_process(self.pid());
+        if let Some(status) = self.take_over()? {
             return Ok(status);
-        }
-        if !cleanup::untrack_process(self.pid()) {
-            // The signal handler has taken it over; the process is exiting anyway.
-            anyhow::bail!("{} is being stopped by the signal handler", self.name);
         }
         let pid = Pid::from_raw(self.pid() as i32);
         if !self.grace.is_zero() {
