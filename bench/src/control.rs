@@ -1,8 +1,8 @@
 //! Control-plane scale: how long a large configuration takes from a parsed
-//! configuration to written maps (plan, load the program and create its maps, install
-//! rings and virtual servers, write every backend), how parsing the text grows with
-//! its size, how long one Maglev table takes, and what the map writes of a
-//! single-backend change cost. A live reload end to end is timed in the HTTP
+//! configuration to written maps through the daemon's reconciler (load the program
+//! and create its maps, build the model, write every map), how parsing the text
+//! grows with its size, how long one Maglev table takes, and what a single-backend
+//! change through the reconciler costs. A live reload end to end is timed in the HTTP
 //! section's lab (`wrk::reload_latency`), where a director runs.
 //!
 //! The large configurations are built by parsing one virtual server and cloning it
@@ -13,16 +13,17 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Instant;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result, anyhow, ensure};
 use director::{
+    apply::Reconciler,
     config::{self, Config},
-    dataplane::Dataplane,
-    plan::{Plan, stable_key},
+    dataplane::{Dataplane, Sizes},
+    plan::stable_key,
 };
-use director_common::{maglev, wrr};
+use director_common::{entries::Hop, maglev};
 use serde::Serialize;
 
-use crate::maps::{self, Hop};
+use crate::maps;
 use crate::stats::Summary;
 use crate::{Scale, progress};
 
@@ -37,11 +38,13 @@ pub struct ScaleRun {
     pub virtual_servers: usize,
     pub real_servers_per_vs: usize,
     pub ring_entries: usize,
+    /// The model: ids for every server, next hops recorded.
     pub plan_ms: f64,
+    /// Loading the program (the verifier) and creating its maps.
     pub load_ms: f64,
+    /// The reconciler's first `apply`: lists, virtual servers, backends, NAT servers.
     pub install_ms: f64,
-    pub backends_ms: f64,
-    /// plan + load + install + backends: from a parsed configuration to all maps written.
+    /// load + plan + install: from a parsed configuration to all maps written.
     pub to_maps_ms: f64,
 }
 
@@ -63,7 +66,7 @@ pub struct ControlPlane {
     pub maglev_ms: Summary,
     /// Map writes of a single-backend change, µs: `set_backend`, the new wrr ring and
     /// member list into free slots, then the `VipInfo` swap that publishes them.
-    pub backend_change_map_writes_us: Summary,
+    pub backend_change_us: Summary,
 }
 
 fn ms_since(t: Instant) -> f64 {
@@ -145,44 +148,46 @@ fn parse_run(vs: usize, rs: usize) -> Result<(ParseRun, Config)> {
     Ok((run, loaded.config))
 }
 
-fn scale_run(scheduler: &'static str, vs: usize, rs: usize) -> Result<(ScaleRun, Dataplane, Plan)> {
+fn scale_run(scheduler: &'static str, vs: usize, rs: usize) -> Result<(ScaleRun, Reconciler)> {
     progress(&format!(
         "control plane: {vs} virtual servers x {rs} real servers, {scheduler}"
     ));
     let config = cloned_config(scheduler, vs, rs)?;
     let start = Instant::now();
-    let plan = Plan::new(&config);
-    let plan_ms = ms_since(start);
+    let sizes = Sizes::for_config(&config);
+    let dp = Dataplane::load(&sizes)?;
+    let load_ms = ms_since(start);
     let t = Instant::now();
-    let mut dp = Dataplane::load(&plan.sizes(config.director.conntrack_max))?;
-    let load_ms = ms_since(t);
+    let mut r = Reconciler::new(dp, &sizes);
+    r.reconcile(&config, Instant::now())
+        .map_err(|e| anyhow!(e))?;
+    maps::set_hops(&mut r, |_, _| Ok(HOP))?;
+    let plan_ms = ms_since(t);
     let t = Instant::now();
-    dp.install(&plan)?;
+    r.apply()?;
     let install_ms = ms_since(t);
-    let t = Instant::now();
-    let backends: Vec<_> = plan
-        .backends
-        .iter()
-        .map(|b| (b.id, maps::backend(b, &HOP)))
-        .collect();
-    dp.set_backends(&backends)?;
-    let backends_ms = ms_since(t);
     let to_maps_ms = ms_since(start);
+    let ring_entries = r
+        .model()
+        .vss
+        .iter()
+        .filter_map(|v| v.written.as_ref())
+        .map(|w| w.lists.len())
+        .sum();
     let run = ScaleRun {
         scheduler,
         virtual_servers: vs,
         real_servers_per_vs: rs,
-        ring_entries: plan.ring.len(),
+        ring_entries,
         plan_ms,
         load_ms,
         install_ms,
-        backends_ms,
         to_maps_ms,
     };
     progress(&format!(
-        "control plane: {scheduler}: {to_maps_ms:.0} ms to all maps written (plan {plan_ms:.0}, load {load_ms:.0}, install {install_ms:.0}, backends {backends_ms:.0})"
+        "control plane: {scheduler}: {to_maps_ms:.0} ms to all maps written (load {load_ms:.0}, plan {plan_ms:.0}, install {install_ms:.0})"
     ));
-    Ok((run, dp, plan))
+    Ok((run, r))
 }
 
 fn maglev_ms(runs: usize) -> Summary {
@@ -202,46 +207,21 @@ fn maglev_ms(runs: usize) -> Summary {
 }
 
 /// Takes virtual server 0's first backend out of its wrr ring and puts it back,
-/// `runs` times, timing the map writes of each change. New lists go to free ring
-/// slots past the plan's, alternating between two areas, and the `VipInfo` swap
-/// publishes them: the way a live change avoids a half-written ring.
-fn backend_change_us(dp: &mut Dataplane, plan: &Plan, runs: usize) -> Result<Summary> {
-    let vip = &plan.vips[0];
-    let mine: Vec<_> = plan.backends.iter().filter(|b| b.vip_id == 0).collect();
-    let first = mine.first().context("virtual server 0 has backends")?;
-    let area = 2 * (wrr::MAX_RING.min(mine.len() * 4) as u32 + mine.len() as u32);
+/// `runs` times, as `director weight` does: the reconciler recomputes that virtual
+/// server's lists, writes them to free ring slots, swaps its `VipInfo` and writes
+/// the backend. Timed from the change to all maps written.
+fn backend_change_us(r: &mut Reconciler, runs: usize) -> Result<Summary> {
     let mut samples = Vec::with_capacity(runs);
     for i in 0..runs.max(1) {
-        let out = i % 2 == 0;
-        let weights: Vec<u32> = mine
-            .iter()
-            .enumerate()
-            .map(|(k, b)| if k == 0 && out { 0 } else { b.weight })
-            .collect();
-        let ring: Vec<u32> = wrr::sequence(&weights, wrr::MAX_RING)
-            .into_iter()
-            .map(|k| mine[k as usize].id)
-            .collect();
-        let members: Vec<u32> = mine
-            .iter()
-            .zip(&weights)
-            .filter(|&(_, &w)| w > 0)
-            .map(|(b, _)| b.id)
-            .collect();
-        let base = plan.ring.len() as u32 + (i as u32 % 2) * area;
-        let mut info = vip.info;
-        info.ring_base = base;
-        info.ring_len = ring.len() as u32;
-        info.members_base = base + ring.len() as u32;
-        info.members_len = members.len() as u32;
-        let mut entry = maps::backend(first, &HOP);
-        entry.weight = weights[0];
-
+        let first = r
+            .model_mut()
+            .vss
+            .first_mut()
+            .and_then(|vs| vs.servers.first_mut())
+            .context("virtual server 0 has backends")?;
         let t = Instant::now();
-        dp.set_backend(first.id, &entry)?;
-        dp.set_ring(info.ring_base, &ring)?;
-        dp.set_ring(info.members_base, &members)?;
-        dp.set_vip(&vip.key, &info)?;
+        first.weight_override = (i % 2 == 0).then_some(0);
+        r.apply()?;
         samples.push(t.elapsed().as_secs_f64() * 1e6);
     }
     Ok(Summary::of(&samples))
@@ -259,15 +239,15 @@ pub fn run(scale: &Scale) -> Result<ControlPlane> {
         }
         parse.push(run);
     }
-    let (wrr_run, mut dp, plan) = scale_run("wrr", scale.vs, scale.rs)?;
-    let backend_change_map_writes_us = backend_change_us(&mut dp, &plan, scale.change_runs)?;
-    drop(dp);
+    let (wrr_run, mut r) = scale_run("wrr", scale.vs, scale.rs)?;
+    let backend_change_us = backend_change_us(&mut r, scale.change_runs)?;
+    drop(r);
     progress(&format!(
-        "control plane: single-backend change, map writes: {:.0} us (median)",
-        backend_change_map_writes_us.p50
+        "control plane: single-backend change through the reconciler: {:.0} us (median)",
+        backend_change_us.p50
     ));
-    let (mh, dp, _) = scale_run("mh", scale.mh_vs, scale.rs)?;
-    drop(dp);
+    let (mh, r) = scale_run("mh", scale.mh_vs, scale.rs)?;
+    drop(r);
     let maglev_ms = maglev_ms(scale.maglev_runs);
     progress(&format!(
         "control plane: Maglev table, {MAGLEV_BACKENDS} backends, {MAGLEV_SLOTS} slots: {:.2} ms (median)",
@@ -278,7 +258,7 @@ pub fn run(scale: &Scale) -> Result<ControlPlane> {
         mh,
         parse,
         maglev_ms,
-        backend_change_map_writes_us,
+        backend_change_us,
     })
 }
 
@@ -290,7 +270,8 @@ mod tests {
     fn the_scale_configuration_is_valid() {
         let text = config_text("wrr", 3, 5);
         let loaded = config::parse(&text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
-        let plan = Plan::new(&loaded.config);
-        assert_eq!((plan.vips.len(), plan.backends.len()), (3, 15));
+        let vss = &loaded.config.virtual_servers;
+        let servers: usize = vss.iter().map(|v| v.real_servers.len()).sum();
+        assert_eq!((vss.len(), servers), (3, 15));
     }
 }

@@ -28,9 +28,10 @@ use serde::Serialize;
 
 use crate::baseline;
 use crate::bpf::{self, Counters};
-use crate::maps::{self, Hop};
+use crate::maps;
 use crate::netlab::{self, Bins, Child, UDP_PORT};
 use crate::{Scale, progress};
+use director_common::entries::Hop;
 use director_tests::packet::{ACK, Frame};
 
 /// UDP payload that makes a 60-byte frame: 64 bytes on the wire with the FCS.
@@ -200,12 +201,12 @@ pub fn run(scale: &Scale, bins: &Bins) -> Result<Forwarding> {
         .collect::<Result<Vec<_>>>()?;
 
     progress("forwarding: loading the director's program, next hops from the lab");
-    let (mut dp, _plan) = maps::load(&netlab::director_config(&lab, true), None, |b| {
+    let mut director = maps::load(&netlab::director_config(&lab, true), None, |_, address| {
         let n = lab
             .real_servers()
             .iter()
-            .position(|rs| IpAddr::V4(*rs.ip()) == b.address.ip())
-            .with_context(|| format!("{} is not a real server of the lab", b.address))?;
+            .position(|rs| IpAddr::V4(*rs.ip()) == address.ip())
+            .with_context(|| format!("{address} is not a real server of the lab"))?;
         Ok(Hop {
             ifindex: dir_out.ifindex,
             dst_mac: netlab::link(lab.ns(Role::Server(n + 1)), "eth0")?.mac,
@@ -224,7 +225,7 @@ pub fn run(scale: &Scale, bins: &Bins) -> Result<Forwarding> {
         Case {
             id: "director",
             label: "director (XDP, NAT UDP virtual server)",
-            way: Way::Xdp(dp.program()?.fd()?.as_fd(), "director"),
+            way: Way::Xdp(director.maps_mut().program()?.fd()?.as_fd(), "director"),
             frames: &to_vip,
         },
         Case {
@@ -281,7 +282,7 @@ pub fn run(scale: &Scale, bins: &Bins) -> Result<Forwarding> {
             c.cpu_ns_per_packet
         ));
     }
-    drop(dp);
+    drop(director);
     Ok(Forwarding {
         flows,
         frame_bytes: udp(vip, 0).len() + 4,

@@ -1,58 +1,51 @@
-//! Filling the director's maps the way the daemon does (configuration → plan →
-//! program and maps → backends), with next hops given instead of resolved: the
-//! benchmarks know them, or make them up where no packet leaves.
+//! Filling the director's maps the way the daemon does, through its reconciler,
+//! with next hops given instead of resolved: the benchmarks know them, or make
+//! them up where no packet leaves.
+
+use std::net::SocketAddr;
 
 use anyhow::{Result, anyhow};
-use director::{
-    config,
-    dataplane::Dataplane,
-    plan::{Plan, PlannedBackend, addr_key},
-};
-use director_common::abi::{BACKEND_F_RESOLVED, Backend, wire_port};
+use director::{apply::Reconciler, config, config::Config};
+use director_common::entries::Hop;
 
-/// Where a backend's packets go: egress interface and MAC addresses.
-#[derive(Clone, Copy, Debug)]
-pub struct Hop {
-    pub ifindex: u32,
-    pub dst_mac: [u8; 6],
-    pub src_mac: [u8; 6],
+/// Every real server of the reconciler's model: backend id and address.
+pub fn servers(r: &Reconciler) -> Vec<(u32, SocketAddr)> {
+    r.model()
+        .vss
+        .iter()
+        .flat_map(|vs| vs.servers.iter().map(|rs| (rs.id, rs.cfg.address)))
+        .collect()
 }
 
-/// The `BACKENDS` entry of a planned backend behind `hop` (next hop resolved).
-pub fn backend(b: &PlannedBackend, hop: &Hop) -> Backend {
-    let (addr, family) = addr_key(b.address.ip());
-    Backend {
-        addr,
-        port: wire_port(b.address.port()),
-        family,
-        weight: b.weight,
-        max_conns: b.max_conns,
-        ifindex: hop.ifindex,
-        dst_mac: hop.dst_mac,
-        src_mac: hop.src_mac,
-        flags: BACKEND_F_RESOLVED,
-        ..Backend::default()
+/// Gives every real server the hop `hop_of` names for it (by backend id and
+/// address).
+pub fn set_hops(r: &mut Reconciler, hop_of: impl Fn(u32, SocketAddr) -> Result<Hop>) -> Result<()> {
+    for (id, address) in servers(r) {
+        r.set_hop(id, hop_of(id, address)?);
     }
+    Ok(())
 }
 
-/// Parses `text`, plans it, loads the program with room for `conntrack_max`
-/// connections (the configuration's own when `None`), installs the plan and writes
-/// every backend with the hop `hop_of` gives it.
+/// Parses `text`, loads the program with room for `conntrack_max` connections
+/// (the configuration's own when `None`), and writes every map with the hops
+/// `hop_of` gives.
 pub fn load(
     text: &str,
     conntrack_max: Option<u32>,
-    hop_of: impl Fn(&PlannedBackend) -> Result<Hop>,
-) -> Result<(Dataplane, Plan)> {
-    let loaded = config::parse(text, "bench.toml").map_err(|e| anyhow!("{e}"))?;
-    let plan = Plan::new(&loaded.config);
-    let max = conntrack_max.unwrap_or(loaded.config.director.conntrack_max);
-    let mut dp = Dataplane::load(&plan.sizes(max))?;
-    dp.install(&plan)?;
-    let backends = plan
-        .backends
-        .iter()
-        .map(|b| Ok((b.id, backend(b, &hop_of(b)?))))
-        .collect::<Result<Vec<_>>>()?;
-    dp.set_backends(&backends)?;
-    Ok((dp, plan))
+    hop_of: impl Fn(u32, SocketAddr) -> Result<Hop>,
+) -> Result<Reconciler> {
+    let mut config = parse(text)?;
+    if let Some(max) = conntrack_max {
+        config.director.conntrack_max = max;
+    }
+    let mut r = Reconciler::load(&config)?;
+    set_hops(&mut r, hop_of)?;
+    r.apply()?;
+    Ok(r)
+}
+
+pub fn parse(text: &str) -> Result<Config> {
+    Ok(config::parse(text, "bench.toml")
+        .map_err(|e| anyhow!("{e}"))?
+        .config)
 }

@@ -14,26 +14,26 @@
 //! a large table costs what its cache misses cost; `one flow` repeats a single hot
 //! flow. New-flow cases remove the connections they created after each round.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsFd;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use director::{
-    dataplane::{Dataplane, monotonic_ns},
-    plan::{Plan, addr_key, endpoint_key},
+    apply::{ConnId, Reconciler, SyncedConn},
+    config::Protocol,
 };
 use director_common::{
-    abi::{CONN_F_NAT, Conn, FlowKey, NatReply, NatServer, VipKey, wire_port},
+    abi::FlowKey,
+    entries::{Hop, socket_addr},
     tcp::State,
 };
 use serde::Serialize;
 
 use crate::baseline;
 use crate::bpf::{self, Program, XDP_PASS, XDP_REDIRECT, XDP_TX};
-use crate::maps::{self, Hop};
+use crate::maps;
 use crate::profile::{self, Profile};
 use crate::stats::{SplitMix, Summary};
 use crate::{Scale, progress};
@@ -131,45 +131,47 @@ fn new_client(k: usize) -> SocketAddr {
 }
 
 fn flow_key(src: SocketAddr, dst: SocketAddr, proto: u8) -> FlowKey {
-    let (s, family) = addr_key(src.ip());
-    FlowKey {
-        src: s,
-        dst: addr_key(dst.ip()).0,
-        sport: wire_port(src.port()),
-        dport: wire_port(dst.port()),
-        proto,
-        family,
-        _pad: 0,
+    FlowKey::client_side(src, dst, proto)
+}
+
+fn protocol(proto: u8) -> Protocol {
+    if proto == UDP {
+        Protocol::Udp
+    } else {
+        Protocol::Tcp
     }
 }
 
 /// A loaded director program with the benchmark configuration and a prefilled table.
 struct Bench {
-    dp: Dataplane,
-    plan: Plan,
-    /// Positions in `plan.backends` of each virtual server's backends.
-    by_vs: Vec<Vec<usize>>,
-    nat_servers: HashMap<VipKey, NatServer>,
+    r: Reconciler,
+    /// Each virtual server's real servers: backend id and address.
+    by_vs: Vec<Vec<(u32, SocketAddr)>>,
     prefilled: usize,
 }
 
 impl Bench {
     fn load(conntrack_max: u32) -> Result<Bench> {
-        let (dp, plan) = maps::load(&config_text(), Some(conntrack_max), |b| {
+        let r = maps::load(&config_text(), Some(conntrack_max), |id, _| {
             Ok(Hop {
                 ifindex: OTHER_IF,
-                dst_mac: rs_mac(b.id),
+                dst_mac: rs_mac(id),
                 src_mac: DIR_SERVER_SIDE_MAC,
             })
         })?;
-        let mut by_vs = vec![Vec::new(); plan.vips.len()];
-        for (i, b) in plan.backends.iter().enumerate() {
-            by_vs[b.vip_id as usize].push(i);
-        }
+        let by_vs = r
+            .model()
+            .vss
+            .iter()
+            .map(|vs| {
+                vs.servers
+                    .iter()
+                    .map(|rs| (rs.id, rs.cfg.address))
+                    .collect()
+            })
+            .collect();
         Ok(Bench {
-            dp,
-            nat_servers: plan.nat_servers(),
-            plan,
+            r,
             by_vs,
             prefilled: 0,
         })
@@ -179,60 +181,40 @@ impl Bench {
         if vs == VS_UDP { UDP } else { TCP }
     }
 
-    /// Backend of prefilled flow `i` (its class's servers in turn).
-    fn prefilled_backend(&self, i: usize) -> &director::plan::PlannedBackend {
+    /// Real server of prefilled flow `i` (its class's servers in turn).
+    fn prefilled_backend(&self, i: usize) -> (u32, SocketAddr) {
         let (class, _) = prefilled_client(i);
         let mine = &self.by_vs[class as usize];
-        &self.plan.backends[mine[(i / PREFILL_CLASSES.len()) % mine.len()]]
+        mine[(i / PREFILL_CLASSES.len()) % mine.len()]
     }
 
-    /// Installs `n` established connections (and their NAT reply entries) through the
-    /// control plane's own path, as state sync will.
+    /// Installs `n` established connections (and their NAT reply entries where
+    /// the datapath would record one) through state sync's path.
     fn prefill(&mut self, n: usize) -> Result<()> {
-        let now = monotonic_ns();
+        let client_side = Hop {
+            ifindex: LO,
+            dst_mac: CLIENT_MAC,
+            src_mac: DIR_CLIENT_SIDE_MAC,
+        };
         for i in 0..n {
             let (class, client) = prefilled_client(i);
             let proto = self.proto(class);
-            let vs = vip(class);
-            let b = self.prefilled_backend(i).clone();
-            let nat = class != VS_DR;
-            let conn = Conn {
-                backend_id: b.id,
-                vip_id: class,
-                state: if proto == UDP {
-                    State::Udp as u8
-                } else {
-                    State::Established as u8
+            let conn = SyncedConn {
+                id: ConnId {
+                    protocol: protocol(proto),
+                    client,
+                    virtual_server: vip(class),
                 },
-                flags: if nat { CONN_F_NAT } else { 0 },
-                client_ifindex: LO,
-                last_seen_ns: now,
-                client_mac: CLIENT_MAC,
-                local_mac: DIR_CLIENT_SIDE_MAC,
-                ..Conn::default()
+                real_server: self.prefilled_backend(i).1,
+                state: if proto == UDP {
+                    State::Udp
+                } else {
+                    State::Established
+                },
+                idle: Duration::ZERO,
             };
-            let reply_key = flow_key(b.address, client, proto);
-            let reply = NatReply {
-                vip: addr_key(vs.ip()).0,
-                vip_port: wire_port(vs.port()),
-                ifindex: LO,
-                vip_id: class,
-                backend_id: b.id,
-                dst_mac: CLIENT_MAC,
-                src_mac: DIR_CLIENT_SIDE_MAC,
-                ..NatReply::default()
-            };
-            // A reply entry where the datapath would record one.
-            let derived = self
-                .nat_servers
-                .get(&endpoint_key(b.address, proto))
-                .is_some_and(|s| s.skips_reply_entry(class));
-            self.dp
-                .insert_conn(
-                    &flow_key(client, vs, proto),
-                    &conn,
-                    (nat && !derived).then_some((&reply_key, &reply)),
-                )
+            self.r
+                .install_conn(&conn, &client_side)
                 .with_context(|| format!("prefilling connection {i} of {n}"))?;
         }
         self.prefilled = n;
@@ -243,23 +225,11 @@ impl Bench {
     /// that every case of a block sees the table at its fill.
     fn forget(&mut self, keys: &[FlowKey]) {
         for key in keys {
-            let Some(conn) = self.dp.conn(key) else {
-                continue;
-            };
-            let Some(b) = self.plan.backends.get(conn.backend_id as usize) else {
-                continue;
-            };
-            let reply = FlowKey {
-                src: addr_key(b.address.ip()).0,
-                dst: key.src,
-                sport: wire_port(b.address.port()),
-                dport: key.sport,
-                proto: key.proto,
-                family: key.family,
-                _pad: 0,
-            };
-            let nat = conn.flags & CONN_F_NAT != 0;
-            self.dp.remove_conn(key, nat.then_some(&reply));
+            self.r.remove_conn(&ConnId {
+                protocol: protocol(key.proto),
+                client: socket_addr(&key.src, key.family, key.sport),
+                virtual_server: socket_addr(&key.dst, key.family, key.dport),
+            });
         }
     }
 
@@ -349,9 +319,9 @@ fn cases(b: &Bench, scale: &Scale) -> Vec<Case> {
             b.random_flows(VS_NAT, n, &mut rng)
                 .into_iter()
                 .map(|i| {
-                    let rs = b.prefilled_backend(i);
-                    Frame::tcp(rs.address, prefilled_client(i).1, ACK)
-                        .macs(DIR_SERVER_SIDE_MAC, rs_mac(rs.id))
+                    let (id, address) = b.prefilled_backend(i);
+                    Frame::tcp(address, prefilled_client(i).1, ACK)
+                        .macs(DIR_SERVER_SIDE_MAC, rs_mac(id))
                         .bytes()
                 })
                 .collect(),
@@ -758,7 +728,7 @@ pub fn run(scale: &Scale, out: &Path) -> Result<(PerPacket, Profile)> {
             for (case, samples) in size.cases.iter().zip(&mut size.samples) {
                 let calls = chunk(case.calls, round, rounds);
                 {
-                    let fd = size.bench.dp.program()?.fd()?.as_fd();
+                    let fd = size.bench.r.maps_mut().program()?.fd()?.as_fd();
                     reference.time(
                         fd,
                         case.id,
@@ -816,7 +786,12 @@ pub fn run(scale: &Scale, out: &Path) -> Result<(PerPacket, Profile)> {
     let lru_insert_percpu_lists_net_ns = insert(bpf::Lru::SharedPerCpuLists)?;
     let lru_insert_percpu_net_ns = insert(bpf::Lru::PerCpu)?;
     let largest = sizes.last_mut().context("no table size to measure")?;
-    let profile = profile::collect(largest.bench.dp.program()?.fd()?.as_fd(), &pass, &swap, out)?;
+    let profile = profile::collect(
+        largest.bench.r.maps_mut().program()?.fd()?.as_fd(),
+        &pass,
+        &swap,
+        out,
+    )?;
 
     let mean =
         |f: &dyn Fn(&Block) -> f64| blocks.iter().map(f).sum::<f64>() / blocks.len().max(1) as f64;
@@ -923,12 +898,12 @@ mod tests {
     #[test]
     fn the_benchmark_configuration_is_valid() {
         let loaded = config::parse(&config_text(), "bench.toml").unwrap_or_else(|e| panic!("{e}"));
-        let plan = Plan::new(&loaded.config);
-        assert_eq!(plan.vips.len(), 4 + SCHEDULERS.len());
-        for (i, v) in plan.vips.iter().enumerate() {
+        let vss = &loaded.config.virtual_servers;
+        assert_eq!(vss.len(), 4 + SCHEDULERS.len());
+        for (i, v) in vss.iter().enumerate() {
             assert_eq!(v.address, vip(i as u32), "vip ids follow config order");
+            assert_eq!(v.real_servers.len(), 3);
         }
-        assert_eq!(plan.backends.len(), 3 * plan.vips.len());
     }
 
     #[test]

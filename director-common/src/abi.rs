@@ -12,9 +12,9 @@ pub const PROTO_UDP: u8 = 17;
 pub const PROTO_ICMP: u8 = 1;
 pub const PROTO_ICMPV6: u8 = 58;
 
-/// `VipInfo::flags`: forwarding method.
+/// `VipInfo::flags`: forwarded with NAT (else direct routing). Bit 1, the
+/// old direct-routing flag that nothing read, stays unused.
 pub const VIP_F_NAT: u32 = 1 << 0;
-pub const VIP_F_DR: u32 = 1 << 1;
 /// sh/mh hash the source port as well as the address.
 pub const VIP_F_HASH_PORT: u32 = 1 << 2;
 /// Source-IP persistence (`VipInfo::persist_*`).

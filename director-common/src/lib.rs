@@ -10,6 +10,7 @@ extern crate std;
 
 pub mod abi;
 pub mod csum;
+pub mod entries;
 pub mod hash;
 pub mod tcp;
 

@@ -14,7 +14,7 @@ use network_types::eth::EthHdr;
 
 use crate::{
     conntrack::{self, Lookup, ServerSide},
-    keys::{self, addr, flow},
+    keys::{self, flow},
     l2,
     maps::BACKENDS,
     nat::{self, Side},
@@ -121,14 +121,23 @@ fn open(
         let eth = ptr_at::<EthHdr>(ctx, 0, Reason::TruncatedEth)?;
         ((*eth).src_addr, (*eth).dst_addr)
     };
-    let ifindex = ctx.ingress_ifindex();
     let is_nat = vip.flags & VIP_F_NAT != 0;
+    s.conn = Conn {
+        backend_id,
+        vip_id: vip.vip_id,
+        state,
+        flags: if is_nat { CONN_F_NAT } else { 0 },
+        _pad0: 0,
+        client_ifindex: ctx.ingress_ifindex(),
+        last_seen_ns: now,
+        client_mac,
+        local_mac,
+        _pad1: 0,
+    };
     if is_nat {
         if let Some((old_id, _)) = replaces {
             if let Some(old) = BACKENDS.get(old_id) {
-                s.reply_key = flow(
-                    &old.addr, &pkt.src, old.port, l4.sport, pkt.proto, pkt.family,
-                );
+                s.reply_key = s.conn_key.reply_via(old);
                 conntrack::forget_reply(&s.reply_key);
             }
         }
@@ -138,32 +147,11 @@ fn open(
         let derived = conntrack::nat_server(&s.server_key)
             .is_some_and(|srv| srv.skips_reply_entry(vip.vip_id));
         if !derived {
-            s.reply_key = flow(&be.addr, &pkt.src, be.port, l4.sport, pkt.proto, pkt.family);
-            s.reply = NatReply {
-                vip: addr(&pkt.dst),
-                vip_port: l4.dport,
-                _pad0: 0,
-                ifindex,
-                vip_id: vip.vip_id,
-                backend_id,
-                dst_mac: client_mac,
-                src_mac: local_mac,
-            };
+            s.reply_key = s.conn_key.reply_via(be);
+            s.reply = NatReply::of(&s.conn_key, &s.conn);
             conntrack::create_reply(&s.reply_key, &s.reply)?;
         }
     }
-    s.conn = Conn {
-        backend_id,
-        vip_id: vip.vip_id,
-        state,
-        flags: if is_nat { CONN_F_NAT } else { 0 },
-        _pad0: 0,
-        client_ifindex: ifindex,
-        last_seen_ns: now,
-        client_mac,
-        local_mac,
-        _pad1: 0,
-    };
     conntrack::create(&s.conn_key, &s.conn, replaces)?;
     Ok(backend_id)
 }

@@ -43,13 +43,7 @@ fn try_pick(
     if vip.flags & VIP_F_PERSIST == 0 {
         return choose(vip, s, sport);
     }
-    s.persist_key = PersistKey {
-        addr: hash::mask_addr(src, vip.persist_prefix),
-        vip_id: vip.vip_id,
-        family,
-        _pad0: 0,
-        _pad1: 0,
-    };
+    s.persist_key = PersistKey::of(src, family, vip.persist_prefix, vip.vip_id);
     let timeout_ns = vip.persist_timeout_s as u64 * 1_000_000_000;
     if let Some(p) = PERSIST.get_ptr_mut(&s.persist_key) {
         // SAFETY: map value pointer; racing writers store whole fields.

@@ -8,27 +8,24 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, anyhow};
+use anyhow::Context as _;
 use aya::programs::XdpMode as AyaXdpMode;
-use director_common::abi::{
-    BACKEND_F_DOWN, BACKEND_F_RESOLVED, Backend, NatServer, VipKey, host_port, wire_port,
-};
-use director_common::tcp::State as TcpState;
+use director_common::entries::Hop;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
 use crate::{
-    config::{self, Config, Forward, OnFailure, XdpMode},
-    control::{self, Call, ConnEntry, Request, Response},
-    dataplane::{Dataplane, PinDir, monotonic_ns},
+    apply::Reconciler,
+    config::{self, Config, OnFailure, XdpMode},
+    control::{self, Call, Request, Response},
+    dataplane::{PinDir, monotonic_ns},
     gc,
     health::{self, Monitor, Target, Transition},
-    model::{self, Health, Model, Written},
+    model::{self, Health},
     neighbor::{self, NextHop},
-    plan::{self, Sizes, addr_key},
-    ring_alloc::RingAlloc,
-    status::{Counters, Rates, RsStatus, Status, VsStatus},
+    snapshot::{self, HealthNotes, Tallies},
+    status::{Counters, Rates},
 };
 
 const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(5);
@@ -41,42 +38,18 @@ pub struct Options {
     pub metrics: Option<SocketAddr>,
 }
 
-/// Map capacities for a first start. Generous so that reloads can grow the
-/// configuration: a pinned map keeps its size until `director teardown`.
-fn sizes(cfg: &Config) -> Sizes {
-    let servers: usize = cfg
-        .virtual_servers
-        .iter()
-        .map(|v| v.real_servers.len())
-        .sum();
-    let ring: usize = cfg.virtual_servers.len() * (director_common::wrr::MAX_RING + 512);
-    Sizes {
-        conntrack_max: cfg.director.conntrack_max,
-        vips: (cfg.virtual_servers.len() as u32 * 4).max(1024),
-        backends: (servers as u32 * 4).max(16_384),
-        ring: (ring as u32 * 2).max(1 << 20),
-    }
-}
-
 /// A next-hop resolution: backend id, the address resolved, the outcome.
 type Resolved = (u32, SocketAddr, anyhow::Result<NextHop>);
 
 struct Daemon {
-    dp: Dataplane,
-    model: Model,
-    rings: RingAlloc,
+    r: Reconciler,
     config: Config,
-    hops: HashMap<u32, NextHop>,
-    written: HashMap<u32, Backend>,
-    /// `NAT_SERVERS` as last written.
-    nat_servers: Option<HashMap<VipKey, NatServer>>,
     monitor: Monitor,
-    health_notes: HashMap<(String, SocketAddr), (String, u64)>,
+    health_notes: HealthNotes,
     resolved_tx: mpsc::UnboundedSender<Resolved>,
     last_sample: Option<(Instant, HashMap<u32, Counters>)>,
     rates: HashMap<u32, Rates>,
     conntrack_entries: u64,
-    conntrack_max: u32,
     reloads: u64,
     transitions: u64,
 }
@@ -89,135 +62,13 @@ fn mode(m: XdpMode) -> AyaXdpMode {
 }
 
 impl Daemon {
-    /// Writes what the model says: each virtual server's lists (to fresh
-    /// slots, then its `VipInfo`) and every backend whose entry changed.
-    fn apply(&mut self) -> anyhow::Result<()> {
-        self.apply_lists()?;
-        self.apply_backends()?;
-        self.apply_nat_servers()
-    }
-
-    /// `NAT_SERVERS` of every NAT virtual server, removed ones included
-    /// (replies of their draining connections still come). After the
-    /// backends: moving a server's replies to reply entries reads them.
-    fn apply_nat_servers(&mut self) -> anyhow::Result<()> {
-        let want = plan::nat_servers(
-            self.model
-                .vss
-                .iter()
-                .filter(|vs| vs.cfg.forward == Forward::Nat)
-                .map(|vs| {
-                    (
-                        vs.key,
-                        vs.vip_id,
-                        vs.servers.iter().map(|rs| &rs.cfg.address),
-                    )
-                }),
-        );
-        if self.nat_servers.as_ref() != Some(&want) {
-            self.dp.set_nat_servers(&want)?;
-            self.nat_servers = Some(want);
-        }
-        Ok(())
-    }
-
-    /// The scheduling lists of every virtual server whose lists changed.
-    fn apply_lists(&mut self) -> anyhow::Result<()> {
-        let now = Instant::now();
-        for vs in &mut self.model.vss {
-            let lists = plan::lists(&vs.cfg, &vs.members());
-            let flat = lists.flat();
-            let unchanged = vs.written.as_ref().is_some_and(|w| {
-                w.lists == flat
-                    && w.info == plan::vip_info(&vs.cfg, vs.vip_id, w.region.base, &lists)
-            });
-            if unchanged {
-                continue;
-            }
-            let region = self.rings.alloc(flat.len() as u32, now).ok_or_else(|| {
-                anyhow!("scheduling ring map full: `director teardown` and restart to grow it")
-            })?;
-            self.dp.set_ring(region.base, &flat)?;
-            let info = plan::vip_info(&vs.cfg, vs.vip_id, region.base, &lists);
-            self.dp.set_vip(&vs.key, &info)?;
-            if let Some(old) = vs.written.replace(Written {
-                region,
-                info,
-                lists: flat,
-            }) {
-                self.rings.retire(old.region, now);
-            }
-        }
-        Ok(())
-    }
-
-    /// Every backend entry that changed (next hops do not change lists).
-    fn apply_backends(&mut self) -> anyhow::Result<()> {
-        let mut changed = Vec::new();
-        for vs in &self.model.vss {
-            for rs in &vs.servers {
-                let (addr, family) = addr_key(rs.cfg.address.ip());
-                let mut b = Backend {
-                    addr,
-                    port: wire_port(rs.cfg.address.port()),
-                    family,
-                    weight: rs.effective_weight(),
-                    max_conns: rs.cfg.max_connections,
-                    vip_id: vs.vip_id,
-                    ..Backend::default()
-                };
-                if let Some(h) = self.hops.get(&rs.id) {
-                    b.ifindex = h.ifindex;
-                    b.dst_mac = h.dst_mac;
-                    b.src_mac = h.src_mac;
-                    b.flags |= BACKEND_F_RESOLVED;
-                }
-                if rs.is_down() {
-                    b.flags |= BACKEND_F_DOWN;
-                }
-                if self.written.get(&rs.id) != Some(&b) {
-                    changed.push((rs.id, b));
-                }
-            }
-        }
-        if !changed.is_empty() {
-            self.dp.set_backends(&changed)?;
-            self.written.extend(changed);
-        }
-        Ok(())
-    }
-
-    fn gc_view(&self) -> gc::View {
-        let mut view = gc::View::default();
-        for vs in &self.model.vss {
-            view.vips.insert(
-                vs.vip_id,
-                (
-                    vs.cfg.timeouts,
-                    vs.cfg.persistence,
-                    vs.cfg.persistence_prefix(),
-                ),
-            );
-            for rs in &vs.servers {
-                view.backends.insert(
-                    rs.id,
-                    (
-                        addr_key(rs.cfg.address.ip()).0,
-                        wire_port(rs.cfg.address.port()),
-                    ),
-                );
-            }
-        }
-        view
-    }
-
     fn expire(&mut self, ids: &[u32], why: &str) {
         if ids.is_empty() {
             return;
         }
-        let set: HashSet<u32> = ids.iter().copied().collect();
-        let view = self.gc_view();
-        let n = gc::expire_backends(&mut self.dp, &view, &set);
+        let n = self
+            .r
+            .expire(&ids.iter().copied().collect::<HashSet<u32>>());
         info!(
             servers = ids.len(),
             connections = n,
@@ -236,7 +87,8 @@ impl Daemon {
     }
 
     fn all_servers(&self) -> Vec<(u32, SocketAddr)> {
-        self.model
+        self.r
+            .model()
             .vss
             .iter()
             .flat_map(|vs| vs.servers.iter().map(|rs| (rs.id, rs.cfg.address)))
@@ -245,26 +97,32 @@ impl Daemon {
 
     fn unresolved(&self) -> Vec<(u32, SocketAddr)> {
         let mut v = self.all_servers();
-        v.retain(|(id, _)| !self.hops.contains_key(id));
+        v.retain(|(id, _)| self.r.hop(*id).is_none());
         v
     }
 
     /// Records a resolution; true when the server's next hop changed.
     fn record_hop(&mut self, id: u32, addr: SocketAddr, r: anyhow::Result<NextHop>) -> bool {
         match r {
-            Ok(hop) if self.hops.get(&id) != Some(&hop) => {
+            Ok(hop) => {
+                let l2 = Hop {
+                    ifindex: hop.ifindex,
+                    dst_mac: hop.dst_mac,
+                    src_mac: hop.src_mac,
+                };
+                if !self.r.set_hop(id, l2) {
+                    return false;
+                }
                 if !self.config.director.interfaces.contains(&hop.ifname) {
                     warn!(server = %addr, iface = %hop.ifname,
                         "real server is reached through an interface director is not attached to");
                 }
                 info!(server = %addr, iface = %hop.ifname, mac = %fmt_mac(&hop.dst_mac), "next hop");
-                self.hops.insert(id, hop);
                 true
             }
-            Ok(_) => false,
             // A last known next hop is kept: a neighbour that stops answering
             // ARP is the health checker's business.
-            Err(e) if !self.hops.contains_key(&id) => {
+            Err(e) if self.r.hop(id).is_none() => {
                 warn!(server = %addr, "cannot resolve next hop: {e:#}");
                 false
             }
@@ -276,18 +134,16 @@ impl Daemon {
     /// (or its id reused) meanwhile: only a result for the address the id
     /// still names counts.
     fn on_resolved(&mut self, (id, addr, r): Resolved) -> anyhow::Result<()> {
-        let current = self
-            .written
-            .get(&id)
-            .is_some_and(|b| b.addr == addr_key(addr.ip()).0 && host_port(b.port) == addr.port());
+        let current = self.r.model().server_addr(id) == Some(addr);
         if current && self.record_hop(id, addr, r) {
-            self.apply_backends()?;
+            self.r.apply()?;
         }
         Ok(())
     }
 
     fn health_targets(&self) -> Vec<Target> {
-        self.model
+        self.r
+            .model()
             .vss
             .iter()
             .filter(|vs| !vs.removed)
@@ -314,19 +170,21 @@ impl Daemon {
             .or_default();
         note.0 = t.reason.clone();
         note.1 += 1;
-        let Some((i, j)) = self.model.find(&t.vs, &t.server.to_string()) else {
+        let model = self.r.model_mut();
+        let Some((i, j)) = model.find(&t.vs, &t.server.to_string()) else {
             return Ok(());
         };
         let up = t.to == health::Health::Up;
-        let rs = &mut self.model.vss[i].servers[j];
+        let vs = &mut model.vss[i];
+        let reset = !up
+            && vs
+                .cfg
+                .check_for(&vs.servers[j].cfg)
+                .is_some_and(|c| c.on_failure == OnFailure::Reset);
+        let rs = &mut vs.servers[j];
         rs.health = if up { Health::Up } else { Health::Down };
         let id = rs.id;
-        let reset = !up
-            && self.model.vss[i]
-                .cfg
-                .check_for(&self.model.vss[i].servers[j].cfg)
-                .is_some_and(|c| c.on_failure == OnFailure::Reset);
-        self.apply()?;
+        self.r.apply()?;
         if reset {
             self.expire(&[id], "on_failure = reset");
         }
@@ -353,9 +211,9 @@ impl Daemon {
                 "[director] changes (interfaces, xdp_mode, conntrack_max) apply at the next restart"
             );
         }
-        let changes = self.model.reconcile(&cfg, Instant::now())?;
+        let changes = self.r.reconcile(&cfg, Instant::now())?;
         self.config = cfg;
-        self.apply().map_err(|e| format!("{e:#}"))?;
+        self.r.apply().map_err(|e| format!("{e:#}"))?;
         self.monitor.set_targets(self.health_targets());
         self.resolve(self.unresolved());
         self.reloads += 1;
@@ -371,37 +229,21 @@ impl Daemon {
     }
 
     fn drains(&mut self) -> anyhow::Result<()> {
-        let (removed, drained) = self.model.due_drains(Instant::now());
-        self.expire(&drained, "operator drain timeout");
-        for vs in &mut self.model.vss {
-            for rs in &mut vs.servers {
-                if drained.contains(&rs.id) {
-                    rs.operator_drain_done = true;
-                }
+        let (by_operator, removed) = self.r.finish_drains(Instant::now())?;
+        for (n, why) in [
+            (by_operator, "operator drain timeout"),
+            (removed, "drain timeout of removed servers"),
+        ] {
+            if n > 0 {
+                info!(connections = n, "expired connections: {why}");
             }
         }
-        if removed.is_empty() {
-            return Ok(());
-        }
-        self.expire(&removed, "drain timeout of removed servers");
-        let now = Instant::now();
-        for id in removed {
-            self.dp.set_backend(id, &Backend::default())?;
-            self.written.remove(&id);
-            self.hops.remove(&id);
-            if let Some((key, region)) = self.model.finish_drain(id) {
-                self.dp.remove_vip(&key);
-                if let Some(r) = region {
-                    self.rings.retire(r, now);
-                }
-            }
-        }
-        self.apply()
+        Ok(())
     }
 
     fn sweep(&mut self) {
-        let view = self.gc_view();
-        let s = gc::sweep(&mut self.dp, &view, monotonic_ns());
+        let view = self.r.view();
+        let s = gc::sweep(self.r.maps_mut(), &view, monotonic_ns());
         self.conntrack_entries = s.conns_live as u64;
         if s.conns_expired + s.persist_expired > 0 {
             tracing::debug!(
@@ -412,138 +254,22 @@ impl Daemon {
         }
     }
 
-    fn counters(&self, id: u32) -> Counters {
-        self.dp
-            .backend_traffic(id)
-            .map(|t| Counters {
-                conns: t.conns,
-                packets_in: t.packets_in,
-                packets_out: t.packets_out,
-                bytes_in: t.bytes_in,
-                bytes_out: t.bytes_out,
-            })
-            .unwrap_or_default()
-    }
-
     fn sample(&mut self) {
-        let now = Instant::now();
-        let current: HashMap<u32, Counters> = self
-            .all_servers()
-            .into_iter()
-            .map(|(id, _)| (id, self.counters(id)))
-            .collect();
+        let (now, current) = snapshot::sample(&self.r);
         if let Some((t, prev)) = &self.last_sample {
-            let secs = now.duration_since(*t).as_secs_f64();
-            self.rates = current
-                .iter()
-                .map(|(id, c)| (*id, Rates::between(prev.get(id).unwrap_or(c), c, secs)))
-                .collect();
+            self.rates = snapshot::rates(prev, &current, now.duration_since(*t).as_secs_f64());
         }
         self.last_sample = Some((now, current));
     }
 
-    fn status(&self) -> Status {
-        let mut s = Status {
-            config: self.config.path.display().to_string(),
+    fn tallies(&self) -> Tallies<'_> {
+        Tallies {
+            config: &self.config.path,
             conntrack_entries: self.conntrack_entries,
-            conntrack_max: self.conntrack_max,
             health_transitions: self.transitions,
             reloads: self.reloads,
-            ..Status::default()
-        };
-        if let Ok(reasons) = self.dp.reasons() {
-            s.reasons = reasons
-                .into_iter()
-                .map(|(r, n)| (r.name().to_string(), n))
-                .collect();
-        }
-        for vs in &self.model.vss {
-            let mut v = VsStatus {
-                name: vs.cfg.name.clone(),
-                address: vs.cfg.address.to_string(),
-                protocol: vs.cfg.protocol.to_string(),
-                scheduler: vs.cfg.scheduler.to_string(),
-                forward: vs.cfg.forward.to_string(),
-                persistence_s: vs.cfg.persistence.map(|d| d.as_secs()),
-                removed: vs.removed,
-                active: 0,
-                inactive: 0,
-                totals: Counters::default(),
-                rates: Rates::default(),
-                real_servers: Vec::new(),
-            };
-            for rs in &vs.servers {
-                let c = self.dp.conn_counts(rs.id).unwrap_or_default();
-                let totals = self.counters(rs.id);
-                let rates = self.rates.get(&rs.id).copied().unwrap_or_default();
-                let note = self
-                    .health_notes
-                    .get(&(vs.cfg.name.clone(), rs.cfg.address));
-                v.active += c.active;
-                v.inactive += c.inactive;
-                v.totals.add(&totals);
-                v.rates.add(&rates);
-                v.real_servers.push(RsStatus {
-                    address: rs.cfg.address.to_string(),
-                    weight: rs.effective_weight(),
-                    config_weight: rs.cfg.weight,
-                    backup: rs.cfg.backup,
-                    health: match rs.health {
-                        Health::Up => "up",
-                        Health::Down => "down",
-                        Health::Unchecked => "unchecked",
-                    }
-                    .to_string(),
-                    health_reason: note.map(|n| n.0.clone()).unwrap_or_default(),
-                    health_transitions: note.map_or(0, |n| n.1),
-                    draining: rs.draining_since.is_some() || rs.operator_drain.is_some(),
-                    active: c.active,
-                    inactive: c.inactive,
-                    totals,
-                    rates,
-                });
-            }
-            s.virtual_servers.push(v);
-        }
-        s
-    }
-
-    fn conns(&self, limit: usize) -> Response {
-        let all = self.dp.conns();
-        let now = monotonic_ns();
-        let view = self.gc_view();
-        let names: HashMap<u32, &model::VsEntry> =
-            self.model.vss.iter().map(|v| (v.vip_id, v)).collect();
-        let entries = all
-            .iter()
-            .take(limit)
-            .map(|(k, c)| {
-                let vs = names.get(&c.vip_id);
-                let state = TcpState::from_u8(c.state);
-                let timeout = vs.map_or(Duration::ZERO, |v| gc::timeout(state, &v.cfg.timeouts));
-                let idle = Duration::from_nanos(now.saturating_sub(c.last_seen_ns));
-                let server = view
-                    .backends
-                    .get(&c.backend_id)
-                    .map_or("?".to_string(), |(a, p)| fmt_addr(a, k.family, *p));
-                ConnEntry {
-                    protocol: if k.proto == director_common::abi::PROTO_TCP {
-                        "TCP"
-                    } else {
-                        "UDP"
-                    }
-                    .into(),
-                    state: state.map_or("?", TcpState::name).into(),
-                    expires_s: timeout.saturating_sub(idle).as_secs(),
-                    client: fmt_addr(&k.src, k.family, k.sport),
-                    virtual_server: fmt_addr(&k.dst, k.family, k.dport),
-                    real_server: server,
-                }
-            })
-            .collect();
-        Response::Conns {
-            total: all.len(),
-            entries,
+            health_notes: &self.health_notes,
+            rates: &self.rates,
         }
     }
 
@@ -553,8 +279,8 @@ impl Daemon {
             Err(message) => Response::Error { message },
         };
         match req {
-            Request::Status => Response::Status(self.status()),
-            Request::Conns { limit } => self.conns(limit),
+            Request::Status => Response::Status(snapshot::status(&self.r, &self.tallies())),
+            Request::Conns { limit } => snapshot::conns(&self.r, limit),
             Request::Reload => done(self.reload()),
             Request::Weight { vs, server, weight } => done(self.operator(&vs, &server, |rs| {
                 rs.weight_override = Some(weight);
@@ -575,13 +301,14 @@ impl Daemon {
         server: &str,
         change: impl FnOnce(&mut model::RsEntry) -> String,
     ) -> Result<String, String> {
-        let (i, j) = self
-            .model
+        let model = self.r.model_mut();
+        let (i, j) = model
             .find(vs, server)
             .ok_or_else(|| format!("no real server {server} in virtual server {vs}"))?;
-        let what = change(&mut self.model.vss[i].servers[j]);
-        self.apply().map_err(|e| format!("{e:#}"))?;
-        let msg = format!("{vs}/{}: {what}", self.model.vss[i].servers[j].cfg.address);
+        let rs = &mut model.vss[i].servers[j];
+        let what = change(rs);
+        let msg = format!("{vs}/{}: {what}", rs.cfg.address);
+        self.r.apply().map_err(|e| format!("{e:#}"))?;
         info!("{msg}");
         Ok(msg)
     }
@@ -592,15 +319,6 @@ fn fmt_mac(m: &[u8; 6]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
-}
-
-fn fmt_addr(a: &[u8; 16], family: u8, wire: u16) -> String {
-    let ip: std::net::IpAddr = if family == director_common::abi::FAMILY_V4 {
-        std::net::Ipv4Addr::new(a[0], a[1], a[2], a[3]).into()
-    } else {
-        std::net::Ipv6Addr::from(*a).into()
-    };
-    SocketAddr::new(ip, host_port(wire)).to_string()
 }
 
 async fn serve_metrics(addr: SocketAddr, calls: mpsc::Sender<Call>) -> anyhow::Result<()> {
@@ -635,39 +353,20 @@ async fn serve_metrics(addr: SocketAddr, calls: mpsc::Sender<Call>) -> anyhow::R
 
 pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
     let pins = PinDir(opts.pin_dir.clone());
-    let sz = sizes(&config);
-    let dp = Dataplane::open_pinned(&sz, &pins)?;
-    let mut model = Model::new(dp.backend_capacity(), sz.vips);
-    let adopted_vips = dp.vips();
-    let adopted_backends = dp.backends();
-    let mut rings = RingAlloc::new(dp.ring_capacity());
-    for (_, info) in &adopted_vips {
-        rings.reserve(model::region_of(info));
-    }
-    if !adopted_vips.is_empty() {
+    let (r, adopted) = Reconciler::open_pinned(&config, &pins)?;
+    if adopted.virtual_servers > 0 {
         info!(
-            virtual_servers = adopted_vips.len(),
-            real_servers = adopted_backends.len(),
+            virtual_servers = adopted.virtual_servers,
+            real_servers = adopted.real_servers,
             "adopting the pinned datapath of a previous run"
         );
     }
-    model.adopt(&adopted_vips, &adopted_backends);
-    model
-        .reconcile(&config, Instant::now())
-        .map_err(|e| anyhow!(e))?;
-    let (unclaimed_vips, unclaimed_backends) = model.unclaimed();
 
     let (resolved_tx, mut resolved_rx) = mpsc::unbounded_channel();
     let (health_tx, mut health_rx) = mpsc::unbounded_channel();
     let mut d = Daemon {
-        conntrack_max: sz.conntrack_max,
-        dp,
-        model,
-        rings,
+        r,
         config,
-        hops: HashMap::new(),
-        written: HashMap::new(),
-        nat_servers: None,
         monitor: Monitor::new(health_tx),
         health_notes: HashMap::new(),
         resolved_tx,
@@ -678,32 +377,28 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
         transitions: 0,
     };
     // Known next hops first, so the first packets find resolved servers.
-    let mut pending: Vec<_> = d.all_servers();
     let mut tasks = tokio::task::JoinSet::new();
-    for (id, addr) in pending.drain(..) {
+    for (id, addr) in d.all_servers() {
         tasks.spawn(async move { (id, addr, neighbor::resolve(addr).await) });
     }
     while let Some(r) = tasks.join_next().await {
         let (id, addr, r) = r.context("next-hop resolver")?;
         d.record_hop(id, addr, r);
     }
-    d.apply()?;
-    let now = Instant::now();
-    for (key, info) in &unclaimed_vips {
-        d.dp.remove_vip(key);
-        d.rings.retire(model::region_of(info), now);
-    }
-    d.expire(
-        &unclaimed_backends,
-        "servers of a previous run not in this configuration",
-    );
-    for id in &unclaimed_backends {
-        d.dp.set_backend(*id, &Backend::default())?;
+    d.r.apply()?;
+    let n = d.r.forget_unclaimed(&adopted)?;
+    if !adopted.unclaimed_backends.is_empty() {
+        info!(
+            servers = adopted.unclaimed_backends.len(),
+            connections = n,
+            "expired connections: servers of a previous run not in this configuration"
+        );
     }
 
     let ifaces = d.config.director.interfaces.clone();
     for iface in &ifaces {
-        d.dp.attach(iface, mode(d.config.director.xdp_mode))?;
+        d.r.maps_mut()
+            .attach(iface, mode(d.config.director.xdp_mode))?;
     }
     for stale in pins
         .linked_interfaces()
@@ -734,7 +429,7 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
     info!(
         config = %d.config.path.display(),
         interfaces = %ifaces.join(","),
-        virtual_servers = d.model.vss.len(),
+        virtual_servers = d.r.model().vss.len(),
         pinned = %pins.0.display(),
         socket = %opts.socket.display(),
         "ready"
@@ -773,7 +468,7 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
         }
     }
     let _ = std::fs::remove_file(&opts.socket);
-    if let Ok(reasons) = d.dp.reasons() {
+    if let Ok(reasons) = d.r.maps().reasons() {
         for (r, n) in reasons.into_iter().filter(|&(_, n)| n > 0) {
             info!(
                 reason = r.name(),

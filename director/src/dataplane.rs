@@ -1,5 +1,6 @@
-//! The loaded XDP program and typed handles on its maps. The only place
-//! that knows map names; everything it writes comes from `plan`.
+//! The loaded XDP program and typed handles on its maps: loading, pinning,
+//! attaching, and plain reads and writes. What to write is the reconciler's
+//! (`apply`); map names are the ABI's (`director_common::entries::map`).
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
@@ -16,32 +17,26 @@ use aya::{
     },
 };
 use director_common::abi::{
-    Backend, CONN_F_NAT, Conn, ConnCounts, FlowKey, NAT_SERVER_F_REPLY_ENTRIES, NatReply,
-    NatServer, Persist, PersistKey, Reason, Traffic, VipInfo, VipKey,
+    Backend, Conn, ConnCounts, FlowKey, NatReply, NatServer, Persist, PersistKey, Reason, Traffic,
+    VipInfo, VipKey,
 };
+use director_common::entries::map;
 
-use crate::plan::{Plan, Sizes};
+use crate::apply::Maps;
+
+/// Map capacities, fixed when the maps are created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sizes {
+    pub conntrack_max: u32,
+    pub vips: u32,
+    pub backends: u32,
+    pub ring: u32,
+}
 
 /// The compiled datapath, built by build.rs through aya-build.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/director"));
 
 const PROGRAM: &str = "director";
-
-/// Every map, by name: the names are an ABI with the eBPF object.
-const MAPS: [&str; 12] = [
-    "VIPS",
-    "BACKENDS",
-    "RING",
-    "CURSORS",
-    "CONNS",
-    "NAT_REPLIES",
-    "NAT_SERVERS",
-    "PERSIST",
-    "BACKEND_CONNS",
-    "BACKEND_RELEASED",
-    "REASONS",
-    "BACKEND_STATS",
-];
 
 /// Where a pinned datapath lives on bpffs: maps under `maps/v<ABI>/` (a
 /// new map layout gets a new directory instead of misreading an old one),
@@ -169,7 +164,7 @@ impl Dataplane {
                         dir.display()
                     )
                 })?;
-                MAPS.iter().map(|&m| (m, dir.join(m))).collect()
+                map::PINNED.iter().map(|&m| (m, dir.join(m))).collect()
             }
             None => Vec::new(),
         };
@@ -177,17 +172,17 @@ impl Dataplane {
             loader.map_pin_path(name, path.as_path());
         }
         let mut ebpf = loader
-            .map_max_entries("VIPS", sizes.vips)
-            .map_max_entries("BACKENDS", sizes.backends)
-            .map_max_entries("BACKEND_STATS", sizes.backends)
-            .map_max_entries("RING", sizes.ring)
-            .map_max_entries("CURSORS", sizes.vips)
-            .map_max_entries("CONNS", sizes.conntrack_max)
-            .map_max_entries("NAT_REPLIES", sizes.conntrack_max)
-            .map_max_entries("NAT_SERVERS", sizes.backends)
-            .map_max_entries("PERSIST", sizes.conntrack_max)
-            .map_max_entries("BACKEND_CONNS", sizes.backends)
-            .map_max_entries("BACKEND_RELEASED", sizes.backends)
+            .map_max_entries(map::VIPS, sizes.vips)
+            .map_max_entries(map::BACKENDS, sizes.backends)
+            .map_max_entries(map::BACKEND_STATS, sizes.backends)
+            .map_max_entries(map::RING, sizes.ring)
+            .map_max_entries(map::CURSORS, sizes.vips)
+            .map_max_entries(map::CONNS, sizes.conntrack_max)
+            .map_max_entries(map::NAT_REPLIES, sizes.conntrack_max)
+            .map_max_entries(map::NAT_SERVERS, sizes.backends)
+            .map_max_entries(map::PERSIST, sizes.conntrack_max)
+            .map_max_entries(map::BACKEND_CONNS, sizes.backends)
+            .map_max_entries(map::BACKEND_RELEASED, sizes.backends)
             .load(OBJECT)
             .context("loading the eBPF object (is this kernel built with BPF and BTF?)")?;
         let pinned_prog = match pins {
@@ -200,17 +195,17 @@ impl Dataplane {
             }
         };
         Ok(Dataplane {
-            vips: take(&mut ebpf, "VIPS")?,
-            backends: take(&mut ebpf, "BACKENDS")?,
-            ring: take(&mut ebpf, "RING")?,
-            conns: take(&mut ebpf, "CONNS")?,
-            nat_replies: take(&mut ebpf, "NAT_REPLIES")?,
-            nat_servers: take(&mut ebpf, "NAT_SERVERS")?,
-            persist: take(&mut ebpf, "PERSIST")?,
-            backend_conns: take(&mut ebpf, "BACKEND_CONNS")?,
-            backend_released: take(&mut ebpf, "BACKEND_RELEASED")?,
-            reasons: take(&mut ebpf, "REASONS")?,
-            backend_stats: take(&mut ebpf, "BACKEND_STATS")?,
+            vips: take(&mut ebpf, map::VIPS)?,
+            backends: take(&mut ebpf, map::BACKENDS)?,
+            ring: take(&mut ebpf, map::RING)?,
+            conns: take(&mut ebpf, map::CONNS)?,
+            nat_replies: take(&mut ebpf, map::NAT_REPLIES)?,
+            nat_servers: take(&mut ebpf, map::NAT_SERVERS)?,
+            persist: take(&mut ebpf, map::PERSIST)?,
+            backend_conns: take(&mut ebpf, map::BACKEND_CONNS)?,
+            backend_released: take(&mut ebpf, map::BACKEND_RELEASED)?,
+            reasons: take(&mut ebpf, map::REASONS)?,
+            backend_stats: take(&mut ebpf, map::BACKEND_STATS)?,
             ebpf,
             links: Vec::new(),
             pins: pins.cloned(),
@@ -286,202 +281,22 @@ impl Dataplane {
         Ok(())
     }
 
-    /// Writes a plan's rings, virtual servers and NAT servers. Backends are
-    /// written by the caller once their next hops are resolved.
-    pub fn install(&mut self, plan: &Plan) -> anyhow::Result<()> {
-        self.set_ring(0, &plan.ring)?;
-        for v in &plan.vips {
-            self.vips
-                .insert(v.key, v.info, 0)
-                .with_context(|| format!("writing VIPS for {}", v.name))?;
+    /// Capacities of the maps as created (a pinned map keeps its own).
+    pub fn sizes(&self) -> Sizes {
+        Sizes {
+            conntrack_max: IterableMap::map(&self.conns)
+                .info()
+                .map_or(0, |i| i.max_entries()),
+            vips: IterableMap::map(&self.vips)
+                .info()
+                .map_or(0, |i| i.max_entries()),
+            backends: self.backends.len(),
+            ring: self.ring.len(),
         }
-        self.set_nat_servers(&plan.nat_servers())
-    }
-
-    /// Makes `NAT_SERVERS` what `want` says. A server whose replies are
-    /// found through its virtual server, and will not be (it becomes shared,
-    /// moves or goes), first gets reply entries: new connections record one
-    /// from then on, and existing ones get theirs from `CONNS` here, so no
-    /// reply is lost in the change.
-    pub fn set_nat_servers(
-        &mut self,
-        want: &std::collections::HashMap<VipKey, NatServer>,
-    ) -> anyhow::Result<()> {
-        let have: std::collections::HashMap<VipKey, NatServer> =
-            self.nat_servers.iter().filter_map(Result::ok).collect();
-        let same_vip = |a: &NatServer, b: &NatServer| {
-            (a.vip_id, a.vip, a.vip_port) == (b.vip_id, b.vip, b.vip_port)
-        };
-        let losing: Vec<(VipKey, NatServer)> = have
-            .iter()
-            .filter(|(k, old)| {
-                old.derives()
-                    && want
-                        .get(k)
-                        .is_none_or(|new| !new.derives() || !same_vip(new, old))
-            })
-            .map(|(&k, &old)| {
-                (
-                    k,
-                    NatServer {
-                        flags: old.flags | NAT_SERVER_F_REPLY_ENTRIES,
-                        ..old
-                    },
-                )
-            })
-            .collect();
-        for (k, v) in &losing {
-            self.nat_servers
-                .insert(k, v, 0)
-                .context("writing NAT_SERVERS")?;
-        }
-        if !losing.is_empty() {
-            self.record_replies(&losing.iter().map(|(k, _)| *k).collect())?;
-        }
-        let (keys, values): (Vec<VipKey>, Vec<NatServer>) =
-            want.iter().filter(|(k, v)| have.get(k) != Some(v)).unzip();
-        if !keys.is_empty() {
-            let fd = IterableMap::map(&self.nat_servers).fd().as_fd();
-            update_batch(fd, &keys, &values).context("writing NAT_SERVERS")?;
-        }
-        for k in have.keys().filter(|k| !want.contains_key(k)) {
-            let _ = self.nat_servers.remove(k);
-        }
-        Ok(())
-    }
-
-    /// Gives every NAT connection to one of `servers` its `NAT_REPLIES`
-    /// entry, built from the connection (the state sync path).
-    fn record_replies(
-        &mut self,
-        servers: &std::collections::HashSet<VipKey>,
-    ) -> anyhow::Result<()> {
-        for (key, conn) in self.conns() {
-            if conn.flags & CONN_F_NAT == 0 {
-                continue;
-            }
-            let Some(be) = self.backend(conn.backend_id) else {
-                continue;
-            };
-            let server = VipKey {
-                addr: be.addr,
-                port: be.port,
-                proto: key.proto,
-                family: be.family,
-            };
-            if servers.contains(&server) {
-                let (rk, reply) = nat_reply_of(&key, &conn, &be);
-                self.nat_replies
-                    .insert(rk, reply, 0)
-                    .context("writing NAT_REPLIES")?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Writes many backends, a batch per syscall.
-    pub fn set_backends(&mut self, entries: &[(u32, Backend)]) -> anyhow::Result<()> {
-        let (ids, backends): (Vec<u32>, Vec<Backend>) = entries.iter().copied().unzip();
-        let fd = IterableMap::map(&self.backends).fd().as_fd();
-        update_batch(fd, &ids, &backends).context("writing BACKENDS")
-    }
-
-    pub fn set_backend(&mut self, id: u32, backend: &Backend) -> anyhow::Result<()> {
-        self.backends
-            .set(id, backend, 0)
-            .with_context(|| format!("writing BACKENDS[{id}]"))
-    }
-
-    pub fn set_vip(&mut self, key: &VipKey, info: &VipInfo) -> anyhow::Result<()> {
-        self.vips.insert(key, info, 0).context("writing VIPS")
-    }
-
-    pub fn remove_vip(&mut self, key: &VipKey) {
-        // Already gone is fine.
-        let _ = self.vips.remove(key);
-    }
-
-    /// Every virtual server entry (adopted from a previous run, or ours).
-    pub fn vips(&self) -> Vec<(VipKey, VipInfo)> {
-        self.vips.iter().filter_map(Result::ok).collect()
-    }
-
-    pub fn backend(&self, id: u32) -> Option<Backend> {
-        self.backends.get(&id, 0).ok()
-    }
-
-    /// Every backend slot in use (family set).
-    pub fn backends(&self) -> Vec<(u32, Backend)> {
-        (0..self.backends.len())
-            .filter_map(|i| self.backends.get(&i, 0).ok().map(|b| (i, b)))
-            .filter(|(_, b)| b.family != 0)
-            .collect()
-    }
-
-    pub fn backend_capacity(&self) -> u32 {
-        self.backends.len()
-    }
-
-    pub fn ring_capacity(&self) -> u32 {
-        self.ring.len()
-    }
-
-    /// Writes `ids` to `RING[base..]`, a batch of entries per syscall (one
-    /// syscall per entry took 5 s for the 6.5 million of 100 mh virtual
-    /// servers).
-    pub fn set_ring(&mut self, base: u32, ids: &[u32]) -> anyhow::Result<()> {
-        const CHUNK: usize = 1 << 16;
-        let fd = IterableMap::map(&self.ring).fd().as_fd();
-        for (c, chunk) in ids.chunks(CHUNK).enumerate() {
-            let start = base + (c * CHUNK) as u32;
-            let keys: Vec<u32> = (start..start + chunk.len() as u32).collect();
-            update_batch(fd, &keys, chunk).with_context(|| {
-                format!("writing RING[{start}..{}]", start as usize + chunk.len())
-            })?;
-        }
-        Ok(())
-    }
-
-    /// Installs a connection and, if given, its NAT reply entry: the same
-    /// path state sync will use.
-    pub fn insert_conn(
-        &mut self,
-        key: &FlowKey,
-        conn: &Conn,
-        reply: Option<(&FlowKey, &NatReply)>,
-    ) -> anyhow::Result<()> {
-        if let Some((rk, r)) = reply {
-            self.nat_replies
-                .insert(rk, r, 0)
-                .context("writing NAT_REPLIES")?;
-        }
-        self.conns.insert(key, conn, 0).context("writing CONNS")
-    }
-
-    pub fn conn(&self, key: &FlowKey) -> Option<Conn> {
-        self.conns.get(key, 0).ok()
-    }
-
-    /// Every `NAT_SERVERS` entry.
-    pub fn nat_servers(&self) -> Vec<(VipKey, NatServer)> {
-        self.nat_servers.iter().filter_map(Result::ok).collect()
     }
 
     pub fn nat_reply(&self, key: &FlowKey) -> Option<NatReply> {
         self.nat_replies.get(key, 0).ok()
-    }
-
-    /// Every connection entry (a snapshot; entries may change meanwhile).
-    pub fn conns(&self) -> Vec<(FlowKey, Conn)> {
-        self.conns.iter().filter_map(Result::ok).collect()
-    }
-
-    pub fn remove_conn(&mut self, key: &FlowKey, reply: Option<&FlowKey>) {
-        // Already gone (LRU eviction, a racing GC) is fine.
-        let _ = self.conns.remove(key);
-        if let Some(rk) = reply {
-            let _ = self.nat_replies.remove(rk);
-        }
     }
 
     /// Live active/inactive connection counts of a backend.
@@ -513,21 +328,6 @@ impl Dataplane {
             .context("writing BACKEND_RELEASED")
     }
 
-    pub fn persist_entries(&self) -> Vec<(PersistKey, Persist)> {
-        self.persist.iter().filter_map(Result::ok).collect()
-    }
-
-    pub fn set_persist(&mut self, key: &PersistKey, value: &Persist) -> anyhow::Result<()> {
-        self.persist
-            .insert(key, value, 0)
-            .context("writing PERSIST")
-    }
-
-    pub fn remove_persist(&mut self, key: &PersistKey) {
-        // Already evicted is fine.
-        let _ = self.persist.remove(key);
-    }
-
     /// Per-reason counters summed over CPUs.
     pub fn reasons(&self) -> anyhow::Result<Vec<(Reason, u64)>> {
         Reason::ALL
@@ -544,6 +344,109 @@ impl Dataplane {
 
     pub fn backend_traffic(&self, id: u32) -> anyhow::Result<Traffic> {
         sum(&self.backend_stats, id)
+    }
+}
+
+impl Maps for Dataplane {
+    /// Every virtual server entry (adopted from a previous run, or ours).
+    fn vips(&self) -> Vec<(VipKey, VipInfo)> {
+        self.vips.iter().filter_map(Result::ok).collect()
+    }
+
+    fn set_vip(&mut self, key: &VipKey, info: &VipInfo) -> anyhow::Result<()> {
+        self.vips.insert(key, info, 0).context("writing VIPS")
+    }
+
+    fn remove_vip(&mut self, key: &VipKey) {
+        let _ = self.vips.remove(key);
+    }
+
+    /// A batch of entries per syscall (one syscall per entry took 5 s for
+    /// the 6.5 million of 100 mh virtual servers).
+    fn set_ring(&mut self, base: u32, ids: &[u32]) -> anyhow::Result<()> {
+        const CHUNK: usize = 1 << 16;
+        let fd = IterableMap::map(&self.ring).fd().as_fd();
+        for (c, chunk) in ids.chunks(CHUNK).enumerate() {
+            let start = base + (c * CHUNK) as u32;
+            let keys: Vec<u32> = (start..start + chunk.len() as u32).collect();
+            update_batch(fd, &keys, chunk).with_context(|| {
+                format!("writing RING[{start}..{}]", start as usize + chunk.len())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Slots with a family set.
+    fn backends(&self) -> Vec<(u32, Backend)> {
+        (0..self.backends.len())
+            .filter_map(|i| self.backends.get(&i, 0).ok().map(|b| (i, b)))
+            .filter(|(_, b)| b.family != 0)
+            .collect()
+    }
+
+    fn backend(&self, id: u32) -> Option<Backend> {
+        self.backends.get(&id, 0).ok()
+    }
+
+    fn set_backends(&mut self, entries: &[(u32, Backend)]) -> anyhow::Result<()> {
+        let (ids, backends): (Vec<u32>, Vec<Backend>) = entries.iter().copied().unzip();
+        let fd = IterableMap::map(&self.backends).fd().as_fd();
+        update_batch(fd, &ids, &backends).context("writing BACKENDS")
+    }
+
+    fn nat_servers(&self) -> Vec<(VipKey, NatServer)> {
+        self.nat_servers.iter().filter_map(Result::ok).collect()
+    }
+
+    fn set_nat_servers(&mut self, entries: &[(VipKey, NatServer)]) -> anyhow::Result<()> {
+        let (keys, values): (Vec<VipKey>, Vec<NatServer>) = entries.iter().copied().unzip();
+        let fd = IterableMap::map(&self.nat_servers).fd().as_fd();
+        update_batch(fd, &keys, &values).context("writing NAT_SERVERS")
+    }
+
+    fn remove_nat_server(&mut self, key: &VipKey) {
+        let _ = self.nat_servers.remove(key);
+    }
+
+    fn conns(&self) -> Vec<(FlowKey, Conn)> {
+        self.conns.iter().filter_map(Result::ok).collect()
+    }
+
+    fn conn(&self, key: &FlowKey) -> Option<Conn> {
+        self.conns.get(key, 0).ok()
+    }
+
+    fn insert_conn(&mut self, key: &FlowKey, conn: &Conn) -> anyhow::Result<()> {
+        self.conns.insert(key, conn, 0).context("writing CONNS")
+    }
+
+    fn insert_nat_reply(&mut self, key: &FlowKey, reply: &NatReply) -> anyhow::Result<()> {
+        self.nat_replies
+            .insert(key, reply, 0)
+            .context("writing NAT_REPLIES")
+    }
+
+    /// Already gone (LRU eviction, a racing sweep) is fine.
+    fn remove_conn(&mut self, key: &FlowKey, reply: Option<&FlowKey>) {
+        let _ = self.conns.remove(key);
+        if let Some(rk) = reply {
+            let _ = self.nat_replies.remove(rk);
+        }
+    }
+
+    fn persist_entries(&self) -> Vec<(PersistKey, Persist)> {
+        self.persist.iter().filter_map(Result::ok).collect()
+    }
+
+    fn set_persist(&mut self, key: &PersistKey, value: &Persist) -> anyhow::Result<()> {
+        self.persist
+            .insert(key, value, 0)
+            .context("writing PERSIST")
+    }
+
+    /// Already evicted is fine.
+    fn remove_persist(&mut self, key: &PersistKey) {
+        let _ = self.persist.remove(key);
     }
 }
 
@@ -602,24 +505,6 @@ fn update_batch<K: aya::Pod, V: aya::Pod>(
         )));
     }
     Ok(())
-}
-
-/// The `NAT_REPLIES` entry of a NAT connection (`key` client -> VIP) to
-/// backend `be`, as the datapath would have recorded it.
-pub fn nat_reply_of(key: &FlowKey, conn: &Conn, be: &Backend) -> (FlowKey, NatReply) {
-    (
-        crate::gc::reply_key(key, be.addr, be.port),
-        NatReply {
-            vip: key.dst,
-            vip_port: key.dport,
-            _pad0: 0,
-            ifindex: conn.client_ifindex,
-            vip_id: conn.vip_id,
-            backend_id: conn.backend_id,
-            dst_mac: conn.client_mac,
-            src_mac: conn.local_mac,
-        },
-    )
 }
 
 fn program(ebpf: &mut Ebpf) -> anyhow::Result<&mut Xdp> {

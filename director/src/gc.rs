@@ -7,16 +7,11 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use director_common::{
-    abi::{CONN_F_NAT, Conn, ConnCounts, FlowKey, PersistKey, wire_port},
-    hash,
+    abi::{Backend, CONN_F_NAT, Conn, ConnCounts, FlowKey, PersistKey},
     tcp::State,
 };
 
-use crate::{
-    config::Timeouts,
-    dataplane::Dataplane,
-    plan::{Plan, addr_key},
-};
+use crate::{apply::Maps, config::Timeouts, dataplane::Dataplane};
 
 /// Idle timeout of an entry in `state` under a virtual server's timeouts.
 /// SYN_RECV and CLOSE keep the IPVS values, which `ipvsadm --set` does not
@@ -39,62 +34,22 @@ pub fn expired(conn: &Conn, t: &Timeouts, now_ns: u64) -> bool {
     now_ns.saturating_sub(conn.last_seen_ns) > limit
 }
 
-/// The `NAT_REPLIES` key of a NAT connection to `server` (address, wire port).
-pub fn reply_key(client: &FlowKey, server_addr: [u8; 16], server_port: u16) -> FlowKey {
-    FlowKey {
-        src: server_addr,
-        dst: client.src,
-        sport: server_port,
-        dport: client.sport,
-        proto: client.proto,
-        family: client.family,
-        _pad: 0,
-    }
-}
-
 /// What the sweep needs to know of the configuration, by id.
 #[derive(Debug, Default)]
 pub struct View {
     /// Per vip id: timeouts, persistence timeout and prefix.
     pub vips: HashMap<u32, (Timeouts, Option<Duration>, u8)>,
-    /// Per backend id: address and wire port (for NAT reply keys).
-    pub backends: HashMap<u32, ([u8; 16], u16)>,
+    /// Per backend id: its server (for NAT reply keys and listings).
+    pub backends: HashMap<u32, Backend>,
 }
 
 impl View {
-    fn reply_of(&self, key: &FlowKey, conn: &Conn) -> Option<FlowKey> {
+    /// The `NAT_REPLIES` key of a connection, if it has one.
+    pub fn reply_of(&self, key: &FlowKey, conn: &Conn) -> Option<FlowKey> {
         if conn.flags & CONN_F_NAT == 0 {
             return None;
         }
-        let &(addr, port) = self.backends.get(&conn.backend_id)?;
-        Some(reply_key(key, addr, port))
-    }
-}
-
-impl From<&Plan> for View {
-    fn from(plan: &Plan) -> View {
-        View {
-            vips: plan
-                .vips
-                .iter()
-                .map(|v| {
-                    (
-                        v.info.vip_id,
-                        (v.timeouts, v.persistence, v.info.persist_prefix),
-                    )
-                })
-                .collect(),
-            backends: plan
-                .backends
-                .iter()
-                .map(|b| {
-                    (
-                        b.id,
-                        (addr_key(b.address.ip()).0, wire_port(b.address.port())),
-                    )
-                })
-                .collect(),
-        }
+        Some(key.reply_via(self.backends.get(&conn.backend_id)?))
     }
 }
 
@@ -129,13 +84,7 @@ pub fn sweep(dp: &mut Dataplane, view: &View, now_ns: u64) -> Swept {
             c.inactive += 1;
         }
         if let Some(&(_, Some(_), prefix)) = vip {
-            persistent.insert(PersistKey {
-                addr: hash::mask_addr(&key.src, prefix),
-                vip_id: conn.vip_id,
-                family: key.family,
-                _pad0: 0,
-                _pad1: 0,
-            });
+            persistent.insert(PersistKey::of(&key.src, key.family, prefix, conn.vip_id));
         }
     }
     reconcile(dp, view.backends.keys().copied(), &live);
@@ -159,25 +108,6 @@ pub fn sweep(dp: &mut Dataplane, view: &View, now_ns: u64) -> Swept {
         }
     }
     swept
-}
-
-/// Removes every connection (and persistence) entry naming one of `ids`:
-/// a drained server's stragglers at its drain timeout, or a failed server's
-/// connections with `on_failure = "reset"`. Returns how many connections.
-pub fn expire_backends(dp: &mut Dataplane, view: &View, ids: &HashSet<u32>) -> usize {
-    let mut n = 0;
-    for (key, conn) in dp.conns() {
-        if ids.contains(&conn.backend_id) {
-            dp.remove_conn(&key, view.reply_of(&key, &conn).as_ref());
-            n += 1;
-        }
-    }
-    for (key, entry) in dp.persist_entries() {
-        if ids.contains(&entry.backend_id) {
-            dp.remove_persist(&key);
-        }
-    }
-    n
 }
 
 /// Sets each backend's released counts so that opened − released equals the
@@ -245,24 +175,5 @@ mod tests {
         c.state = 0;
         assert!(expired(&c, &t, 6 * 1_000_000_000));
         assert!(!expired(&conn(State::Close, 20), &t, 10 * 1_000_000_000));
-    }
-
-    #[test]
-    fn reply_key_mirrors_the_client_flow() {
-        let client = FlowKey {
-            src: [198, 51, 100, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-            dst: [192, 0, 2, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-            sport: 1111,
-            dport: 80,
-            proto: 6,
-            family: 4,
-            _pad: 0,
-        };
-        let server = [10, 1, 0, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-        let r = reply_key(&client, server, 8080);
-        assert_eq!(
-            (r.src, r.dst, r.sport, r.dport),
-            (server, client.src, 8080, 1111)
-        );
     }
 }

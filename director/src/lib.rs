@@ -2,6 +2,7 @@
 //! what the datapath should hold and its reconciliation, loading, pinning
 //! and attaching the XDP program, the control socket and the run loop.
 
+pub mod apply;
 pub mod config;
 pub mod control;
 pub mod daemon;
@@ -12,4 +13,5 @@ pub mod model;
 pub mod neighbor;
 pub mod plan;
 pub mod ring_alloc;
+pub mod snapshot;
 pub mod status;

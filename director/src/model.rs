@@ -11,11 +11,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use director_common::abi::{Backend, VipInfo, VipKey, host_port};
+use director_common::abi::{Backend, VipInfo, VipKey};
 use serde::Serialize;
 
 use crate::config::{Config, RealServer, VirtualServer};
-use crate::plan::{Member, addr_key, vip_key};
+use crate::plan::{Member, vip_key};
 use crate::ring_alloc::Region;
 
 /// Drain timeout when a virtual server sets none.
@@ -100,6 +100,9 @@ pub struct Written {
     pub region: Region,
     pub info: VipInfo,
     pub lists: Vec<u32>,
+    /// What the lists were computed from (none for a previous run's):
+    /// unchanged inputs need no recomputation.
+    pub inputs: Option<(VirtualServer, Vec<Member>)>,
 }
 
 /// Smallest-free-first id allocation within a map's capacity.
@@ -161,15 +164,6 @@ pub fn region_of(info: &VipInfo) -> Region {
     }
 }
 
-fn backend_addr(b: &Backend) -> SocketAddr {
-    let ip: std::net::IpAddr = if b.family == director_common::abi::FAMILY_V4 {
-        std::net::Ipv4Addr::new(b.addr[0], b.addr[1], b.addr[2], b.addr[3]).into()
-    } else {
-        std::net::Ipv6Addr::from(b.addr).into()
-    };
-    SocketAddr::new(ip, host_port(b.port))
-}
-
 impl Model {
     pub fn new(backend_cap: u32, vip_cap: u32) -> Model {
         Model {
@@ -193,8 +187,7 @@ impl Model {
         }
         for (id, b) in backends {
             self.backend_ids.take(*id);
-            self.adopted_backends
-                .insert((b.vip_id, backend_addr(b)), *id);
+            self.adopted_backends.insert((b.vip_id, b.server()), *id);
         }
     }
 
@@ -282,6 +275,7 @@ impl Model {
                         region: region_of(&info),
                         info,
                         lists: Vec::new(),
+                        inputs: None,
                     });
                     self.vss.push(VsEntry {
                         vip_id,
@@ -425,17 +419,13 @@ impl Model {
         Some((i, j))
     }
 
-    pub fn backend_addr_of(&self, id: u32) -> Option<([u8; 16], u16)> {
+    /// The address of the real server with backend id `id`.
+    pub fn server_addr(&self, id: u32) -> Option<SocketAddr> {
         self.vss
             .iter()
             .flat_map(|vs| &vs.servers)
             .find(|rs| rs.id == id)
-            .map(|rs| {
-                (
-                    addr_key(rs.cfg.address.ip()).0,
-                    director_common::abi::wire_port(rs.cfg.address.port()),
-                )
-            })
+            .map(|rs| rs.cfg.address)
     }
 }
 

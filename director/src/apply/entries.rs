@@ -1,0 +1,168 @@
+//! Single connection and persistence entries named by stable identity
+//! (virtual server address, port and protocol; real server address and
+//! port; client address and port), never by this director's ids, MACs,
+//! ifindexes or clock: what state sync installs and removes.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::anyhow;
+use director_common::abi::{CONN_F_NAT, Conn, NatReply, Persist, PersistKey};
+use director_common::entries::{Hop, addr_key, endpoint_key};
+use director_common::{abi::FlowKey, tcp::State};
+
+use super::{Maps, Reconciler};
+use crate::config::{Forward, Protocol};
+use crate::dataplane::monotonic_ns;
+use crate::model::VsEntry;
+
+/// A connection as every director names it: client -> virtual server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnId {
+    pub protocol: Protocol,
+    pub client: SocketAddr,
+    pub virtual_server: SocketAddr,
+}
+
+/// A connection's state as another director reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyncedConn {
+    pub id: ConnId,
+    pub real_server: SocketAddr,
+    pub state: State,
+    /// Time since its last packet (a duration: clocks differ between hosts).
+    pub idle: Duration,
+}
+
+/// A persistence entry: clients of `client_net` (masked to the virtual
+/// server's netmask) stick to `real_server`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyncedPersist {
+    pub protocol: Protocol,
+    pub virtual_server: SocketAddr,
+    pub client_net: IpAddr,
+    pub real_server: SocketAddr,
+    pub idle: Duration,
+}
+
+impl ConnId {
+    fn key(&self) -> FlowKey {
+        FlowKey::client_side(self.client, self.virtual_server, self.protocol.as_u8())
+    }
+}
+
+impl<M: Maps> Reconciler<M> {
+    /// The live virtual server at `address` under `protocol`.
+    fn vs_at(&self, protocol: Protocol, address: SocketAddr) -> anyhow::Result<&VsEntry> {
+        let key = endpoint_key(address, protocol.as_u8());
+        self.model
+            .vss
+            .iter()
+            .find(|vs| !vs.removed && vs.key == key)
+            .ok_or_else(|| anyhow!("no virtual server {protocol} {address}"))
+    }
+
+    /// The backend id of `server` in the virtual server at `address`.
+    fn server_id(
+        &self,
+        protocol: Protocol,
+        address: SocketAddr,
+        server: SocketAddr,
+    ) -> anyhow::Result<(u32, u32, Forward)> {
+        let vs = self.vs_at(protocol, address)?;
+        let rs = vs
+            .servers
+            .iter()
+            .find(|rs| rs.cfg.address == server)
+            .ok_or_else(|| anyhow!("no real server {server} in virtual server {address}"))?;
+        Ok((vs.vip_id, rs.id, vs.cfg.forward))
+    }
+
+    /// Installs a connection as the datapath would have recorded it here;
+    /// `client` is how this director reaches the client (NAT replies leave
+    /// through it). A NAT connection to a server whose replies are not found
+    /// through its virtual server also gets its reply entry.
+    pub fn install_conn(&mut self, c: &SyncedConn, client: &Hop) -> anyhow::Result<()> {
+        let (vip_id, backend_id, forward) =
+            self.server_id(c.id.protocol, c.id.virtual_server, c.real_server)?;
+        let nat = forward == Forward::Nat;
+        let key = c.id.key();
+        let conn = Conn {
+            backend_id,
+            vip_id,
+            state: c.state as u8,
+            flags: if nat { CONN_F_NAT } else { 0 },
+            client_ifindex: client.ifindex,
+            last_seen_ns: monotonic_ns().saturating_sub(c.idle.as_nanos() as u64),
+            client_mac: client.dst_mac,
+            local_mac: client.src_mac,
+            ..Conn::default()
+        };
+        if nat {
+            let server = endpoint_key(c.real_server, c.id.protocol.as_u8());
+            let derived = self
+                .nat_servers
+                .as_ref()
+                .and_then(|m| m.get(&server))
+                .is_some_and(|s| s.skips_reply_entry(vip_id));
+            let be = self
+                .written
+                .get(&backend_id)
+                .ok_or_else(|| anyhow!("real server {} not written yet", c.real_server))?;
+            if !derived {
+                let reply_key = key.reply_via(be);
+                self.maps
+                    .insert_nat_reply(&reply_key, &NatReply::of(&key, &conn))?;
+            }
+        }
+        self.maps.insert_conn(&key, &conn)
+    }
+
+    /// Removes a connection and its reply entry, if present.
+    pub fn remove_conn(&mut self, id: &ConnId) {
+        let key = id.key();
+        let Some(conn) = self.maps.conn(&key) else {
+            return;
+        };
+        let reply = self
+            .written
+            .get(&conn.backend_id)
+            .filter(|_| conn.flags & CONN_F_NAT != 0)
+            .map(|be| key.reply_via(be));
+        self.maps.remove_conn(&key, reply.as_ref());
+    }
+
+    fn persist_key(
+        &self,
+        protocol: Protocol,
+        address: SocketAddr,
+        client: IpAddr,
+    ) -> anyhow::Result<PersistKey> {
+        let vs = self.vs_at(protocol, address)?;
+        let (addr, family) = addr_key(client);
+        let prefix = vs.cfg.persistence_prefix();
+        Ok(PersistKey::of(&addr, family, prefix, vs.vip_id))
+    }
+
+    pub fn install_persist(&mut self, p: &SyncedPersist) -> anyhow::Result<()> {
+        let (_, backend_id, _) = self.server_id(p.protocol, p.virtual_server, p.real_server)?;
+        let key = self.persist_key(p.protocol, p.virtual_server, p.client_net)?;
+        let value = Persist {
+            backend_id,
+            last_seen_ns: monotonic_ns().saturating_sub(p.idle.as_nanos() as u64),
+            ..Persist::default()
+        };
+        self.maps.set_persist(&key, &value)
+    }
+
+    pub fn remove_persist(
+        &mut self,
+        protocol: Protocol,
+        virtual_server: SocketAddr,
+        client_net: IpAddr,
+    ) -> anyhow::Result<()> {
+        let key = self.persist_key(protocol, virtual_server, client_net)?;
+        self.maps.remove_persist(&key);
+        Ok(())
+    }
+}
