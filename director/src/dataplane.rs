@@ -22,7 +22,7 @@ use director_common::abi::{
 };
 use director_common::entries::map;
 
-use crate::apply::Maps;
+use crate::maps::Maps;
 
 /// Map capacities, fixed when the maps are created.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

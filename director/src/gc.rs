@@ -11,7 +11,7 @@ use director_common::{
     tcp::State,
 };
 
-use crate::{apply::Maps, config::Timeouts, dataplane::Dataplane};
+use crate::{config::Timeouts, dataplane::Dataplane, maps::Maps};
 
 /// Idle timeout of an entry in `state` under a virtual server's timeouts.
 /// SYN_RECV and CLOSE keep the IPVS values, which `ipvsadm --set` does not

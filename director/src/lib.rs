@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod dataplane;
 pub mod gc;
 pub mod health;
+pub mod maps;
 pub mod model;
 pub mod neighbor;
 pub mod plan;

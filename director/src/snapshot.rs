@@ -10,10 +10,11 @@ use director_common::abi::PROTO_TCP;
 use director_common::entries::socket_addr;
 use director_common::tcp::State as TcpState;
 
-use crate::apply::{Maps as _, Reconciler};
+use crate::apply::Reconciler;
 use crate::control::{ConnEntry, Response};
 use crate::dataplane::{Dataplane, monotonic_ns};
 use crate::gc;
+use crate::maps::Maps as _;
 use crate::model::{Health, VsEntry};
 use crate::status::{Counters, Rates, RsStatus, Status, VsStatus};
 

@@ -11,9 +11,10 @@ use director_common::abi::{CONN_F_NAT, Conn, NatReply, Persist, PersistKey};
 use director_common::entries::{Hop, addr_key, endpoint_key};
 use director_common::{abi::FlowKey, tcp::State};
 
-use super::{Maps, Reconciler};
+use super::Reconciler;
 use crate::config::{Forward, Protocol};
 use crate::dataplane::monotonic_ns;
+use crate::maps::Maps;
 use crate::model::VsEntry;
 
 /// A connection as every director names it: client -> virtual server.

@@ -9,7 +9,6 @@
 //! virtual server gets reply entries before `NAT_SERVERS` changes.
 
 mod entries;
-mod maps;
 #[cfg(test)]
 mod tests;
 
@@ -25,13 +24,13 @@ use director_common::entries::{Hop, endpoint_key};
 use director_common::{sh, wrr};
 
 pub use entries::{ConnId, SyncedConn, SyncedPersist};
-pub use maps::Maps;
-#[cfg(test)]
-pub use maps::Memory;
 
 use crate::config::{Config, Forward, Scheduler, VirtualServer};
 use crate::dataplane::{Dataplane, PinDir, Sizes};
 use crate::gc;
+use crate::maps::Maps;
+#[cfg(test)]
+use crate::maps::Memory;
 use crate::model::{self, Changes, Model, Written};
 use crate::plan;
 use crate::ring_alloc::RingAlloc;

@@ -1,5 +1,5 @@
-//! What the reconciler needs of the datapath's maps: typed reads and writes,
-//! no policy. `Dataplane` is the kernel's; `Memory` (tests) is a plain copy,
+//! What the reconciler and the table upkeep need of the datapath's maps:
+//! typed reads and writes, no policy. `Dataplane` is the kernel's; `Memory` (tests) is a plain copy,
 //! so the reconciler is tested without a kernel.
 
 use director_common::abi::{Backend, Conn, FlowKey, NatReply, NatServer, Persist, PersistKey};
