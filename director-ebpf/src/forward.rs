@@ -124,13 +124,13 @@ fn open(
     let ifindex = ctx.ingress_ifindex();
     let is_nat = vip.flags & VIP_F_NAT != 0;
     if is_nat {
-        if let Some((old_id, _)) = replaces {
-            if let Some(old) = BACKENDS.get(old_id) {
-                s.reply_key = flow(
-                    &old.addr, &pkt.src, old.port, l4.sport, pkt.proto, pkt.family,
-                );
-                conntrack::forget_reply(&s.reply_key);
-            }
+        if let Some((old_id, _)) = replaces
+            && let Some(old) = BACKENDS.get(old_id)
+        {
+            s.reply_key = flow(
+                &old.addr, &pkt.src, old.port, l4.sport, pkt.proto, pkt.family,
+            );
+            conntrack::forget_reply(&s.reply_key);
         }
         // A reply entry only where the server's replies cannot be found
         // through its virtual server (see `NatServer`).

@@ -177,15 +177,15 @@ fn translate(
     // The quoted transport checksum, if the quote reaches it.
     let tcp = q.proto == PROTO_TCP;
     let check_off = q.l4_off + check_field(tcp);
-    if let Ok(old) = load16(ctx, check_off) {
-        if tcp || old != 0 {
-            let mut new = csum::apply(old, d_inner + d_port);
-            if !tcp {
-                new = csum::udp_nonzero(new);
-            }
-            store16(ctx, check_off, new)?;
-            icmp_delta += csum::delta(&old.to_ne_bytes(), &new.to_ne_bytes());
+    if let Ok(old) = load16(ctx, check_off)
+        && (tcp || old != 0)
+    {
+        let mut new = csum::apply(old, d_inner + d_port);
+        if !tcp {
+            new = csum::udp_nonzero(new);
         }
+        store16(ctx, check_off, new)?;
+        icmp_delta += csum::delta(&old.to_ne_bytes(), &new.to_ne_bytes());
     }
     nat::fix_check(ctx, pkt.l4_off + 2, icmp_delta)?;
     Ok(())

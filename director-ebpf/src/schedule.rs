@@ -31,6 +31,10 @@ pub fn pick(vip: &VipInfo, s: &mut Scratch, family: u8, sport: u16, now: u64) ->
     ret::pack(try_pick(vip, s, family, sport, now))
 }
 
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "a key passed by value is copied onto the BPF stack, which then exceeds 512 bytes"
+)]
 #[inline(always)]
 fn try_pick(
     vip: &VipInfo,
