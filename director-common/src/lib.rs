@@ -11,6 +11,7 @@ extern crate std;
 pub mod abi;
 pub mod csum;
 pub mod hash;
+mod reason;
 pub mod tcp;
 
 #[cfg(feature = "user")]

@@ -27,7 +27,7 @@ use crate::{
     l2,
     nat::{self, Side, addr_off, load16, port_off, store16},
     parse::{Ctx, Pkt, V4_LEN, V6_LEN, check_field, ptr_at},
-    ret,
+    ret::{self, Packed},
     scratch::Scratch,
 };
 
@@ -88,7 +88,7 @@ fn quote(ctx: &Ctx, family: u8, off: usize) -> Result<Quote, Reason> {
 
 /// A BPF subprogram with its own stack frame, see `forward`.
 #[inline(never)]
-pub fn handle(raw: *mut xdp_md, pkt: &Pkt, room: &mut Scratch) -> i64 {
+pub fn handle(raw: *mut xdp_md, pkt: &Pkt, room: &mut Scratch) -> Packed {
     ret::pack(try_handle(&Ctx::new(raw), pkt, room))
 }
 
