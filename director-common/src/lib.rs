@@ -12,6 +12,7 @@ pub mod abi;
 pub mod csum;
 pub mod entries;
 pub mod hash;
+mod reason;
 pub mod tcp;
 
 #[cfg(feature = "user")]

@@ -158,6 +158,10 @@ pub struct ServerSide<'a> {
 /// connection. A connection found through the server's virtual server must
 /// be to that very server. Keys are built in `room` (the callers' stack
 /// frames are full).
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "a key passed by value is copied onto the BPF stack, which then exceeds 512 bytes"
+)]
 #[inline(always)]
 pub fn back(p: &ServerSide, room: &mut Scratch) -> Option<Back> {
     room.server_key = server(p.srv, p.sport, p.proto, p.family);
@@ -200,6 +204,10 @@ pub enum Seen {
 /// A real server's segment on its connection: a FIN or RST moves the state;
 /// a SYN-ACK on a closed entry is not ours (see `Seen`). The segment's keys
 /// are `room`'s, as `back` left them.
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "a key passed by value is copied onto the BPF stack, which then exceeds 512 bytes"
+)]
 #[inline(always)]
 pub fn server_segment(back: &mut Back, p: &ServerSide, flags: u8, room: &mut Scratch) -> Seen {
     let syn_ack = flags & (tcp::FLAG_SYN | tcp::FLAG_ACK) == tcp::FLAG_SYN | tcp::FLAG_ACK;
@@ -222,7 +230,7 @@ pub fn server_segment(back: &mut Back, p: &ServerSide, flags: u8, room: &mut Scr
         counts::closed(conn.backend_id, conn.state);
         let _ = CONNS.remove(&room.conn_key);
         room.reply_key = flow(p.srv, p.client, p.sport, p.cport, p.proto, p.family);
-        let _ = NAT_REPLIES.remove(&room.reply_key);
+        forget_reply(&room.reply_key);
         return Seen::NotOurs;
     }
     advance(conn, state, false, flags);

@@ -19,7 +19,8 @@ use crate::{
     maps::BACKENDS,
     nat::{self, Side},
     parse::{Ctx, L4, Pkt, ptr_at},
-    ret, schedule,
+    ret::{self, Packed},
+    schedule,
     scratch::Scratch,
     stats,
 };
@@ -39,7 +40,7 @@ pub fn backend(id: u32, family: u8) -> Result<&'static Backend, Reason> {
 
 /// Client -> VIP.
 #[inline(never)]
-pub fn inbound(raw: *mut xdp_md, pkt: &Pkt, l4: &L4, vip: &VipInfo, s: &mut Scratch) -> i64 {
+pub fn inbound(raw: *mut xdp_md, pkt: &Pkt, l4: &L4, vip: &VipInfo, s: &mut Scratch) -> Packed {
     ret::pack(try_inbound(&Ctx::new(raw), pkt, l4, vip, s))
 }
 
@@ -135,11 +136,11 @@ fn open(
         _pad1: 0,
     };
     if is_nat {
-        if let Some((old_id, _)) = replaces {
-            if let Some(old) = BACKENDS.get(old_id) {
-                s.reply_key = s.conn_key.reply_via(old);
-                conntrack::forget_reply(&s.reply_key);
-            }
+        if let Some((old_id, _)) = replaces
+            && let Some(old) = BACKENDS.get(old_id)
+        {
+            s.reply_key = s.conn_key.reply_via(old);
+            conntrack::forget_reply(&s.reply_key);
         }
         // A reply entry only where the server's replies cannot be found
         // through its virtual server (see `NatServer`).
@@ -159,7 +160,7 @@ fn open(
 /// Real server -> client of a NAT connection: restore VIP:port as source.
 /// Anything that is not a tracked reply passes.
 #[inline(never)]
-pub fn reply(raw: *mut xdp_md, pkt: &Pkt, l4: &L4, room: &mut Scratch) -> i64 {
+pub fn reply(raw: *mut xdp_md, pkt: &Pkt, l4: &L4, room: &mut Scratch) -> Packed {
     ret::pack(try_reply(&Ctx::new(raw), pkt, l4, room))
 }
 

@@ -27,7 +27,7 @@ use crate::{
     l2,
     nat::{self, Side, addr_off, load16, port_off, store16},
     parse::{Ctx, Pkt, V4_LEN, V6_LEN, check_field, ptr_at},
-    ret,
+    ret::{self, Packed},
     scratch::Scratch,
 };
 
@@ -88,7 +88,7 @@ fn quote(ctx: &Ctx, family: u8, off: usize) -> Result<Quote, Reason> {
 
 /// A BPF subprogram with its own stack frame, see `forward`.
 #[inline(never)]
-pub fn handle(raw: *mut xdp_md, pkt: &Pkt, room: &mut Scratch) -> i64 {
+pub fn handle(raw: *mut xdp_md, pkt: &Pkt, room: &mut Scratch) -> Packed {
     ret::pack(try_handle(&Ctx::new(raw), pkt, room))
 }
 
@@ -177,15 +177,15 @@ fn translate(
     // The quoted transport checksum, if the quote reaches it.
     let tcp = q.proto == PROTO_TCP;
     let check_off = q.l4_off + check_field(tcp);
-    if let Ok(old) = load16(ctx, check_off) {
-        if tcp || old != 0 {
-            let mut new = csum::apply(old, d_inner + d_port);
-            if !tcp {
-                new = csum::udp_nonzero(new);
-            }
-            store16(ctx, check_off, new)?;
-            icmp_delta += csum::delta(&old.to_ne_bytes(), &new.to_ne_bytes());
+    if let Ok(old) = load16(ctx, check_off)
+        && (tcp || old != 0)
+    {
+        let mut new = csum::apply(old, d_inner + d_port);
+        if !tcp {
+            new = csum::udp_nonzero(new);
         }
+        store16(ctx, check_off, new)?;
+        icmp_delta += csum::delta(&old.to_ne_bytes(), &new.to_ne_bytes());
     }
     nat::fix_check(ctx, pkt.l4_off + 2, icmp_delta)?;
     Ok(())

@@ -17,7 +17,7 @@ use aya_ebpf::helpers::bpf_loop;
 use crate::{
     counts,
     maps::{BACKENDS, CURSORS, PERSIST, RING, SCANS},
-    ret,
+    ret::{self, Packed},
     scratch::Scratch,
 };
 
@@ -27,10 +27,14 @@ use crate::{
 /// of result instead of once per path through here.
 /// The client is `s.conn_key`'s source; persistence uses `s`'s room.
 #[inline(never)]
-pub fn pick(vip: &VipInfo, s: &mut Scratch, family: u8, sport: u16, now: u64) -> i64 {
+pub fn pick(vip: &VipInfo, s: &mut Scratch, family: u8, sport: u16, now: u64) -> Packed {
     ret::pack(try_pick(vip, s, family, sport, now))
 }
 
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "a key passed by value is copied onto the BPF stack, which then exceeds 512 bytes"
+)]
 #[inline(always)]
 fn try_pick(
     vip: &VipInfo,

@@ -9,7 +9,7 @@ use std::{
 
 use crate::{
     failure::{Failure, Result},
-    prereq::Env,
+    prereq::{self, Env},
     run,
 };
 
@@ -18,6 +18,13 @@ use crate::{
 /// commands leave it out, as aya-template does.
 pub const EBPF_PACKAGE: &str = "director-ebpf";
 pub const DIRECTOR_BIN: &str = "director";
+
+/// The BPF target aya-build compiles the eBPF crate for: the host's byte order.
+const EBPF_TARGET: &str = if cfg!(target_endian = "big") {
+    "bpfeb-unknown-none"
+} else {
+    "bpfel-unknown-none"
+};
 
 /// The cargo that runs xtask (`cargo run` sets CARGO), else the one on PATH.
 pub fn program() -> OsString {
@@ -139,6 +146,33 @@ impl Workspace {
             &format!(
                 "fix the errors cargo printed above (eBPF errors appear as `warning: director@...` lines), then rerun: cargo xtask build{release}"
             ),
+        )
+    }
+
+    /// Clippy, warnings denied, on the eBPF crate as aya-build compiles it (see
+    /// director/build.rs): nightly, the BPF target, `-Z build-std=core`, the
+    /// `bpf_target_arch` cfg aya-ebpf reads. Nothing is linked, so bpf-linker plays no
+    /// part; a target directory of its own keeps the nightly's artifacts apart.
+    pub fn clippy_ebpf(&self) -> Result<()> {
+        let mut cmd = prereq::nightly("cargo");
+        cmd.current_dir(&self.root)
+            .env("PATH", &self.path)
+            .args(["clippy", "--package", EBPF_PACKAGE, "--release"])
+            .args(["--target", EBPF_TARGET, "-Z", "build-std=core"])
+            .arg("--target-dir")
+            .arg(self.target.join("clippy-ebpf"))
+            .args(["--", "-D", "warnings"])
+            .env(
+                "CARGO_ENCODED_RUSTFLAGS",
+                format!("--cfg=bpf_target_arch=\"{}\"", env::consts::ARCH),
+            )
+            // As aya-build does: an inherited compiler would not be the nightly's.
+            .env_remove("RUSTC")
+            .env_remove("RUSTC_WORKSPACE_WRAPPER");
+        run::status(
+            &mut cmd,
+            "clippy on the eBPF crate",
+            "fix what clippy printed above, then rerun: cargo xtask clippy-ebpf",
         )
     }
 

@@ -59,6 +59,8 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Mode::Both)]
         mode: Mode,
     },
+    /// Clippy, warnings denied, on the eBPF crate for the BPF target (nightly, build-std).
+    ClippyEbpf,
     /// Check and install the prerequisites only, and print what is there (needs root).
     CheckEnv,
     /// Benchmarks: per-packet cost, forwarding rate, HTTP, control plane; report in bench/results (needs root).
@@ -112,6 +114,7 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Run { release, args } => run_director(release, &args),
         Command::Test { filters } => test(&filters),
         Command::Demo { mode } => demo(mode),
+        Command::ClippyEbpf => clippy_ebpf(),
         Command::CheckEnv => check_env(),
         Command::Bench { quick, smoke } => bench::bench(bench::Mode::new(quick, smoke)),
     }
@@ -121,6 +124,15 @@ fn build(release: bool) -> Result<()> {
     let env = prereq::ensure(BUILD)?;
     let ws = Workspace::locate(&env)?;
     ws.build_all(Profile::new(release))
+}
+
+fn clippy_ebpf() -> Result<()> {
+    let env = prereq::ensure(Needs {
+        command: "clippy-ebpf",
+        ..BUILD
+    })?;
+    prereq::ensure_clippy(&env.nightly)?;
+    Workspace::locate(&env)?.clippy_ebpf()
 }
 
 fn run_director(release: bool, args: &[OsString]) -> Result<()> {

@@ -66,6 +66,8 @@ pub struct Nightly {
     pub llvm_version: String,
     pub llvm_major: u32,
     pub sysroot: PathBuf,
+    /// `x86_64-unknown-linux-gnu`
+    pub host: String,
 }
 
 pub fn ensure(needs: Needs) -> Result<Env> {
@@ -75,7 +77,7 @@ pub fn ensure(needs: Needs) -> Result<Env> {
     ensure_nightly_installed()?;
     let nightly = nightly_info()?;
     progress("nightly toolchain", &format!("ok ({})", nightly.version));
-    ensure_rust_src()?;
+    ensure_component("rust-src", &nightly.host)?;
     let bpf_linker = ensure_bpf_linker(&nightly)?;
     if needs.lab {
         ensure_packages(LAB_PACKAGES)?;
@@ -162,7 +164,7 @@ fn nightly_info() -> Result<Nightly> {
     let fix =
         "rustup toolchain uninstall nightly && rustup toolchain install nightly --profile minimal";
     let verbose = run::stdout(
-        rustup().args(["run", NIGHTLY, "rustc", "-vV"]),
+        nightly("rustc").arg("-vV"),
         "running the nightly rustc",
         fix,
     )?;
@@ -183,8 +185,19 @@ fn nightly_info() -> Result<Nightly> {
                 fix,
             )
         })?;
+    let host = verbose
+        .lines()
+        .find_map(|l| l.strip_prefix("host:"))
+        .map(|h| h.trim().to_owned())
+        .ok_or_else(|| {
+            Failure::new(
+                "reading the nightly's host triple",
+                format!("no `host:` line in `rustc -vV` of {version:?}"),
+                fix,
+            )
+        })?;
     let sysroot = run::stdout(
-        rustup().args(["run", NIGHTLY, "rustc", "--print", "sysroot"]),
+        nightly("rustc").args(["--print", "sysroot"]),
         "finding the nightly's sysroot",
         fix,
     )?;
@@ -193,32 +206,53 @@ fn nightly_info() -> Result<Nightly> {
         llvm_version,
         llvm_major,
         sysroot: PathBuf::from(sysroot.trim()),
+        host,
     })
 }
 
-fn ensure_rust_src() -> Result<()> {
-    let step = "rust-src for nightly";
-    let add = "rustup component add rust-src --toolchain nightly";
+/// Clippy for the nightly, which `cargo xtask clippy-ebpf` runs on the eBPF crate; a
+/// minimal-profile nightly lacks it.
+pub fn ensure_clippy(nightly: &Nightly) -> Result<()> {
+    ensure_component("clippy", &nightly.host)
+}
+
+fn ensure_component(component: &str, host: &str) -> Result<()> {
+    let step = format!("{component} for nightly");
+    let add = format!("rustup component add {component} --toolchain {NIGHTLY}");
     let installed = run::stdout(
         rustup().args(["component", "list", "--toolchain", NIGHTLY, "--installed"]),
         "listing the nightly's components",
-        add,
+        &add,
     )?;
-    if installed
-        .lines()
-        .any(|l| l.split_whitespace().next() == Some("rust-src"))
-    {
-        progress(step, "ok");
+    if has_component(&installed, component, host) {
+        progress(&step, "ok");
         return Ok(());
     }
-    progress(step, "installing");
+    progress(&step, "installing");
     run::status(
-        rustup().args(["component", "add", "rust-src", "--toolchain", NIGHTLY]),
-        "installing rust-src for nightly",
-        add,
+        rustup().args(["component", "add", component, "--toolchain", NIGHTLY]),
+        &format!("installing {component} for nightly"),
+        &add,
     )?;
-    progress(step, "ok");
+    progress(&step, "ok");
     Ok(())
+}
+
+/// `rustup component list --installed` names host components with the host's
+/// triple (`clippy-x86_64-unknown-linux-gnu`), others without (`rust-src`).
+fn has_component(installed: &str, component: &str, host: &str) -> bool {
+    let with_host = format!("{component}-{host}");
+    installed
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .any(|name| name == component || name == with_host)
+}
+
+/// `cmd` (`cargo`, `rustc`) of the nightly toolchain, as aya-build runs it.
+pub fn nightly(program: &str) -> Command {
+    let mut cmd = rustup();
+    cmd.args(["run", NIGHTLY, program]);
+    cmd
 }
 
 /// `$DIRECTOR_CACHE_DIR`, else `${XDG_CACHE_HOME:-$HOME/.cache}/director`.
@@ -500,6 +534,23 @@ mod tests {
             "stable-x86_64-unknown-linux-gnu (default)\nnightly-2026-05-19-x86_64-unknown-linux-gnu\n"
         ));
         assert!(!has_undated_nightly("no installed toolchains\n"));
+    }
+
+    #[test]
+    fn finds_components_with_or_without_host_triple() {
+        let host = "x86_64-unknown-linux-gnu";
+        let installed = "cargo-x86_64-unknown-linux-gnu\n\
+                         clippy-x86_64-unknown-linux-gnu\n\
+                         rust-src\n";
+        assert!(has_component(installed, "clippy", host));
+        assert!(has_component(installed, "rust-src", host));
+        assert!(!has_component(installed, "rustfmt", host));
+        assert!(!has_component(
+            installed,
+            "clippy",
+            "aarch64-unknown-linux-gnu"
+        ));
+        assert!(!has_component("rust-src-extra\n", "rust-src", host));
     }
 
     #[test]
