@@ -7,12 +7,12 @@
 
 use aya_ebpf::{bindings::xdp_md, helpers::bpf_ktime_get_coarse_ns};
 use director_common::abi::{
-    BACKEND_F_RESOLVED, Backend, CONN_F_NAT, Conn, NatReply, PROTO_TCP, Reason, VIP_F_MIDFLOW,
-    VIP_F_NAT, VipInfo,
+    CONN_F_NAT, Conn, NatReply, PROTO_TCP, Reason, VIP_F_MIDFLOW, VIP_F_NAT, VipInfo,
 };
 use network_types::eth::EthHdr;
 
 use crate::{
+    backend,
     conntrack::{self, Lookup, ServerSide},
     keys::{self, flow},
     l2,
@@ -24,19 +24,6 @@ use crate::{
     scratch::Scratch,
     stats,
 };
-
-/// The backend a packet may be sent to: present, same family, resolved.
-#[inline(always)]
-pub fn backend(id: u32, family: u8) -> Result<&'static Backend, Reason> {
-    let be = BACKENDS.get(id).ok_or(Reason::BadBackend)?;
-    if be.family != family {
-        return Err(Reason::BadBackend);
-    }
-    if be.flags & BACKEND_F_RESOLVED == 0 {
-        return Err(Reason::Unresolved);
-    }
-    Ok(be)
-}
 
 /// Client -> VIP.
 #[inline(never)]
@@ -74,7 +61,7 @@ fn try_inbound(
             (open(ctx, pkt, l4, vip, &new, s)?, true)
         }
     };
-    let be = backend(backend_id, pkt.family)?;
+    let be = backend::usable(backend_id, pkt.family)?;
     if vip.flags & VIP_F_NAT != 0 {
         nat::rewrite(
             ctx,
@@ -116,7 +103,7 @@ fn open(
         now,
     } = *new;
     let backend_id = ret::unpack(schedule::pick(vip, s, pkt.family, l4.sport, now))?;
-    let be = backend(backend_id, pkt.family)?;
+    let be = backend::usable(backend_id, pkt.family)?;
     // SAFETY: in bounds (checked on entry); copied out at once.
     let (client_mac, local_mac) = unsafe {
         let eth = ptr_at::<EthHdr>(ctx, 0, Reason::TruncatedEth)?;

@@ -22,7 +22,7 @@ use director_common::{
 use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
 use crate::{
-    conntrack, forward,
+    backend, conntrack,
     keys::flow,
     l2,
     nat::{self, Side, addr_off, load16, port_off, store16},
@@ -105,7 +105,7 @@ fn try_handle(ctx: &Ctx, pkt: &Pkt, room: &mut Scratch) -> Result<u32, Reason> {
     // side in CONNS, the server side as a NAT reply would be.
     let key = flow(&q.dst, &q.src, q.dport, q.sport, q.proto, pkt.family);
     if let Some((backend_id, flags)) = conntrack::conn(&key) {
-        let be = forward::backend(backend_id, pkt.family)?;
+        let be = backend::usable(backend_id, pkt.family)?;
         if flags & CONN_F_NAT != 0 {
             translate(ctx, pkt, &q, Side::Destination, &be.addr, be.port)?;
         }

@@ -13,6 +13,7 @@
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 
+mod backend;
 mod conntrack;
 mod counts;
 mod forward;

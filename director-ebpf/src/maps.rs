@@ -1,8 +1,9 @@
-//! Every map of the datapath. Sizes here are placeholders: the control plane
-//! sets the real ones from its configuration before loading
-//! (`EbpfLoader::map_max_entries`), so the names are an ABI too.
+//! The maps the control plane sizes, pins, writes and reads. Sizes here are
+//! placeholders: the control plane sets the real ones from its configuration
+//! before loading (`EbpfLoader::map_max_entries`), so the names are an ABI
+//! too (`director_common::entries::map`). Per-CPU working room lives with the
+//! module that uses it (`scratch`, `schedule`).
 
-use crate::{schedule::Scan, scratch::Scratch};
 use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
@@ -64,14 +65,6 @@ pub static BACKEND_RELEASED: Array<ConnCounts> = Array::with_max_entries(4096, 0
 /// Per-CPU count of each `Reason`.
 #[map]
 pub static REASONS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Reason::COUNT, 0);
-
-/// See `scratch`.
-#[map]
-pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
-
-/// See `schedule::Scan`.
-#[map]
-pub static SCANS: PerCpuArray<Scan> = PerCpuArray::with_max_entries(1, 0);
 
 /// Indexed by backend id.
 #[map]

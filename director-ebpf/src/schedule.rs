@@ -13,10 +13,11 @@ use director_common::{
 
 use aya_ebpf::cty::c_void;
 use aya_ebpf::helpers::bpf_loop;
+use aya_ebpf::{macros::map, maps::PerCpuArray};
 
 use crate::{
     counts,
-    maps::{BACKENDS, CURSORS, PERSIST, RING, SCANS},
+    maps::{BACKENDS, CURSORS, PERSIST, RING},
     ret::{self, Packed},
     scratch::Scratch,
 };
@@ -149,6 +150,10 @@ fn hashed(vip: &VipInfo, src: &[u8; 16], sport: u16) -> Option<u32> {
 /// No server found yet (ids index `BACKENDS`, far below this).
 const NONE: u32 = u32::MAX;
 
+/// This CPU's `Scan`.
+#[map]
+static SCANS: PerCpuArray<Scan> = PerCpuArray::with_max_entries(1, 0);
+
 /// State of a `least` scan, shared with its `bpf_loop` callback through a
 /// per-CPU map entry of its own (the stack is full, `bpf_loop` passes only
 /// stack pointers, and a reference held across the loop would let the
@@ -156,7 +161,7 @@ const NONE: u32 = u32::MAX;
 /// side: LLVM merges such stores into a memset(), which the BPF target turns
 /// into a byte-at-a-time call.
 #[repr(C)]
-pub struct Scan {
+struct Scan {
     members_base: u32,
     members_len: u32,
     backup_base: u32,

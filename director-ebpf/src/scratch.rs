@@ -4,7 +4,11 @@
 
 use director_common::abi::{Conn, FlowKey, NatReply, Persist, PersistKey, Reason, VipKey};
 
-use crate::maps::SCRATCH;
+use aya_ebpf::{macros::map, maps::PerCpuArray};
+
+/// This CPU's `Scratch`.
+#[map]
+static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
 #[repr(C)]
 pub struct Scratch {

@@ -1,7 +1,6 @@
 //! Per-CPU counters: reasons, and traffic per virtual and real server.
 
-use aya_ebpf::maps::PerCpuArray;
-use director_common::abi::{Reason, Traffic};
+use director_common::abi::Reason;
 
 use crate::maps::{BACKEND_STATS, REASONS};
 
@@ -13,9 +12,12 @@ pub fn reason(r: Reason) {
     }
 }
 
+/// Counts one forwarded packet against its real server. A virtual server's
+/// totals are the sum of its real servers' (in userspace): one per-CPU
+/// update per packet instead of two.
 #[inline(always)]
-fn add(map: &PerCpuArray<Traffic>, idx: u32, new_conn: bool, bytes: u64, inbound: bool) {
-    if let Some(t) = map.get_ptr_mut(idx) {
+pub fn traffic(backend_id: u32, new_conn: bool, bytes: u64, inbound: bool) {
+    if let Some(t) = BACKEND_STATS.get_ptr_mut(backend_id) {
         // SAFETY: per-CPU slot, no concurrent writer.
         let t = unsafe { &mut *t };
         if new_conn {
@@ -29,12 +31,4 @@ fn add(map: &PerCpuArray<Traffic>, idx: u32, new_conn: bool, bytes: u64, inbound
             t.bytes_out += bytes;
         }
     }
-}
-
-/// Counts one forwarded packet against its real server. A virtual server's
-/// totals are the sum of its real servers' (in userspace): one per-CPU
-/// update per packet instead of two.
-#[inline(always)]
-pub fn traffic(backend_id: u32, new_conn: bool, bytes: u64, inbound: bool) {
-    add(&BACKEND_STATS, backend_id, new_conn, bytes, inbound);
 }
