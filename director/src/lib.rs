@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod dataplane;
 pub mod gc;
 pub mod health;
+pub mod metrics;
 pub mod model;
 pub mod neighbor;
 pub mod plan;
