@@ -5,18 +5,10 @@ use super::*;
 
 #[test]
 fn unknown_key_points_at_the_key() {
-    let text = r#"[director]
-interfaces = ["eth0"]
-
-[[virtual_server]]
-name = "web"
-address = "192.0.2.10:80"
-
-[[virtual_server.real_server]]
-  adress = "10.1.0.11:8080"
-"#;
+    // The real server's address (line 9), indented and misspelt.
+    let text = BASE.replace("\naddress = \"10.1.0.11", "\n  adress = \"10.1.0.11");
     assert_one_error(
-        text,
+        &text,
         "9:3",
         "unknown field `adress`, expected one of `address`",
     );
@@ -46,10 +38,7 @@ interfaces = ["eth0"]
 
 #[test]
 fn wrong_type_points_at_the_value() {
-    let text = BASE.replace(
-        "address = \"10.1.0.11:8080\"\n",
-        "address = \"10.1.0.11:8080\"\nweight = \"3\"\n",
-    );
+    let text = with_rs_keys("weight = \"3\"");
     assert_one_error(&text, "10:10", "invalid type: string \"3\"");
     let text = BASE.replace("interfaces = [\"eth0\"]", "interfaces = \"eth0\"");
     assert_one_error(
@@ -61,10 +50,7 @@ fn wrong_type_points_at_the_value() {
 
 #[test]
 fn unknown_enum_value_points_at_the_value() {
-    let text = BASE.replace(
-        "address = \"192.0.2.10:80\"\n",
-        "address = \"192.0.2.10:80\"\nforward = \"tun\"\n",
-    );
+    let text = with_vs_keys(BASE, "forward = \"tun\"");
     assert_one_error(
         &text,
         "7:11",
@@ -93,7 +79,7 @@ name = "web"
 address = "192.0.2.10:80"
 "#;
     assert_one_error(text, "1:1", "missing field `director`");
-    let text = format!("{BASE}\n[virtual_server.health_check]\ninterval = \"2s\"\n");
+    let text = with_check("interval = \"2s\"\n");
     assert_one_error(&text, "11:1", "missing field `kind`");
 }
 

@@ -29,26 +29,14 @@ fn bad_interface_names() {
 
 #[test]
 fn conntrack_max_range() {
-    let text = BASE.replace(
-        "interfaces = [\"eth0\"]\n",
-        "interfaces = [\"eth0\"]\nconntrack_max = 0\n",
-    );
+    let text = with_director_keys("conntrack_max = 0");
     assert_one_error(
         &text,
         "3:17",
         "conntrack_max must be in 1..=134217728, got 0",
     );
-    let text = BASE.replace(
-        "interfaces = [\"eth0\"]\n",
-        "interfaces = [\"eth0\"]\nconntrack_max = 134217729\n",
-    );
+    let text = with_director_keys("conntrack_max = 134217729");
     assert_one_error(&text, "3:17", "got 134217729");
-    let text = BASE.replace(
-        "interfaces = [\"eth0\"]\n",
-        "interfaces = [\"eth0\"]\nconntrack_max = 134217728\n",
-    );
-    assert_eq!(
-        parse(&text, "t").unwrap().config.director.conntrack_max,
-        1 << 27
-    );
+    let text = with_director_keys("conntrack_max = 134217728");
+    assert_eq!(clean(&text).director.conntrack_max, 1 << 27);
 }

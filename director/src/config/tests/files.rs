@@ -99,7 +99,6 @@ fn full_example_parses_to_expected_values() {
                 mh_table_size: DEFAULT_MH_TABLE_SIZE,
                 drain_timeout: Some(Duration::from_secs(30)),
                 health_check: Some(HealthCheck {
-                    kind: CheckKind::Http,
                     path: Some("/healthz".into()),
                     expect_status: Some((200, 299)),
                     interval: Duration::from_secs(5),
@@ -107,27 +106,16 @@ fn full_example_parses_to_expected_values() {
                     rise: 2,
                     fall: 4,
                     port: Some(8080),
-                    expect_body: None,
-                    host: None,
-                    payload: None,
-                    expect: None,
-                    command: None,
-                    on_failure: OnFailure::Keep,
+                    ..check(CheckKind::Http)
                 }),
                 real_servers: vec![
                     RealServer {
-                        address: sa("10.1.0.11:8080"),
-                        weight: 3,
                         max_connections: 100,
-                        backup: false,
-                        health_check: None,
+                        ..rs("10.1.0.11:8080", 3)
                     },
                     RealServer {
-                        address: sa("10.1.0.12:8080"),
-                        weight: 1,
-                        max_connections: 0,
                         backup: true,
-                        health_check: None,
+                        ..rs("10.1.0.12:8080", 1)
                     },
                 ],
             },
@@ -149,13 +137,7 @@ fn full_example_parses_to_expected_values() {
                 mh_table_size: 1021,
                 drain_timeout: None,
                 health_check: None,
-                real_servers: vec![RealServer {
-                    address: sa("10.2.0.1:53"),
-                    weight: 0,
-                    max_connections: 0,
-                    backup: false,
-                    health_check: None,
-                }],
+                real_servers: vec![rs("10.2.0.1:53", 0)],
             },
             VirtualServer {
                 name: "web6".into(),
@@ -171,13 +153,7 @@ fn full_example_parses_to_expected_values() {
                 mh_table_size: DEFAULT_MH_TABLE_SIZE,
                 drain_timeout: None,
                 health_check: None,
-                real_servers: vec![RealServer {
-                    address: sa("[2001:db8:1::11]:443"),
-                    weight: 1,
-                    max_connections: 0,
-                    backup: false,
-                    health_check: None,
-                }],
+                real_servers: vec![rs("[2001:db8:1::11]:443", 1)],
             },
         ],
     };
@@ -212,7 +188,7 @@ fn full_example_warnings_have_positions() {
 
 #[test]
 fn defaults_apply() {
-    let c = parse(BASE, "t.toml").unwrap().config;
+    let c = clean(BASE);
     assert_eq!(c.director.xdp_mode, XdpMode::Native);
     assert_eq!(c.director.conntrack_max, 1_048_576);
     let vs = &c.virtual_servers[0];
@@ -243,36 +219,18 @@ fn defaults_apply() {
     assert_eq!(vs.mh_table_size, 65_537);
     assert_eq!(DEFAULT_MH_TABLE_SIZE, 65_537);
     assert_eq!(vs.health_check, None);
-    assert_eq!(
-        vs.real_servers,
-        vec![RealServer {
-            address: sa("10.1.0.11:8080"),
-            weight: 1,
-            max_connections: 0,
-            backup: false,
-            health_check: None,
-        }]
-    );
+    assert_eq!(vs.real_servers, vec![rs("10.1.0.11:8080", 1)]);
     // mh without mh_table_size, IPv6 without persistence_netmask6.
-    let text = BASE
-        .replace("192.0.2.10:80", "[2001:db8::10]:80")
-        .replace("10.1.0.11:8080", "[2001:db8::11]:8080")
-        .replace(
-            "address = \"[2001:db8::10]:80\"\n",
-            "address = \"[2001:db8::10]:80\"\nscheduler = \"mh\"\npersistence = \"1m\"\n",
-        );
-    let vs = &parse(&text, "t.toml").unwrap().config.virtual_servers[0];
+    let text = with_vs_keys(BASE6, "scheduler = \"mh\"\npersistence = \"1m\"");
+    let vs = &clean(&text).virtual_servers[0];
     assert_eq!(vs.mh_table_size, DEFAULT_MH_TABLE_SIZE);
     assert_eq!(vs.persistence_netmask6, None);
     assert_eq!(vs.persistence_prefix(), 128);
 }
 
 const LAB_NAT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/lab-nat.toml");
-
 const LAB_DR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/lab-dr.toml");
-
 const LAB_NAT6: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/lab-nat6.toml");
-
 const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/director.toml");
 
 #[test]
@@ -284,110 +242,84 @@ fn example_files_parse_without_errors_or_warnings() {
     }
 }
 
+/// Asserts that the example at `path` has one TCP wrr virtual server `name`
+/// on `address`, forwarding by `forward` to `servers`; returns its director
+/// table.
+#[track_caller]
+fn lab_example(
+    path: &str,
+    name: &str,
+    address: &str,
+    forward: Forward,
+    servers: &[RealServer],
+) -> DirectorSection {
+    let config = load(std::path::Path::new(path))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .config;
+    assert_eq!(config.virtual_servers.len(), 1, "{path}");
+    let vs = &config.virtual_servers[0];
+    assert_eq!(
+        (
+            vs.name.as_str(),
+            vs.address,
+            vs.protocol,
+            vs.scheduler,
+            vs.forward
+        ),
+        (name, sa(address), Protocol::Tcp, Scheduler::Wrr, forward),
+        "{path}"
+    );
+    assert_eq!(vs.real_servers, servers, "{path}");
+    config.director
+}
+
 #[test]
 fn lab_examples_have_the_expected_values() {
-    let rs = |addr: &str, weight| RealServer {
-        address: sa(addr),
-        weight,
-        max_connections: 0,
-        backup: false,
-        health_check: None,
-    };
-    let nat = load(std::path::Path::new(LAB_NAT)).unwrap().config;
+    let nat = lab_example(
+        LAB_NAT,
+        "web",
+        "192.0.2.10:80",
+        Forward::Nat,
+        &[
+            rs("10.1.0.11:8080", 3),
+            rs("10.1.0.12:8080", 2),
+            rs("10.1.0.13:8080", 1),
+        ],
+    );
     assert_eq!(
-        nat.director,
+        nat,
         DirectorSection {
             interfaces: vec!["eth0".into(), "eth1".into()],
             xdp_mode: XdpMode::Native,
             conntrack_max: 65536,
         }
     );
-    assert_eq!(nat.virtual_servers.len(), 1);
-    let vs = &nat.virtual_servers[0];
-    assert_eq!(
-        (
-            vs.name.as_str(),
-            vs.address,
-            vs.protocol,
-            vs.scheduler,
-            vs.forward
-        ),
-        (
-            "web",
-            sa("192.0.2.10:80"),
-            Protocol::Tcp,
-            Scheduler::Wrr,
-            Forward::Nat
-        )
-    );
-    assert_eq!(
-        vs.real_servers,
-        vec![
-            rs("10.1.0.11:8080", 3),
-            rs("10.1.0.12:8080", 2),
-            rs("10.1.0.13:8080", 1),
-        ]
-    );
-
-    let dr = load(std::path::Path::new(LAB_DR)).unwrap().config;
-    assert_eq!(dr.director.interfaces, vec!["eth0".to_string()]);
-    assert_eq!(dr.virtual_servers.len(), 1);
-    let vs = &dr.virtual_servers[0];
-    assert_eq!(
-        (
-            vs.name.as_str(),
-            vs.address,
-            vs.protocol,
-            vs.scheduler,
-            vs.forward
-        ),
-        (
-            "web",
-            sa("192.0.2.10:80"),
-            Protocol::Tcp,
-            Scheduler::Wrr,
-            Forward::Dr
-        )
-    );
-    assert_eq!(
-        vs.real_servers,
-        vec![
+    let dr = lab_example(
+        LAB_DR,
+        "web",
+        "192.0.2.10:80",
+        Forward::Dr,
+        &[
             rs("10.2.0.11:80", 3),
             rs("10.2.0.12:80", 2),
             rs("10.2.0.13:80", 1),
-        ]
+        ],
     );
-
-    let nat6 = load(std::path::Path::new(LAB_NAT6)).unwrap().config;
-    assert_eq!(
-        nat6.director.interfaces,
-        vec!["eth0".to_string(), "eth1".to_string()]
-    );
-    assert_eq!(nat6.virtual_servers.len(), 1);
-    let vs = &nat6.virtual_servers[0];
-    assert_eq!(
-        (
-            vs.name.as_str(),
-            vs.address,
-            vs.protocol,
-            vs.scheduler,
-            vs.forward
-        ),
-        (
-            "web6",
-            sa("[2001:db8:10::10]:80"),
-            Protocol::Tcp,
-            Scheduler::Wrr,
-            Forward::Nat
-        )
-    );
-    assert_eq!(
-        vs.real_servers,
-        vec![
+    assert_eq!(dr.interfaces, vec!["eth0".to_string()]);
+    let nat6 = lab_example(
+        LAB_NAT6,
+        "web6",
+        "[2001:db8:10::10]:80",
+        Forward::Nat,
+        &[
             rs("[2001:db8:1::11]:8080", 1),
             rs("[2001:db8:1::12]:8080", 1),
             rs("[2001:db8:1::13]:8080", 1),
-        ]
+        ],
+    );
+    assert_eq!(
+        nat6.interfaces,
+        vec!["eth0".to_string(), "eth1".to_string()]
     );
 }
 

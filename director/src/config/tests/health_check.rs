@@ -2,46 +2,22 @@
 
 use super::*;
 
-/// BASE, a blank line 10, the check's header on line 11 and `lines` from
-/// line 12 on.
-fn with_check(lines: &str) -> String {
-    format!("{BASE}\n[virtual_server.health_check]\n{lines}")
-}
-
+/// The check of the first virtual server of `text`, which parses without
+/// warnings.
+#[track_caller]
 fn vs_check(text: &str) -> HealthCheck {
-    let loaded = parse(text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(loaded.warnings, vec![]);
-    loaded.config.virtual_servers[0]
+    let mut config = clean(text);
+    config
+        .virtual_servers
+        .remove(0)
         .health_check
-        .clone()
-        .unwrap()
+        .expect("a check")
 }
 
 #[test]
 fn health_check_defaults_apply() {
-    let text = format!("{BASE}\n[virtual_server.health_check]\nkind = \"tcp\"\n");
-    let loaded = parse(&text, "t.toml").unwrap();
-    assert_eq!(
-        loaded.config.virtual_servers[0].health_check,
-        Some(HealthCheck {
-            kind: CheckKind::Tcp,
-            path: None,
-            expect_status: None,
-            interval: Duration::from_secs(2),
-            timeout: Duration::from_secs(1),
-            rise: 2,
-            fall: 3,
-            port: None,
-            expect_body: None,
-            host: None,
-            payload: None,
-            expect: None,
-            command: None,
-            on_failure: OnFailure::Keep,
-        })
-    );
-    assert_eq!(loaded.warnings, vec![]);
-    let vs = &loaded.config.virtual_servers[0];
+    let vs = &clean(&with_check("kind = \"tcp\"\n")).virtual_servers[0];
+    assert_eq!(vs.health_check, Some(check(CheckKind::Tcp)));
     assert_eq!(vs.check_for(&vs.real_servers[0]), vs.health_check.as_ref());
 }
 
@@ -80,20 +56,12 @@ on_failure = "reset"
     assert_eq!(
         http,
         HealthCheck {
-            kind: CheckKind::Http,
             path: Some("/status?full=1".into()),
             expect_status: Some((204, 204)),
-            interval: DEFAULT_CHECK_INTERVAL,
-            timeout: DEFAULT_CHECK_TIMEOUT,
-            rise: DEFAULT_CHECK_RISE,
-            fall: DEFAULT_CHECK_FALL,
-            port: None,
             expect_body: Some("all good".into()),
             host: Some("www.example.com".into()),
-            payload: None,
-            expect: None,
-            command: None,
             on_failure: OnFailure::Reset,
+            ..check(CheckKind::Http)
         }
     );
     let udp = vs_check(&with_check(
@@ -121,10 +89,8 @@ on_failure = "reset"
 
 #[test]
 fn health_check_rules() {
-    let text = format!(
-        r#"{BASE}
-[virtual_server.health_check]
-kind = "http"
+    let text = with_check(
+        r#"kind = "http"
 path = "healthz"
 expect_status = "299-200"
 interval = "1s"
@@ -132,9 +98,8 @@ timeout = "2s"
 rise = 0
 fall = 0
 port = 0
-"#
+"#,
     );
-    // BASE is 9 lines, then a blank line 10 and the header on line 11.
     assert_eq!(
         errors(&text),
         vec![
@@ -147,18 +112,14 @@ port = 0
         ]
     );
     for bad in ["20", "2000", "600", "099", "200-", "abc", "200-600"] {
-        let text = format!(
-            "{BASE}\n[virtual_server.health_check]\nkind = \"http\"\nexpect_status = \"{bad}\"\n"
-        );
+        let text = with_check(&format!("kind = \"http\"\nexpect_status = \"{bad}\"\n"));
         assert_one_error(
             &text,
             "13:17",
             "expected \"NNN\" or \"NNN-NNN\" with codes in 100..=599",
         );
     }
-    let text = format!(
-        "{BASE}\n[virtual_server.health_check]\nkind = \"tcp\"\ninterval = \"0s\"\ntimeout = \"0s\"\n"
-    );
+    let text = with_check("kind = \"tcp\"\ninterval = \"0s\"\ntimeout = \"0s\"\n");
     assert_eq!(
         errors(&text),
         vec![
@@ -167,27 +128,19 @@ port = 0
         ]
     );
     // The default timeout (1s) against a shorter interval: points at interval.
-    let text =
-        format!("{BASE}\n[virtual_server.health_check]\nkind = \"tcp\"\ninterval = \"500ms\"\n");
+    let text = with_check("kind = \"tcp\"\ninterval = \"500ms\"\n");
     assert_one_error(
         &text,
         "13:12",
         "timeout (1s) must not exceed interval (500ms)",
     );
-    let text = format!("{BASE}\n[virtual_server.health_check]\nkind = \"tcp\"\npath = \"/\"\n");
+    let text = with_check("kind = \"tcp\"\npath = \"/\"\n");
     assert_one_error(
         &text,
         "13:8",
         "path only applies to kind = \"http\", not \"tcp\"",
     );
-    let text = format!(
-        "{BASE}\n[virtual_server.health_check]\nkind = \"http\"\nexpect_status = \"200\"\n"
-    );
-    let loaded = parse(&text, "t").unwrap();
-    let hc = loaded.config.virtual_servers[0]
-        .health_check
-        .clone()
-        .unwrap();
+    let hc = vs_check(&with_check("kind = \"http\"\nexpect_status = \"200\"\n"));
     assert_eq!(hc.expect_status, Some((200, 200)));
 }
 

@@ -52,6 +52,25 @@ fn warnings(text: &str) -> Vec<String> {
     }
 }
 
+/// Parses `text` expecting success without warnings; returns the config.
+#[track_caller]
+fn clean(text: &str) -> Config {
+    let loaded = parse(text, "t.toml").unwrap_or_else(|e| panic!("expected success, got:\n{e}"));
+    assert_eq!(loaded.warnings, vec![], "expected no warnings");
+    loaded.config
+}
+
+/// A real server as written with only `address` and `weight`.
+fn rs(address: &str, weight: u32) -> RealServer {
+    RealServer {
+        address: sa(address),
+        weight,
+        max_connections: 0,
+        backup: false,
+        health_check: None,
+    }
+}
+
 /// A valid minimal file: director, one virtual server, one real server.
 /// Tests build on it by replacing or appending lines.
 const BASE: &str = r#"[director]
@@ -73,6 +92,55 @@ fn with_vs_keys(base: &str, lines: &str) -> String {
     }
     let (head, tail) = base.split_at(base.find("\n\n[[virtual_server.real_server]]").unwrap());
     format!("{head}\n{}{tail}", lines.trim_end_matches('\n'))
+}
+
+/// BASE with `lines` inserted after the interfaces (line 2), so the first
+/// inserted line is line 3.
+fn with_director_keys(lines: &str) -> String {
+    let interfaces = "interfaces = [\"eth0\"]\n";
+    BASE.replacen(interfaces, &format!("{interfaces}{lines}\n"), 1)
+}
+
+/// BASE with `lines` appended to its real server (address on line 9), so
+/// the first inserted line is line 10.
+fn with_rs_keys(lines: &str) -> String {
+    format!("{BASE}{lines}\n")
+}
+
+/// `base` and, after a blank line, one more virtual server with `keys` and
+/// a real server on `rs_address`. After BASE (9 lines) its header is on
+/// line 11 and `keys` start on line 12.
+fn and_vs(base: &str, keys: &str, rs_address: &str) -> String {
+    format!(
+        "{base}\n[[virtual_server]]\n{keys}\n\n[[virtual_server.real_server]]\naddress = \"{rs_address}\"\n"
+    )
+}
+
+/// BASE, a blank line 10, the virtual server's check header on line 11 and
+/// `lines` from line 12 on.
+fn with_check(lines: &str) -> String {
+    format!("{BASE}\n[virtual_server.health_check]\n{lines}")
+}
+
+/// A check of `kind` with the generic defaults (interval 2 s, timeout 1 s,
+/// rise 2, fall 3, on_failure keep) and no kind-specific key.
+fn check(kind: CheckKind) -> HealthCheck {
+    HealthCheck {
+        kind,
+        path: None,
+        expect_status: None,
+        interval: Duration::from_secs(2),
+        timeout: Duration::from_secs(1),
+        rise: 2,
+        fall: 3,
+        port: None,
+        expect_body: None,
+        host: None,
+        payload: None,
+        expect: None,
+        command: None,
+        on_failure: OnFailure::Keep,
+    }
 }
 
 /// BASE with IPv6 addresses.

@@ -14,10 +14,7 @@ fn duplicate_real_server() {
 
 #[test]
 fn dr_port_mismatch() {
-    let text = BASE.replace(
-        "address = \"192.0.2.10:80\"\n",
-        "address = \"192.0.2.10:80\"\nforward = \"dr\"\n",
-    );
+    let text = with_vs_keys(BASE, "forward = \"dr\"");
     assert_one_error(
         &text,
         "10:11",
@@ -45,10 +42,7 @@ fn address_family_mismatch() {
 
 #[test]
 fn weight_and_max_connections_range() {
-    let text = BASE.replace(
-        "address = \"10.1.0.11:8080\"\n",
-        "address = \"10.1.0.11:8080\"\nweight = 65536\nmax_connections = -1\n",
-    );
+    let text = with_rs_keys("weight = 65536\nmax_connections = -1");
     assert_eq!(
         errors(&text),
         vec![
@@ -56,13 +50,9 @@ fn weight_and_max_connections_range() {
             "11:19: max_connections must be in 0..=4294967295, got -1",
         ]
     );
-    let text = BASE.replace(
-        "address = \"10.1.0.11:8080\"\n",
-        "address = \"10.1.0.11:8080\"\nweight = 65535\n",
-    );
-    let loaded = parse(&text, "t").unwrap();
+    let text = with_rs_keys("weight = 65535");
     assert_eq!(
-        loaded.config.virtual_servers[0].real_servers[0].weight,
+        clean(&text).virtual_servers[0].real_servers[0].weight,
         65535
     );
 }
@@ -74,18 +64,13 @@ fn persistence_and_real_server_limits_are_applied_without_warnings() {
     let text = format!(
         "{BASE}max_connections = 100\nbackup = false\n\n[[virtual_server.real_server]]\naddress = \"10.1.0.12:8080\"\nbackup = true\n"
     );
-    let loaded = parse(&text, "t.toml").unwrap();
-    assert_eq!(loaded.warnings, vec![]);
-    let rs = &loaded.config.virtual_servers[0].real_servers;
+    let rs = &clean(&text).virtual_servers[0].real_servers;
     assert_eq!((rs[0].max_connections, rs[0].backup), (100, false));
     assert_eq!((rs[1].max_connections, rs[1].backup), (0, true));
 }
 
 #[test]
 fn zero_max_connections_and_backup_false_do_not_warn() {
-    let text = BASE.replace(
-        "address = \"10.1.0.11:8080\"\n",
-        "address = \"10.1.0.11:8080\"\nmax_connections = 0\nbackup = false\n",
-    );
+    let text = with_rs_keys("max_connections = 0\nbackup = false");
     assert_eq!(warnings(&text), Vec::<String>::new());
 }

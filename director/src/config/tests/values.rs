@@ -26,23 +26,14 @@ fn bad_addresses() {
 
 #[test]
 fn bad_duration() {
-    let text = BASE.replace(
-        "address = \"192.0.2.10:80\"\n",
-        "address = \"192.0.2.10:80\"\npersistence = \"5 parsecs\"\n",
-    );
+    let text = with_vs_keys(BASE, "persistence = \"5 parsecs\"");
     assert_one_error(
         &text,
         "7:15",
         "invalid duration \"5 parsecs\" for persistence",
     );
-    let text = BASE.replace(
-        "address = \"192.0.2.10:80\"\n",
-        "address = \"192.0.2.10:80\"\ndrain_timeout = \"soon\"\n",
-    );
+    let text = with_vs_keys(BASE, "drain_timeout = \"soon\"");
     assert_one_error(&text, "7:17", "invalid duration \"soon\" for drain_timeout");
-    let text = BASE.replace(
-        "address = \"192.0.2.10:80\"\n",
-        "address = \"192.0.2.10:80\"\npersistence = \"0s\"\n",
-    );
+    let text = with_vs_keys(BASE, "persistence = \"0s\"");
     assert_one_error(&text, "7:15", "persistence must be greater than zero");
 }

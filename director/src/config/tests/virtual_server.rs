@@ -21,25 +21,13 @@ fn bad_virtual_server_names() {
 
 #[test]
 fn duplicate_virtual_server_names() {
-    let text = r#"[director]
-interfaces = ["eth0"]
-
-[[virtual_server]]
-name = "web"
-address = "192.0.2.10:80"
-
-[[virtual_server.real_server]]
-address = "10.1.0.11:8080"
-
-[[virtual_server]]
-name = "web"
-address = "192.0.2.11:80"
-
-[[virtual_server.real_server]]
-address = "10.1.0.11:8080"
-"#;
+    let text = and_vs(
+        BASE,
+        "name = \"web\"\naddress = \"192.0.2.11:80\"",
+        "10.1.0.11:8080",
+    );
     assert_one_error(
-        text,
+        &text,
         "12:8",
         "duplicate virtual server name \"web\" (first defined at 5:8)",
     );
@@ -73,18 +61,21 @@ address = "192.0.2.10:80"
 #[test]
 fn ipv6_virtual_server_accepted() {
     assert_eq!(warnings(BASE6), Vec::<String>::new());
-    let c = parse(BASE6, "t.toml").unwrap().config;
-    let vs = &c.virtual_servers[0];
+    let vs = &clean(BASE6).virtual_servers[0];
     assert_eq!(vs.address, sa("[2001:db8::10]:80"));
     assert_eq!(vs.real_servers[0].address, sa("[2001:db8:1::11]:8080"));
     // The same address and port on TCP and UDP, and an IPv4 neighbour.
-    let text = format!(
-        "{BASE6}\n[[virtual_server]]\nname = \"web6-udp\"\naddress = \"[2001:db8::10]:80\"\nprotocol = \"udp\"\n\n[[virtual_server.real_server]]\naddress = \"[2001:db8:1::11]:8080\"\n"
+    let text = and_vs(
+        BASE6,
+        "name = \"web6-udp\"\naddress = \"[2001:db8::10]:80\"\nprotocol = \"udp\"",
+        "[2001:db8:1::11]:8080",
     );
     assert_eq!(warnings(&text), Vec::<String>::new());
     // Duplicates are still caught for IPv6 (written differently here).
-    let text = format!(
-        "{BASE6}\n[[virtual_server]]\nname = \"again\"\naddress = \"[2001:db8:0::10]:80\"\n\n[[virtual_server.real_server]]\naddress = \"[2001:db8:1::11]:8080\"\n"
+    let text = and_vs(
+        BASE6,
+        "name = \"again\"\naddress = \"[2001:db8:0::10]:80\"",
+        "[2001:db8:1::11]:8080",
     );
     assert_one_error(
         &text,
@@ -120,9 +111,7 @@ fn hash_source_port_only_with_sh_and_mh() {
             BASE,
             &format!("scheduler = \"{s}\"\nhash_source_port = true"),
         );
-        let loaded = parse(&text, "t.toml").unwrap();
-        assert_eq!(loaded.warnings, vec![]);
-        assert!(loaded.config.virtual_servers[0].hash_source_port);
+        assert!(clean(&text).virtual_servers[0].hash_source_port);
     }
     // Points at the key, not at the value.
     let text = with_vs_keys(BASE, "hash_source_port = true");
@@ -146,19 +135,13 @@ fn hash_source_port_only_with_sh_and_mh() {
 
 #[test]
 fn persistence_netmask_rules() {
-    let text = BASE.replace(
-        "address = \"192.0.2.10:80\"\n",
-        "address = \"192.0.2.10:80\"\npersistence_netmask = 24\n",
-    );
+    let text = with_vs_keys(BASE, "persistence_netmask = 24");
     assert_one_error(
         &text,
         "7:23",
         "persistence_netmask requires persistence to be set",
     );
-    let text = BASE.replace(
-        "address = \"192.0.2.10:80\"\n",
-        "address = \"192.0.2.10:80\"\npersistence = \"5m\"\npersistence_netmask = 33\n",
-    );
+    let text = with_vs_keys(BASE, "persistence = \"5m\"\npersistence_netmask = 33");
     assert_one_error(
         &text,
         "8:23",
@@ -185,9 +168,7 @@ fn persistence_netmask6_rules() {
             BASE6,
             &format!("persistence = \"5m\"\npersistence_netmask6 = {mask}"),
         );
-        let loaded = parse(&text, "t.toml").unwrap();
-        assert_eq!(loaded.warnings, vec![]);
-        let vs = &loaded.config.virtual_servers[0];
+        let vs = &clean(&text).virtual_servers[0];
         assert_eq!(vs.persistence_netmask6, Some(expected));
         assert_eq!(vs.persistence_prefix(), expected);
     }
@@ -222,10 +203,8 @@ fn persistence_netmask_family_must_match() {
 #[test]
 fn timeouts_parse() {
     let text = with_vs_keys(BASE, "tcp_timeout = \"2h\"\ntcp_fin_timeout = \"30s\"");
-    let loaded = parse(&text, "t.toml").unwrap();
-    assert_eq!(loaded.warnings, vec![]);
     assert_eq!(
-        loaded.config.virtual_servers[0].timeouts,
+        clean(&text).virtual_servers[0].timeouts,
         Timeouts {
             tcp: Duration::from_secs(7200),
             tcp_fin: Duration::from_secs(30),
@@ -233,10 +212,8 @@ fn timeouts_parse() {
         }
     );
     let text = with_vs_keys(BASE, "protocol = \"udp\"\nudp_timeout = \"24h\"");
-    let loaded = parse(&text, "t.toml").unwrap();
-    assert_eq!(loaded.warnings, vec![]);
     assert_eq!(
-        loaded.config.virtual_servers[0].timeouts,
+        clean(&text).virtual_servers[0].timeouts,
         Timeouts {
             udp: Duration::from_secs(86_400),
             ..Timeouts::default()
@@ -298,14 +275,9 @@ fn timeouts_for_the_other_protocol_warn() {
 #[test]
 fn mh_table_size_rules() {
     let text = with_vs_keys(BASE, "scheduler = \"mh\"\nmh_table_size = 1021");
-    let loaded = parse(&text, "t.toml").unwrap();
-    assert_eq!(loaded.warnings, vec![]);
-    assert_eq!(loaded.config.virtual_servers[0].mh_table_size, 1021);
+    assert_eq!(clean(&text).virtual_servers[0].mh_table_size, 1021);
     let text = with_vs_keys(BASE, "scheduler = \"mh\"\nmh_table_size = 1000003");
-    assert_eq!(
-        parse(&text, "t.toml").unwrap().config.virtual_servers[0].mh_table_size,
-        1_000_003
-    );
+    assert_eq!(clean(&text).virtual_servers[0].mh_table_size, 1_000_003);
     // `mh_table_size = ` is 16 characters.
     for bad in [
         "1022",
