@@ -385,58 +385,39 @@ mod tests {
         );
         let vs = r#"vs="web",address="192.0.2.10:80""#;
         let rs = format!(r#"{vs},server="10.1.0.11:8080""#);
-        let expected: BTreeMap<String, f64> = [
-            (format!("director_vs_connections_total{{{vs}}}"), 10.0),
+        // The sample's virtual server and its one real server count the same.
+        let mut expected = BTreeMap::new();
+        for (level, labels) in [("vs", vs), ("rs", rs.as_str())] {
+            for (metric, direction, value) in [
+                ("connections_total", "", 10.0),
+                ("packets_total", r#",direction="in""#, 100.0),
+                ("packets_total", r#",direction="out""#, 90.0),
+                ("bytes_total", r#",direction="in""#, 1000.0),
+                ("bytes_total", r#",direction="out""#, 9000.0),
+                ("active_connections", "", 3.0),
+                ("inactive_connections", "", 1.0),
+            ] {
+                let series = format!("director_{level}_{metric}{{{labels}{direction}}}");
+                expected.insert(series, value);
+            }
+        }
+        for (metric, value) in [
+            ("weight", 0.0),
+            ("up", 0.0),
+            ("draining", 0.0),
+            ("health_transitions_total", 1.0),
+        ] {
+            expected.insert(format!("director_rs_{metric}{{{rs}}}"), value);
+        }
+        expected.extend([
             (
-                format!(r#"director_vs_packets_total{{{vs},direction="in"}}"#),
-                100.0,
-            ),
-            (
-                format!(r#"director_vs_packets_total{{{vs},direction="out"}}"#),
-                90.0,
-            ),
-            (
-                format!(r#"director_vs_bytes_total{{{vs},direction="in"}}"#),
-                1000.0,
-            ),
-            (
-                format!(r#"director_vs_bytes_total{{{vs},direction="out"}}"#),
-                9000.0,
-            ),
-            (format!("director_vs_active_connections{{{vs}}}"), 3.0),
-            (format!("director_vs_inactive_connections{{{vs}}}"), 1.0),
-            (format!("director_rs_connections_total{{{rs}}}"), 10.0),
-            (
-                format!(r#"director_rs_packets_total{{{rs},direction="in"}}"#),
-                100.0,
-            ),
-            (
-                format!(r#"director_rs_packets_total{{{rs},direction="out"}}"#),
-                90.0,
-            ),
-            (
-                format!(r#"director_rs_bytes_total{{{rs},direction="in"}}"#),
-                1000.0,
-            ),
-            (
-                format!(r#"director_rs_bytes_total{{{rs},direction="out"}}"#),
-                9000.0,
-            ),
-            (format!("director_rs_active_connections{{{rs}}}"), 3.0),
-            (format!("director_rs_inactive_connections{{{rs}}}"), 1.0),
-            (format!("director_rs_weight{{{rs}}}"), 0.0),
-            (format!("director_rs_up{{{rs}}}"), 0.0),
-            (format!("director_rs_draining{{{rs}}}"), 0.0),
-            (format!("director_rs_health_transitions_total{{{rs}}}"), 1.0),
-            (
-                r#"director_datapath_events_total{reason="no_connection"}"#.into(),
+                r#"director_datapath_events_total{reason="no_connection"}"#.to_owned(),
                 7.0,
             ),
-            ("director_conntrack_entries".into(), 4.0),
-            ("director_conntrack_max".into(), 1024.0),
-            ("director_reloads_total".into(), 2.0),
-        ]
-        .into();
+            ("director_conntrack_entries".to_owned(), 4.0),
+            ("director_conntrack_max".to_owned(), 1024.0),
+            ("director_reloads_total".to_owned(), 2.0),
+        ]);
         assert_eq!(samples, expected, "in\n{text}");
         assert!(
             text.contains(
@@ -474,6 +455,14 @@ mod tests {
         tx
     }
 
+    /// The endpoint on a free loopback port, asking `calls` for snapshots.
+    async fn endpoint(calls: mpsc::Sender<Call>) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve_on(listener, calls));
+        addr
+    }
+
     async fn request(addr: SocketAddr, method: Method, path: &str) -> (StatusCode, String, String) {
         let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -495,9 +484,7 @@ mod tests {
 
     #[tokio::test]
     async fn http_serves_metrics_and_refuses_the_rest() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(serve_on(listener, daemon()));
+        let addr = endpoint(daemon()).await;
 
         let (code, kind, body) = request(addr, Method::GET, "/metrics").await;
         assert_eq!(code, StatusCode::OK, "{body}");
@@ -512,11 +499,9 @@ mod tests {
 
     #[tokio::test]
     async fn http_says_unavailable_when_the_daemon_is_gone() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let (tx, rx) = mpsc::channel::<Call>(1);
         drop(rx);
-        tokio::spawn(serve_on(listener, tx));
+        let addr = endpoint(tx).await;
         let (code, _, body) = request(addr, Method::GET, "/metrics").await;
         assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     }
