@@ -7,7 +7,7 @@
 //!
 //! The large configurations are built by parsing one virtual server and cloning it
 //! with new addresses (checked equal to parsing the whole text on the smallest
-//! size), so that these figures are the plan and the map writes; parsing the text is
+//! size), so that these figures are the reconciler's work; parsing the text is
 //! timed on its own (see [`ParseRun`]).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use aya::programs::XdpMode as AyaXdpMode;
 use director_common::entries::Hop;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::{
@@ -321,36 +321,6 @@ fn fmt_mac(m: &[u8; 6]) -> String {
         .join(":")
 }
 
-async fn serve_metrics(addr: SocketAddr, calls: mpsc::Sender<Call>) -> anyhow::Result<()> {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding the metrics endpoint {addr}"))?;
-    info!(%addr, "metrics on http://{addr}/metrics");
-    loop {
-        let (mut sock, _) = listener.accept().await?;
-        let calls = calls.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 1024];
-            let _ = tokio::time::timeout(Duration::from_secs(2), sock.read(&mut buf)).await;
-            let (tx, rx) = oneshot::channel();
-            let body = match calls.send((Request::Status, tx)).await {
-                Ok(()) => match rx.await {
-                    Ok(Response::Status(s)) => crate::status::render_metrics(&s),
-                    _ => String::new(),
-                },
-                Err(_) => String::new(),
-            };
-            let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = sock.write_all(head.as_bytes()).await;
-            let _ = sock.write_all(body.as_bytes()).await;
-        });
-    }
-}
-
 pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
     let pins = PinDir(opts.pin_dir.clone());
     let (r, adopted) = Reconciler::open_pinned(&config, &pins)?;
@@ -421,7 +391,7 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
     if let Some(addr) = opts.metrics {
         let tx = call_tx.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve_metrics(addr, tx).await {
+            if let Err(e) = crate::metrics::serve(addr, tx).await {
                 error!("metrics: {e:#}");
             }
         });

@@ -10,6 +10,7 @@ pub mod dataplane;
 pub mod gc;
 pub mod health;
 pub mod maps;
+pub mod metrics;
 pub mod model;
 pub mod neighbor;
 pub mod plan;

@@ -1,7 +1,7 @@
 //! What `director status` and the metrics endpoint show: a snapshot of every
 //! virtual and real server with counters, rates, connection counts and
-//! health, rendered like `ipvsadm -L -n --stats --rate` or as Prometheus
-//! text exposition.
+//! health, rendered like `ipvsadm -L -n --stats --rate` (the metrics
+//! endpoint renders it in `metrics`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -229,193 +229,12 @@ pub fn render_text(s: &Status) -> String {
     o
 }
 
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-/// Prometheus text exposition (version 0.0.4).
-pub fn render_metrics(s: &Status) -> String {
-    let mut o = String::new();
-    let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>| {
-        let _ = writeln!(o, "# HELP {name} {help}");
-        let _ = writeln!(o, "# TYPE {name} {kind}");
-        for (labels, v) in samples {
-            let _ = writeln!(o, "{name}{{{labels}}} {v}");
-        }
-    };
-    let vs_l = |vs: &VsStatus| {
-        format!(
-            "vs=\"{}\",address=\"{}\"",
-            escape(&vs.name),
-            escape(&vs.address)
-        )
-    };
-    let rs_l =
-        |vs: &VsStatus, rs: &RsStatus| format!("{},server=\"{}\"", vs_l(vs), escape(&rs.address));
-    let per_vs = |f: &dyn Fn(&VsStatus) -> f64| -> Vec<(String, f64)> {
-        s.virtual_servers
-            .iter()
-            .map(|vs| (vs_l(vs), f(vs)))
-            .collect()
-    };
-    let per_rs = |f: &dyn Fn(&RsStatus) -> f64| -> Vec<(String, f64)> {
-        s.virtual_servers
-            .iter()
-            .flat_map(|vs| vs.real_servers.iter().map(move |rs| (rs_l(vs, rs), f(rs))))
-            .collect()
-    };
-    let dir = |f: &dyn Fn(&Counters, bool) -> u64, rs_level: bool| -> Vec<(String, f64)> {
-        let mut v = Vec::new();
-        for vs in &s.virtual_servers {
-            if rs_level {
-                for rs in &vs.real_servers {
-                    v.push((
-                        format!("{},direction=\"in\"", rs_l(vs, rs)),
-                        f(&rs.totals, true) as f64,
-                    ));
-                    v.push((
-                        format!("{},direction=\"out\"", rs_l(vs, rs)),
-                        f(&rs.totals, false) as f64,
-                    ));
-                }
-            } else {
-                v.push((
-                    format!("{},direction=\"in\"", vs_l(vs)),
-                    f(&vs.totals, true) as f64,
-                ));
-                v.push((
-                    format!("{},direction=\"out\"", vs_l(vs)),
-                    f(&vs.totals, false) as f64,
-                ));
-            }
-        }
-        v
-    };
-    let pk = |c: &Counters, inb: bool| if inb { c.packets_in } else { c.packets_out };
-    let by = |c: &Counters, inb: bool| if inb { c.bytes_in } else { c.bytes_out };
-    family(
-        "director_vs_connections_total",
-        "counter",
-        "Connections scheduled to the virtual server.",
-        per_vs(&|vs| vs.totals.conns as f64),
-    );
-    family(
-        "director_vs_packets_total",
-        "counter",
-        "Packets forwarded for the virtual server.",
-        dir(&pk, false),
-    );
-    family(
-        "director_vs_bytes_total",
-        "counter",
-        "Bytes forwarded for the virtual server.",
-        dir(&by, false),
-    );
-    family(
-        "director_vs_active_connections",
-        "gauge",
-        "ESTABLISHED connections.",
-        per_vs(&|vs| vs.active as f64),
-    );
-    family(
-        "director_vs_inactive_connections",
-        "gauge",
-        "Connections in other states.",
-        per_vs(&|vs| vs.inactive as f64),
-    );
-    family(
-        "director_rs_connections_total",
-        "counter",
-        "Connections scheduled to the real server.",
-        per_rs(&|rs| rs.totals.conns as f64),
-    );
-    family(
-        "director_rs_packets_total",
-        "counter",
-        "Packets forwarded for the real server.",
-        dir(&pk, true),
-    );
-    family(
-        "director_rs_bytes_total",
-        "counter",
-        "Bytes forwarded for the real server.",
-        dir(&by, true),
-    );
-    family(
-        "director_rs_active_connections",
-        "gauge",
-        "ESTABLISHED connections.",
-        per_rs(&|rs| rs.active as f64),
-    );
-    family(
-        "director_rs_inactive_connections",
-        "gauge",
-        "Connections in other states.",
-        per_rs(&|rs| rs.inactive as f64),
-    );
-    family(
-        "director_rs_weight",
-        "gauge",
-        "Weight in effect (0 when down or draining).",
-        per_rs(&|rs| rs.weight as f64),
-    );
-    family(
-        "director_rs_up",
-        "gauge",
-        "1 when the health check passes (or none is configured).",
-        per_rs(&|rs| f64::from(u8::from(rs.health != "down"))),
-    );
-    family(
-        "director_rs_draining",
-        "gauge",
-        "1 while the server drains.",
-        per_rs(&|rs| f64::from(u8::from(rs.draining))),
-    );
-    family(
-        "director_rs_health_transitions_total",
-        "counter",
-        "Health state changes.",
-        per_rs(&|rs| rs.health_transitions as f64),
-    );
-    let reasons = s
-        .reasons
-        .iter()
-        .map(|(r, n)| (format!("reason=\"{r}\""), *n as f64))
-        .collect();
-    family(
-        "director_datapath_events_total",
-        "counter",
-        "Packets the datapath passed or dropped, by reason.",
-        reasons,
-    );
-    family(
-        "director_conntrack_entries",
-        "gauge",
-        "Connection table entries at the last sweep.",
-        vec![(String::new(), s.conntrack_entries as f64)],
-    );
-    family(
-        "director_conntrack_max",
-        "gauge",
-        "Connection table capacity.",
-        vec![(String::new(), f64::from(s.conntrack_max))],
-    );
-    family(
-        "director_reloads_total",
-        "counter",
-        "Configuration reloads applied.",
-        vec![(String::new(), s.reloads as f64)],
-    );
-    o
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn sample() -> Status {
+    /// One virtual server with one real server that is down.
+    pub(crate) fn sample() -> Status {
         Status {
             config: "/etc/director.toml".into(),
             virtual_servers: vec![VsStatus {
@@ -462,21 +281,6 @@ mod tests {
             conntrack_max: 1024,
             health_transitions: 1,
             reloads: 2,
-        }
-    }
-
-    #[test]
-    fn metrics_carry_labels_and_values() {
-        let m = render_metrics(&sample());
-        for line in [
-            "director_vs_connections_total{vs=\"web\",address=\"192.0.2.10:80\"} 10",
-            "director_rs_packets_total{vs=\"web\",address=\"192.0.2.10:80\",server=\"10.1.0.11:8080\",direction=\"out\"} 90",
-            "director_rs_up{vs=\"web\",address=\"192.0.2.10:80\",server=\"10.1.0.11:8080\"} 0",
-            "director_datapath_events_total{reason=\"no_connection\"} 7",
-            "director_conntrack_max{} 1024",
-            "# TYPE director_rs_active_connections gauge",
-        ] {
-            assert!(m.lines().any(|l| l == line), "missing {line:?} in\n{m}");
         }
     }
 

@@ -1,0 +1,508 @@
+//! The metrics endpoint: `GET /metrics` answers with the Prometheus text
+//! exposition (version 0.0.4) of a status snapshot the daemon's loop takes
+//! for that scrape, so the endpoint keeps no counters of its own.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::prometheus_text::{self, CONTENT_TYPE as EXPOSITION};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::TypedMetric;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info};
+
+use crate::control::{self, Call};
+use crate::status::{Counters, RsStatus, Status};
+
+/// How long a client may take to send its request head.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Serves `GET /metrics` on `addr`, asking the daemon's loop for a status
+/// snapshot on every scrape.
+pub async fn serve(addr: SocketAddr, calls: mpsc::Sender<Call>) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the metrics endpoint {addr}"))?;
+    info!(%addr, "metrics on http://{addr}/metrics");
+    serve_on(listener, calls).await
+}
+
+async fn serve_on(listener: TcpListener, calls: mpsc::Sender<Call>) -> anyhow::Result<()> {
+    loop {
+        let (stream, peer) = listener
+            .accept()
+            .await
+            .context("accepting on the metrics endpoint")?;
+        let calls = calls.clone();
+        tokio::spawn(async move {
+            let service = service_fn(|req| answer(req, calls.clone()));
+            let served = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            if let Err(e) = served {
+                debug!(%peer, "metrics connection: {e}");
+            }
+        });
+    }
+}
+
+async fn answer(
+    req: Request<Incoming>,
+    calls: mpsc::Sender<Call>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.uri().path() != "/metrics" {
+        return Ok(plain(
+            StatusCode::NOT_FOUND,
+            "the metrics are at /metrics\n",
+        ));
+    }
+    if req.method() != Method::GET {
+        let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "only GET /metrics\n");
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET"));
+        return Ok(r);
+    }
+    let Some(status) = snapshot(&calls).await else {
+        return Ok(plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the daemon did not answer for a status snapshot\n",
+        ));
+    };
+    Ok(match exposition(status) {
+        Ok(text) => {
+            let mut r = Response::new(Full::new(Bytes::from(text)));
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static(EXPOSITION));
+            r
+        }
+        Err(fmt::Error) => plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "encoding the metrics failed\n",
+        ),
+    })
+}
+
+fn plain(code: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = code;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+async fn snapshot(calls: &mpsc::Sender<Call>) -> Option<Status> {
+    let (tx, rx) = oneshot::channel();
+    calls.send((control::Request::Status, tx)).await.ok()?;
+    match rx.await.ok()? {
+        control::Response::Status(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// The text exposition of one snapshot.
+fn exposition(status: Status) -> Result<String, fmt::Error> {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Snapshot(status)));
+    let mut text = String::new();
+    prometheus_text::encode(&mut text, &registry)?;
+    Ok(text)
+}
+
+/// A status snapshot as a collector: its families are written from the
+/// snapshot when the registry is encoded.
+#[derive(Debug)]
+struct Snapshot(Status);
+
+type Labels<'a> = Vec<(&'static str, &'a str)>;
+
+/// What virtual and real servers both have, and the labels naming one.
+struct Server<'a> {
+    labels: Labels<'a>,
+    totals: &'a Counters,
+    active: u64,
+    inactive: u64,
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        let s = &self.0;
+        let vss: Vec<Server> = s
+            .virtual_servers
+            .iter()
+            .map(|vs| Server {
+                labels: vec![("vs", &vs.name), ("address", &vs.address)],
+                totals: &vs.totals,
+                active: vs.active,
+                inactive: vs.inactive,
+            })
+            .collect();
+        let rss: Vec<_> = s
+            .virtual_servers
+            .iter()
+            .zip(&vss)
+            .flat_map(|(vs, v)| vs.real_servers.iter().map(move |rs| (v, rs)))
+            .map(|(v, rs)| {
+                let mut labels = v.labels.clone();
+                labels.push(("server", &rs.address));
+                let server = Server {
+                    labels,
+                    totals: &rs.totals,
+                    active: rs.active,
+                    inactive: rs.inactive,
+                };
+                (server, rs)
+            })
+            .collect();
+
+        servers(&mut enc, "vs", "virtual server", vss.iter())?;
+        servers(&mut enc, "rs", "real server", rss.iter().map(|(r, _)| r))?;
+        let per_rs =
+            |f: fn(&RsStatus) -> u64| rss.iter().map(move |(r, rs)| (r.labels.as_slice(), f(rs)));
+        family(
+            &mut enc,
+            "director_rs_weight",
+            "Weight in effect (0 when down or draining).",
+            per_rs(|rs| rs.weight.into()).map(gauge),
+        )?;
+        family(
+            &mut enc,
+            "director_rs_up",
+            "1 when the health check passes (or none is configured).",
+            per_rs(|rs| (rs.health != "down").into()).map(gauge),
+        )?;
+        family(
+            &mut enc,
+            "director_rs_draining",
+            "1 while the server drains.",
+            per_rs(|rs| rs.draining.into()).map(gauge),
+        )?;
+        family(
+            &mut enc,
+            "director_rs_health_transitions",
+            "Health state changes.",
+            per_rs(|rs| rs.health_transitions).map(counter),
+        )?;
+        family(
+            &mut enc,
+            "director_datapath_events",
+            "Packets the datapath passed or dropped, by reason.",
+            s.reasons
+                .iter()
+                .map(|(reason, n)| (vec![("reason", reason.as_str())], *n))
+                .map(counter),
+        )?;
+        let single = |v: u64| [(Labels::new(), v)];
+        family(
+            &mut enc,
+            "director_conntrack_entries",
+            "Connection table entries at the last sweep.",
+            single(s.conntrack_entries).map(gauge),
+        )?;
+        family(
+            &mut enc,
+            "director_conntrack_max",
+            "Connection table capacity.",
+            single(s.conntrack_max.into()).map(gauge),
+        )?;
+        family(
+            &mut enc,
+            "director_reloads",
+            "Configuration reloads applied.",
+            single(s.reloads).map(counter),
+        )
+    }
+}
+
+/// The families virtual and real servers share, `director_{level}_*`.
+fn servers<'a>(
+    enc: &mut DescriptorEncoder,
+    level: &str,
+    what: &str,
+    servers: impl Iterator<Item = &'a Server<'a>> + Clone,
+) -> fmt::Result {
+    let name = |metric: &str| format!("director_{level}_{metric}");
+    family(
+        enc,
+        &name("connections"),
+        &format!("Connections scheduled to the {what}."),
+        servers
+            .clone()
+            .map(|s| (s.labels.as_slice(), s.totals.conns))
+            .map(counter),
+    )?;
+    let directions = |f: fn(&Counters) -> (u64, u64)| {
+        servers.clone().flat_map(move |s| {
+            let (inbound, outbound) = f(s.totals);
+            [
+                ((s.labels.as_slice(), [("direction", "in")]), inbound),
+                ((s.labels.as_slice(), [("direction", "out")]), outbound),
+            ]
+        })
+    };
+    family(
+        enc,
+        &name("packets"),
+        &format!("Packets forwarded for the {what}."),
+        directions(|t| (t.packets_in, t.packets_out)).map(counter),
+    )?;
+    family(
+        enc,
+        &name("bytes"),
+        &format!("Bytes forwarded for the {what}."),
+        directions(|t| (t.bytes_in, t.bytes_out)).map(counter),
+    )?;
+    family(
+        enc,
+        &name("active_connections"),
+        "ESTABLISHED connections.",
+        servers
+            .clone()
+            .map(|s| (s.labels.as_slice(), s.active))
+            .map(gauge),
+    )?;
+    family(
+        enc,
+        &name("inactive_connections"),
+        "Connections in other states.",
+        servers
+            .map(|s| (s.labels.as_slice(), s.inactive))
+            .map(gauge),
+    )
+}
+
+fn counter<L>((labels, v): (L, u64)) -> (L, ConstCounter<u64>) {
+    (labels, ConstCounter::new(v))
+}
+
+fn gauge<L>((labels, v): (L, u64)) -> (L, ConstGauge<u64>) {
+    (labels, ConstGauge::new(v))
+}
+
+/// One family: its help and type, then a sample per label set. A counter's
+/// samples get the `_total` suffix from the encoder.
+fn family<L: EncodeLabelSet, M: EncodeMetric + TypedMetric>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (L, M)>,
+) -> fmt::Result {
+    let mut family = enc.encode_descriptor(name, help, None, M::TYPE)?;
+    for (labels, metric) in samples {
+        metric.encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use http_body_util::{BodyExt as _, Empty};
+
+    use super::*;
+    use crate::status::tests::sample;
+
+    /// The exposition parsed back: the type of every family (from its
+    /// `# TYPE` line, which must follow its `# HELP` line), and every
+    /// sample's value by its series as written (name and labels).
+    fn parse(text: &str) -> (BTreeMap<String, String>, BTreeMap<String, f64>) {
+        let (mut types, mut samples) = (BTreeMap::new(), BTreeMap::new());
+        let mut helped = None;
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let (name, help) = rest.split_once(' ').expect("HELP NAME TEXT");
+                assert!(!help.is_empty(), "{name} has no help");
+                helped = Some(name.to_owned());
+            } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').expect("TYPE NAME KIND");
+                assert_eq!(helped.as_deref(), Some(name), "TYPE without HELP");
+                assert!(
+                    types.insert(name.to_owned(), kind.to_owned()).is_none(),
+                    "{name} is typed twice"
+                );
+            } else {
+                let (series, value) = line.rsplit_once(' ').expect("SERIES VALUE");
+                let value = value.parse().unwrap_or_else(|e| panic!("{line}: {e}"));
+                assert!(
+                    samples.insert(series.to_owned(), value).is_none(),
+                    "{series} is written twice"
+                );
+            }
+        }
+        (types, samples)
+    }
+
+    #[test]
+    fn exposition_has_every_family_and_value_of_the_snapshot() {
+        let text = exposition(sample()).unwrap();
+        let (types, samples) = parse(&text);
+        let kinds: Vec<(&str, &str)> = types
+            .iter()
+            .map(|(n, k)| (n.as_str(), k.as_str()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("director_conntrack_entries", "gauge"),
+                ("director_conntrack_max", "gauge"),
+                ("director_datapath_events_total", "counter"),
+                ("director_reloads_total", "counter"),
+                ("director_rs_active_connections", "gauge"),
+                ("director_rs_bytes_total", "counter"),
+                ("director_rs_connections_total", "counter"),
+                ("director_rs_draining", "gauge"),
+                ("director_rs_health_transitions_total", "counter"),
+                ("director_rs_inactive_connections", "gauge"),
+                ("director_rs_packets_total", "counter"),
+                ("director_rs_up", "gauge"),
+                ("director_rs_weight", "gauge"),
+                ("director_vs_active_connections", "gauge"),
+                ("director_vs_bytes_total", "counter"),
+                ("director_vs_connections_total", "counter"),
+                ("director_vs_inactive_connections", "gauge"),
+                ("director_vs_packets_total", "counter"),
+            ],
+            "in\n{text}"
+        );
+        let vs = r#"vs="web",address="192.0.2.10:80""#;
+        let rs = format!(r#"{vs},server="10.1.0.11:8080""#);
+        // The sample's virtual server and its one real server count the same.
+        let mut expected = BTreeMap::new();
+        for (level, labels) in [("vs", vs), ("rs", rs.as_str())] {
+            for (metric, direction, value) in [
+                ("connections_total", "", 10.0),
+                ("packets_total", r#",direction="in""#, 100.0),
+                ("packets_total", r#",direction="out""#, 90.0),
+                ("bytes_total", r#",direction="in""#, 1000.0),
+                ("bytes_total", r#",direction="out""#, 9000.0),
+                ("active_connections", "", 3.0),
+                ("inactive_connections", "", 1.0),
+            ] {
+                let series = format!("director_{level}_{metric}{{{labels}{direction}}}");
+                expected.insert(series, value);
+            }
+        }
+        for (metric, value) in [
+            ("weight", 0.0),
+            ("up", 0.0),
+            ("draining", 0.0),
+            ("health_transitions_total", 1.0),
+        ] {
+            expected.insert(format!("director_rs_{metric}{{{rs}}}"), value);
+        }
+        expected.extend([
+            (
+                r#"director_datapath_events_total{reason="no_connection"}"#.to_owned(),
+                7.0,
+            ),
+            ("director_conntrack_entries".to_owned(), 4.0),
+            ("director_conntrack_max".to_owned(), 1024.0),
+            ("director_reloads_total".to_owned(), 2.0),
+        ]);
+        assert_eq!(samples, expected, "in\n{text}");
+        assert!(
+            text.contains(
+                "# HELP director_rs_up 1 when the health check passes (or none is configured).\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn families_without_servers_are_still_described() {
+        let text = exposition(Status::default()).unwrap();
+        let (types, samples) = parse(&text);
+        assert_eq!(types.len(), 18, "{text}");
+        assert_eq!(
+            samples.keys().collect::<Vec<_>>(),
+            [
+                "director_conntrack_entries",
+                "director_conntrack_max",
+                "director_reloads_total"
+            ],
+            "{text}"
+        );
+    }
+
+    /// A daemon loop that answers every status request with `sample()`.
+    fn daemon() -> mpsc::Sender<Call> {
+        let (tx, mut rx) = mpsc::channel::<Call>(4);
+        tokio::spawn(async move {
+            while let Some((request, reply)) = rx.recv().await {
+                assert_eq!(request, control::Request::Status);
+                let _ = reply.send(control::Response::Status(sample()));
+            }
+        });
+        tx
+    }
+
+    /// The endpoint on a free loopback port, asking `calls` for snapshots.
+    async fn endpoint(calls: mpsc::Sender<Call>) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve_on(listener, calls));
+        addr
+    }
+
+    async fn request(addr: SocketAddr, method: Method, path: &str) -> (StatusCode, String, String) {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, addr.to_string())
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        let kind = resp.headers()[CONTENT_TYPE].to_str().unwrap().to_owned();
+        let code = resp.status();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (code, kind, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn http_serves_metrics_and_refuses_the_rest() {
+        let addr = endpoint(daemon()).await;
+
+        let (code, kind, body) = request(addr, Method::GET, "/metrics").await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+        assert_eq!(kind, "text/plain; version=0.0.4; charset=utf-8");
+        assert_eq!(body, exposition(sample()).unwrap());
+
+        let (code, _, body) = request(addr, Method::GET, "/nope").await;
+        assert_eq!(code, StatusCode::NOT_FOUND, "{body}");
+        let (code, _, body) = request(addr, Method::POST, "/metrics").await;
+        assert_eq!(code, StatusCode::METHOD_NOT_ALLOWED, "{body}");
+    }
+
+    #[tokio::test]
+    async fn http_says_unavailable_when_the_daemon_is_gone() {
+        let (tx, rx) = mpsc::channel::<Call>(1);
+        drop(rx);
+        let addr = endpoint(tx).await;
+        let (code, _, body) = request(addr, Method::GET, "/metrics").await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    }
+}
