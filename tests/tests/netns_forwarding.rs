@@ -8,42 +8,23 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 
+use director_tests::config::{Config, VirtualServer};
 use director_tests::http::{self, Tally, Timeouts};
-use director_tests::lab::{self, Lab, LabSpec, Mode, Role};
+use director_tests::lab::{Lab, LabSpec, Mode, Role};
 use director_tests::pattern::{fnv1a, pattern, pseudo_random};
+use director_tests::{need_root, per_mode};
 
 const SERVER: &str = env!("CARGO_BIN_EXE_director-lab-server");
 const MIB: usize = 1 << 20;
 
 /// A director config for `lab` with one wrr virtual server on the VIP whose real servers
-/// are the lab's, with these weights (same schema as examples/lab-*.toml).
-fn config(lab: &Lab, weights: &[u32]) -> String {
-    assert_eq!(weights.len(), lab.real_servers().len());
-    let interfaces = match lab.mode() {
-        Mode::Nat => r#"["eth0", "eth1"]"#,
-        Mode::Dr => r#"["eth0"]"#,
-    };
-    let mut text = format!(
-        r#"[director]
-interfaces = {interfaces}
-xdp_mode = "native"
-conntrack_max = 65536
-
-[[virtual_server]]
-name = "web"
-address = "{vip}"
-protocol = "tcp"
-scheduler = "wrr"
-forward = "{mode}"
-"#,
-        vip = lab.vip(),
-        mode = lab.mode(),
-    );
-    for (addr, weight) in lab.real_servers().iter().zip(weights) {
-        text +=
-            &format!("\n[[virtual_server.real_server]]\naddress = \"{addr}\"\nweight = {weight}\n");
-    }
-    text
+/// are the lab's, with these weights.
+fn config(lab: &Lab, weights: &[u32]) -> Config {
+    Config::lab(lab.mode()).virtual_server(
+        VirtualServer::tcp("web", lab.vip())
+            .real_servers(lab.real_servers())
+            .weights(weights),
+    )
 }
 
 /// A lab with `weights.len()` real servers and the director running with those weights.
@@ -118,9 +99,7 @@ fn xdp_attached(lab: &Lab, ifname: &str) -> bool {
 
 #[test]
 fn nat_http_through_vip() {
-    if lab::skip_without_root("nat_http_through_vip") {
-        return;
-    }
+    need_root!();
     let mut lab = lab_with_director(Mode::Nat, &[1, 1, 1]);
     assert!(
         xdp_attached(&lab, "eth0") && xdp_attached(&lab, "eth1"),
@@ -156,9 +135,7 @@ fn nat_http_through_vip() {
 
 #[test]
 fn nat_with_vip_configured_on_director() {
-    if lab::skip_without_root("nat_with_vip_configured_on_director") {
-        return;
-    }
+    need_root!();
     let spec = LabSpec::new(Mode::Nat, SERVER);
     let mut lab = Lab::build(spec).unwrap_or_else(|e| panic!("{e:#}"));
     lab.add_vip_on_director();
@@ -171,9 +148,7 @@ fn nat_with_vip_configured_on_director() {
 
 #[test]
 fn dr_http_through_vip() {
-    if lab::skip_without_root("dr_http_through_vip") {
-        return;
-    }
+    need_root!();
     let lab = lab_with_director(Mode::Dr, &[1, 1, 1]);
     let tally = lab.get_many(30, &[]);
     assert_all_succeed_everywhere(&lab, &tally, 30);
@@ -198,27 +173,11 @@ fn weights_3_to_1(mode: Mode) {
     assert_eq!(tally.count("rs1") + tally.count("rs2"), n);
 }
 
-#[test]
-fn nat_weights_3_to_1() {
-    if lab::skip_without_root("nat_weights_3_to_1") {
-        return;
-    }
-    weights_3_to_1(Mode::Nat);
-}
-
-#[test]
-fn dr_weights_3_to_1() {
-    if lab::skip_without_root("dr_weights_3_to_1") {
-        return;
-    }
-    weights_3_to_1(Mode::Dr);
-}
+per_mode!(weights_3_to_1: nat_weights_3_to_1, dr_weights_3_to_1);
 
 #[test]
 fn nat_weight_zero_gets_nothing() {
-    if lab::skip_without_root("nat_weight_zero_gets_nothing") {
-        return;
-    }
+    need_root!();
     let lab = lab_with_director(Mode::Nat, &[1, 0, 1]);
     let tally = lab.get_many(200, &[]);
     assert_eq!(
@@ -274,27 +233,11 @@ fn upload_download_1mib(mode: Mode) {
     }
 }
 
-#[test]
-fn nat_upload_download_1mib() {
-    if lab::skip_without_root("nat_upload_download_1mib") {
-        return;
-    }
-    upload_download_1mib(Mode::Nat);
-}
-
-#[test]
-fn dr_upload_download_1mib() {
-    if lab::skip_without_root("dr_upload_download_1mib") {
-        return;
-    }
-    upload_download_1mib(Mode::Dr);
-}
+per_mode!(upload_download_1mib: nat_upload_download_1mib, dr_upload_download_1mib);
 
 #[test]
 fn many_clients_nat() {
-    if lab::skip_without_root("many_clients_nat") {
-        return;
-    }
+    need_root!();
     let lab = lab_with_director(Mode::Nat, &[1, 1, 1]);
     let sources = lab.extra_client_addrs().to_vec();
     assert_eq!(sources.len(), 64);

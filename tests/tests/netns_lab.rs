@@ -6,8 +6,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use director_tests::config::{Config, VirtualServer};
 use director_tests::http::{self, Timeouts};
 use director_tests::lab::{self, Lab, Role, netns};
+use director_tests::need_root;
 use director_tests::pattern::{fnv1a, pattern, pseudo_random};
 use director_tests::udp;
 
@@ -121,9 +123,7 @@ fn unreachable(lab: &Lab, dst: SocketAddr) -> bool {
 
 #[test]
 fn nat_lab_topology() {
-    if lab::skip_without_root("nat_lab_topology") {
-        return;
-    }
+    need_root!();
     let lab = Lab::nat(SERVER);
     let (id, pids) = (lab.id().to_owned(), lab.pids());
     assert_eq!(lab_namespaces(&id).len(), 6, "client, dir, sw, rs1..rs3");
@@ -174,9 +174,7 @@ fn nat_lab_topology() {
 
 #[test]
 fn dr_lab_topology() {
-    if lab::skip_without_root("dr_lab_topology") {
-        return;
-    }
+    need_root!();
     let lab = Lab::dr(SERVER);
     let id = lab.id().to_owned();
     assert_eq!(lab_namespaces(&id).len(), 6);
@@ -278,9 +276,7 @@ fn has_addr(lab: &Lab, role: Role, dev: &str, cidr: &str) -> bool {
 
 #[test]
 fn nat_lab_ipv6_addressing() {
-    if lab::skip_without_root("nat_lab_ipv6_addressing") {
-        return;
-    }
+    need_root!();
     let lab = Lab::nat(SERVER);
     assert_ipv6_ready(&lab);
 
@@ -368,9 +364,7 @@ fn client_neighbour(lab: &Lab, ip: IpAddr) -> String {
 
 #[test]
 fn dr_lab_ipv6_addressing() {
-    if lab::skip_without_root("dr_lab_ipv6_addressing") {
-        return;
-    }
+    need_root!();
     let lab = Lab::dr(SERVER);
     assert_ipv6_ready(&lab);
     assert!(has_addr(&lab, Role::Client, "eth0", "2001:db8:2::2/64"));
@@ -450,9 +444,7 @@ fn dr_lab_ipv6_addressing() {
 
 #[test]
 fn labs_do_not_collide() {
-    if lab::skip_without_root("labs_do_not_collide") {
-        return;
-    }
+    need_root!();
     let a = Lab::nat(SERVER);
     let b = Lab::nat(SERVER);
     assert_ne!(a.id(), b.id());
@@ -466,9 +458,7 @@ fn labs_do_not_collide() {
 
 #[test]
 fn lab_server_http() {
-    if lab::skip_without_root("lab_server_http") {
-        return;
-    }
+    need_root!();
     let lab = Lab::nat(SERVER);
     let rs1: SocketAddr = lab.real_servers()[0].into();
 
@@ -514,9 +504,7 @@ fn lab_server_http() {
 /// A stand-in "director" that never forwards keeps the demo waiting for the VIP.
 #[test]
 fn demo_ctrl_c_cleans_up() {
-    if lab::skip_without_root("demo_ctrl_c_cleans_up") {
-        return;
-    }
+    need_root!();
     let tmp = tempfile::tempdir().unwrap();
     let pid_file = tmp.path().join("director.pid");
     let fake = tmp.path().join("fake-director");
@@ -533,11 +521,10 @@ fn demo_ctrl_c_cleans_up() {
         0o755,
     );
     std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    std::fs::write(
-        tmp.path().join("lab-nat.toml"),
-        "[[virtual_server]]\naddress = \"192.0.2.10:80\"\n[[virtual_server.real_server]]\naddress = \"10.1.0.11:8080\"\n",
-    )
-    .unwrap();
+    let config = Config::lab(lab::Mode::Nat).virtual_server(
+        VirtualServer::tcp("web", lab::VIP.into()).real_servers(["10.1.0.11:8080"]),
+    );
+    std::fs::write(tmp.path().join("lab-nat.toml"), config.to_toml()).unwrap();
 
     let mut demo = std::process::Command::new(DEMO)
         .args(["demo", "--mode", "nat", "--requests", "5", "--director"])

@@ -53,15 +53,6 @@ pub const DIRECTOR_READY_TIMEOUT: Duration = Duration::from_secs(60);
 const SERVER_READY_TIMEOUT: Duration = Duration::from_secs(15);
 const LOG_TAIL_LINES: usize = 60;
 
-/// True (after printing why) when the caller is not root and a lab test must be skipped.
-pub fn skip_without_root(test: &str) -> bool {
-    let root = nix::unistd::geteuid().is_root();
-    if !root {
-        eprintln!("skipping {test}: needs root (network namespaces, veth, XDP)");
-    }
-    !root
-}
-
 /// What to build.
 #[derive(Debug, Clone)]
 pub struct LabSpec {
