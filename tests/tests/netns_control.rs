@@ -52,6 +52,17 @@ fn config(lab: &Lab, servers: &[(usize, u32)]) -> String {
         .to_toml()
 }
 
+/// rs1, rs2 and rs3 at weight 1.
+const EQUAL: &[(usize, u32)] = &[(1, 1), (2, 1), (3, 1)];
+
+/// A NAT lab with `n` real servers, the director running with [`config`]`(servers)`.
+fn running(n: usize, servers: &[(usize, u32)]) -> Lab {
+    let mut lab = nat_lab(n);
+    let config = config(&lab, servers);
+    lab.start_director(config);
+    lab
+}
+
 // ---- the control client --------------------------------------------------------------
 
 /// `director ARGS… --socket <the lab director's socket>`, run to completion.
@@ -224,7 +235,7 @@ fn failed_server_out_and_back_under_wrk() {
         (Duration::from_millis(500), Duration::from_millis(300), 2, 2);
     let slack = Duration::from_secs(1);
     let mut lab = nat_lab(3);
-    let checked = web_vs(&lab, &[(1, 1), (2, 1), (3, 1)])
+    let checked = web_vs(&lab, EQUAL)
         .health_check("kind", "tcp")
         .health_check("interval", format!("{}ms", interval.as_millis()))
         .health_check("timeout", format!("{}ms", timeout.as_millis()))
@@ -302,9 +313,7 @@ fn failed_server_out_and_back_under_wrk() {
 fn reload_under_wrk_adds_changes_and_removes() {
     need_root!();
     let t0 = Instant::now();
-    let mut lab = nat_lab(4);
-    let initial = config(&lab, &[(1, 1), (2, 1), (3, 1)]);
-    lab.start_director(initial);
+    let lab = running(4, EQUAL);
     let wrk = lab.start_wrk(2, 12, Duration::from_secs(8));
     std::thread::sleep(Duration::from_secs(2));
 
@@ -365,9 +374,9 @@ fn reload_under_wrk_adds_changes_and_removes() {
 fn invalid_reload_is_rejected() {
     need_root!();
     let t0 = Instant::now();
-    let mut lab = nat_lab(3);
-    let good = config(&lab, &[(1, 2), (2, 1), (3, 1)]);
-    lab.start_director(good.clone());
+    let servers = [(1, 2), (2, 1), (3, 1)];
+    let lab = running(3, &servers);
+    let good = config(&lab, &servers);
     let before = status(&lab);
 
     // rs2's `weight = 1` becomes `weight = "x"`: the error is at the value.
@@ -433,9 +442,8 @@ fn invalid_reload_is_rejected() {
 fn restart_and_kill_lose_nothing() {
     need_root!();
     let t0 = Instant::now();
-    let mut lab = nat_lab(3);
-    let config = config(&lab, &[(1, 1), (2, 1), (3, 1)]);
-    lab.start_director(config.clone());
+    let mut lab = running(3, EQUAL);
+    let config = config(&lab, EQUAL);
 
     let vip = lab.vip();
     let mut long_lived: Vec<KeepAlive> = lab.in_client(|| {
@@ -522,9 +530,7 @@ fn restart_and_kill_lose_nothing() {
 fn status_json_agrees_with_clients() {
     need_root!();
     let t0 = Instant::now();
-    let mut lab = nat_lab(3);
-    let config = config(&lab, &[(1, 1), (2, 1), (3, 1)]);
-    lab.start_director(config);
+    let lab = running(3, EQUAL);
 
     let before = status(&lab);
     let n = 200;
@@ -585,9 +591,7 @@ fn status_json_agrees_with_clients() {
 fn operator_weight_and_drain() {
     need_root!();
     let t0 = Instant::now();
-    let mut lab = nat_lab(3);
-    let config = config(&lab, &[(1, 1), (2, 1), (3, 1)]);
-    lab.start_director(config);
+    let lab = running(3, EQUAL);
     let (rs1, rs2) = (addr(&lab, 1), addr(&lab, 2));
 
     println!("{}", director_ok(&lab, &["weight", VS, &rs1, "0"]).trim());

@@ -30,30 +30,6 @@ fn start(lab: &mut Lab, config: impl Into<lab::DirectorConfig>, since: Instant) 
     eprintln!("lab and director up in {:.1?}", since.elapsed());
 }
 
-/// No failures, exactly `n` answers, only from the lab's servers, every one of them.
-fn assert_all_answered_everywhere(lab: &Lab, tally: &Tally, n: usize, what: &str) {
-    assert_eq!(
-        tally.failures, 0,
-        "{what}: {} of {n} failed, first errors: {:#?}",
-        tally.failures, tally.errors
-    );
-    assert_eq!(tally.succeeded(), n, "{what}: {:?}", tally.by_server);
-    let names = lab.server_names();
-    for (name, count) in &tally.by_server {
-        assert!(
-            names.contains(name),
-            "{what}: answer from unknown server {name} ({count}×)"
-        );
-    }
-    for name in &names {
-        assert!(
-            tally.count(name) > 0,
-            "{what}: {name} never answered: {:?}",
-            tally.by_server
-        );
-    }
-}
-
 /// 1 MiB down through `vip` (byte for byte the pattern) and 1 MiB up (the server
 /// reports its exact length and hash).
 fn assert_1mib_both_ways(lab: &Lab, vip: SocketAddr) {
@@ -107,7 +83,7 @@ fn ipv6_http(mode: Mode) {
     eprintln!("lab and director up in {:.1?}", since.elapsed());
     let tally = lab.get_many6(30, &[]);
     eprintln!("{mode} IPv6: 30 GETs → {:?}", tally.by_server);
-    assert_all_answered_everywhere(&lab, &tally, 30, "GETs through the IPv6 VIP");
+    lab.assert_answered_by_all(&tally, 30, "GETs through the IPv6 VIP");
     assert_1mib_both_ways(&lab, lab.vip6());
 }
 
@@ -183,7 +159,7 @@ fn assert_udp_exchanges(lab: &Lab, vip: SocketAddr, n: usize) -> Tally {
         batch.tally.by_server,
         batch.resent
     );
-    assert_all_answered_everywhere(lab, &batch.tally, n, &format!("UDP through {vip}"));
+    lab.assert_answered_by_all(&batch.tally, n, &format!("UDP through {vip}"));
     // Nothing on this path may lose a datagram: neighbours are resolved by then.
     assert_eq!(
         batch.resent, 0,

@@ -5,11 +5,8 @@
 //! Needs root and the director binary (`$DIRECTOR_BIN` or target/debug/director; `cargo
 //! xtask test` builds it). Skips with a printed reason when not root.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener};
-
 use director_tests::config::{Config, VirtualServer};
-use director_tests::http::{self, Tally, Timeouts};
+use director_tests::http;
 use director_tests::lab::{Lab, LabSpec, Mode, Role};
 use director_tests::pattern::{fnv1a, pattern, pseudo_random};
 use director_tests::{need_root, per_mode};
@@ -36,57 +33,9 @@ fn lab_with_director(mode: Mode, weights: &[u32]) -> Lab {
     lab
 }
 
-/// No failures, answers only from the lab's servers, and every one of them answered.
-fn assert_all_succeed_everywhere(lab: &Lab, tally: &Tally, n: usize) {
-    assert_eq!(
-        tally.failures, 0,
-        "failed requests, first errors: {:#?}",
-        tally.errors
-    );
-    assert_eq!(tally.succeeded(), n);
-    let names = lab.server_names();
-    for (name, count) in &tally.by_server {
-        assert!(
-            names.contains(name),
-            "answer from unknown server {name} ({count}×)"
-        );
-    }
-    for name in &names {
-        assert!(
-            tally.count(name) > 0,
-            "{name} got no request: {:?}",
-            tally.by_server
-        );
-    }
-}
-
-/// A one-shot echo listener in the director namespace: the host's own TCP must keep
-/// working while the director's XDP program is attached.
+/// The host's own TCP keeps working while the director's XDP program is attached.
 fn assert_director_host_traffic_works(lab: &Lab) {
-    let addr: SocketAddr = (lab.director_addr(), 9000).into();
-    let listener = lab
-        .in_ns(Role::Director, || TcpListener::bind(addr))
-        .expect("bind 9000 in dir ns");
-    let server = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().expect("accept");
-        let mut line = String::new();
-        BufReader::new(s.try_clone().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        s.write_all(line.as_bytes()).unwrap();
-    });
-    let echoed = lab.in_client(|| {
-        let mut s = http::connect(None, addr, &Timeouts::default())?;
-        s.write_all(b"host traffic\n")?;
-        let mut back = String::new();
-        s.read_to_string(&mut back)?;
-        anyhow::Ok(back)
-    });
-    match echoed {
-        Ok(back) => assert_eq!(back, "host traffic\n"),
-        Err(e) => panic!("client could not reach the director's own {addr}: {e:#}"),
-    }
-    server.join().unwrap();
+    lab.echo_to_director(None, (lab.director_addr(), 9000).into());
 }
 
 fn xdp_attached(lab: &Lab, ifname: &str) -> bool {
@@ -106,7 +55,7 @@ fn nat_http_through_vip() {
         "director attached no XDP program"
     );
     let tally = lab.get_many(30, &[]);
-    assert_all_succeed_everywhere(&lab, &tally, 30);
+    lab.assert_answered_by_all(&tally, 30, "GETs through the VIP");
     assert_director_host_traffic_works(&lab);
 
     // Contract: SIGTERM → exit 0 and the pinned datapath keeps forwarding
@@ -114,7 +63,7 @@ fn nat_http_through_vip() {
     let status = lab.stop_director().unwrap();
     assert!(status.success(), "director exited with {status} on SIGTERM");
     let tally = lab.get_many(30, &[]);
-    assert_all_succeed_everywhere(&lab, &tally, 30);
+    lab.assert_answered_by_all(&tally, 30, "GETs through the pinned datapath");
     let out = std::process::Command::new(director_tests::paths::director_bin())
         .arg("teardown")
         .arg("--pin-dir")
@@ -142,7 +91,7 @@ fn nat_with_vip_configured_on_director() {
     let config = config(&lab, &[1, 1, 1]);
     lab.start_director(config);
     let tally = lab.get_many(30, &[]);
-    assert_all_succeed_everywhere(&lab, &tally, 30);
+    lab.assert_answered_by_all(&tally, 30, "GETs with the VIP on the director");
     assert_director_host_traffic_works(&lab);
 }
 
@@ -151,7 +100,7 @@ fn dr_http_through_vip() {
     need_root!();
     let lab = lab_with_director(Mode::Dr, &[1, 1, 1]);
     let tally = lab.get_many(30, &[]);
-    assert_all_succeed_everywhere(&lab, &tally, 30);
+    lab.assert_answered_by_all(&tally, 30, "GETs through the VIP");
 }
 
 /// Weights 3:1 over ≥ 1000 new connections: rs1 gets 75% ± 5 points.
@@ -243,5 +192,5 @@ fn many_clients_nat() {
     assert_eq!(sources.len(), 64);
     // Request i comes from sources[i % 64]: 4 requests from each of 64 addresses.
     let tally = lab.get_many(4 * sources.len(), &sources);
-    assert_all_succeed_everywhere(&lab, &tally, 4 * sources.len());
+    lab.assert_answered_by_all(&tally, 4 * sources.len(), "GETs from 64 addresses");
 }
