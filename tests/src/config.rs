@@ -7,6 +7,7 @@
 //! use director_tests::lab::Mode;
 //!
 //! let text = Config::lab(Mode::Nat)
+//!     .set("conntrack_max", 1024)
 //!     .virtual_server(
 //!         VirtualServer::tcp("web", "192.0.2.10:80".parse().unwrap())
 //!             .scheduler("lc")
@@ -16,6 +17,7 @@
 //!             .real_server(RealServer::new("10.1.0.12:8080").set("backup", true)),
 //!     )
 //!     .to_toml();
+//! assert!(text.starts_with("[director]\ninterfaces = [\"eth0\", \"eth1\"]\nxdp_mode = \"native\"\nconntrack_max = 1024\n"));
 //! assert!(text.contains("scheduler = \"lc\"\npersistence = \"3s\"\nforward = \"nat\"\n"));
 //! assert!(text.contains("address = \"10.1.0.11:8080\"\nweight = 3\n"));
 //! assert!(text.contains("address = \"10.1.0.12:8080\"\nbackup = true\n"));
