@@ -21,6 +21,8 @@ use director::{
     plan::stable_key,
 };
 use director_common::{entries::Hop, maglev};
+use director_tests::config as text;
+use director_tests::lab::Mode;
 use serde::Serialize;
 
 use crate::maps;
@@ -85,21 +87,16 @@ fn rs_addr(v: usize, r: usize) -> SocketAddr {
 }
 
 pub fn config_text(scheduler: &str, vs: usize, rs: usize) -> String {
-    let mut t = String::with_capacity(vs * rs * 64);
-    t += "[director]\ninterfaces = [\"eth0\", \"eth1\"]\n";
-    for v in 0..vs {
-        t += &format!(
-            "\n[[virtual_server]]\nname = \"vs{v}\"\naddress = \"{}\"\nscheduler = \"{scheduler}\"\nforward = \"nat\"\n",
-            vs_addr(v)
-        );
-        for r in 0..rs {
-            t += &format!(
-                "[[virtual_server.real_server]]\naddress = \"{}\"\n",
-                rs_addr(v, r)
-            );
-        }
-    }
-    t
+    (0..vs)
+        .fold(text::Config::new(&["eth0", "eth1"]), |config, v| {
+            config.virtual_server(
+                text::VirtualServer::tcp(&format!("vs{v}"), vs_addr(v))
+                    .scheduler(scheduler)
+                    .forward(Mode::Nat)
+                    .real_servers((0..rs).map(|r| rs_addr(v, r))),
+            )
+        })
+        .to_toml()
 }
 
 /// A made-up next hop: no packet leaves.

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use director::config;
 use director::health::{Health, Monitor, Target};
+use director_tests::config::{Config, VirtualServer};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -101,11 +102,15 @@ fn in_own_netns(time: Duration) -> Result<HealthCpu> {
 }
 
 fn measure(addr: SocketAddr, time: Duration, listener_us: &AtomicU64) -> Result<HealthCpu> {
-    let text = format!(
-        "[director]\ninterfaces = [\"lo\"]\n[[virtual_server]]\nname = \"v\"\naddress = \"192.0.2.10:80\"\n\
-         [[virtual_server.real_server]]\naddress = \"{addr}\"\n\
-         [virtual_server.health_check]\nkind = \"tcp\"\ninterval = \"1s\"\ntimeout = \"1s\"\n"
-    );
+    let text = Config::new(&["lo"])
+        .virtual_server(
+            VirtualServer::tcp("v", SocketAddr::from((Ipv4Addr::new(192, 0, 2, 10), 80)))
+                .real_servers([addr])
+                .health_check("kind", "tcp")
+                .health_check("interval", "1s")
+                .health_check("timeout", "1s"),
+        )
+        .to_toml();
     let loaded = config::parse(&text, "health-bench.toml").map_err(|e| anyhow::anyhow!("{e}"))?;
     let check = loaded.config.virtual_servers[0]
         .health_check

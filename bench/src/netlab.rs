@@ -7,11 +7,13 @@
 //! (`install_signal_cleanup`) does the same for an interrupted run.
 
 use std::fs::File;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use director_tests::config::{Config, VirtualServer};
 use director_tests::lab::{ChildGuard, DIRECTOR_READY_TIMEOUT, Lab, LabSpec, Mode, NetNs, Role};
 use serde::Deserialize;
 
@@ -38,35 +40,19 @@ pub const UDP_PORT: u16 = 9000;
 /// over every real server, in the lab's mode), plus a UDP one on [`UDP_PORT`] if
 /// `udp` (NAT only).
 pub fn director_config(lab: &Lab, udp: bool) -> String {
-    let (interfaces, forward) = match lab.mode() {
-        Mode::Nat => (r#"["eth0", "eth1"]"#, "nat"),
-        Mode::Dr => (r#"["eth0"]"#, "dr"),
-    };
-    let mut t = format!(
-        "[director]\ninterfaces = {interfaces}\nxdp_mode = \"native\"\nconntrack_max = 262144\n"
-    );
-    let mut vs = |name: &str, proto: &str, addr: String, port: Option<u16>| {
-        t += &format!(
-            "\n[[virtual_server]]\nname = \"{name}\"\naddress = \"{addr}\"\nprotocol = \"{proto}\"\nscheduler = \"wrr\"\nforward = \"{forward}\"\n"
-        );
-        for rs in lab.real_servers() {
-            let port = port.unwrap_or(rs.port());
-            t += &format!(
-                "[[virtual_server.real_server]]\naddress = \"{}:{port}\"\n",
-                rs.ip()
-            );
-        }
-    };
-    vs("web", "tcp", lab.vip().to_string(), None);
+    let mut config = Config::lab(lab.mode())
+        .set("conntrack_max", 262_144)
+        .virtual_server(VirtualServer::tcp("web", lab.vip()).real_servers(lab.real_servers()));
     if udp {
-        vs(
-            "udp",
-            "udp",
-            format!("{}:{UDP_PORT}", lab.vip().ip()),
-            Some(UDP_PORT),
+        let servers = lab
+            .real_servers()
+            .iter()
+            .map(|rs| SocketAddr::from((*rs.ip(), UDP_PORT)));
+        config = config.virtual_server(
+            VirtualServer::udp("udp", (lab.vip().ip(), UDP_PORT).into()).real_servers(servers),
         );
     }
-    t
+    config.to_toml()
 }
 
 /// Longest wait for a started director to forward (on top of the lab's own

@@ -37,6 +37,8 @@ use crate::maps;
 use crate::profile::{self, Profile};
 use crate::stats::{SplitMix, Summary};
 use crate::{Scale, progress};
+use director_tests::config::{Config, VirtualServer};
+use director_tests::lab::Mode;
 use director_tests::packet::{ACK, Frame, SYN, TCP, UDP};
 
 use director_tests::packet::fixture::{
@@ -70,42 +72,33 @@ fn sa(s: &str) -> SocketAddr {
 }
 
 fn config_text() -> String {
-    let mut t = String::from("[director]\ninterfaces = [\"eth0\"]\n");
-    let mut vs = |name: &str, vs: u32, extra: &str, servers: [String; 3]| {
-        t += &format!(
-            "\n[[virtual_server]]\nname = \"{name}\"\naddress = \"{}\"\n{extra}\n",
-            vip(vs)
-        );
-        for s in servers {
-            t += &format!("[[virtual_server.real_server]]\naddress = \"{s}\"\n");
-        }
-    };
     let v4 = |port: u16| [11, 12, 13].map(|h| format!("10.1.0.{h}:{port}"));
-    vs("nat", VS_NAT, "forward = \"nat\"", v4(8080));
-    vs("dr", VS_DR, "forward = \"dr\"", v4(80));
-    vs(
-        "udp",
-        VS_UDP,
-        "protocol = \"udp\"\nforward = \"nat\"",
-        v4(5353),
-    );
-    vs(
-        "v6",
-        VS_V6,
-        "forward = \"nat\"",
-        [11, 12, 13].map(|h| format!("[2001:db8:1::{h}]:8080")),
-    );
+    let nat = |name: &str, vs: u32| VirtualServer::tcp(name, vip(vs)).forward(Mode::Nat);
+    let mut config = Config::new(&["eth0"])
+        .virtual_server(nat("nat", VS_NAT).real_servers(v4(8080)))
+        .virtual_server(
+            VirtualServer::tcp("dr", vip(VS_DR))
+                .forward(Mode::Dr)
+                .real_servers(v4(80)),
+        )
+        .virtual_server(
+            VirtualServer::udp("udp", vip(VS_UDP))
+                .forward(Mode::Nat)
+                .real_servers(v4(5353)),
+        )
+        .virtual_server(
+            nat("v6", VS_V6).real_servers([11, 12, 13].map(|h| format!("[2001:db8:1::{h}]:8080"))),
+        );
     // Servers of their own (a port each): a server shared by several NAT
     // virtual servers would take the reply-entry path (see `NatServer`).
     for (i, s) in SCHEDULERS.iter().enumerate() {
-        vs(
-            &format!("new-{s}"),
-            4 + i as u32,
-            &format!("forward = \"nat\"\nscheduler = \"{s}\""),
-            v4(8100 + i as u16),
+        config = config.virtual_server(
+            nat(&format!("new-{s}"), 4 + i as u32)
+                .scheduler(s)
+                .real_servers(v4(8100 + i as u16)),
         );
     }
-    t
+    config.to_toml()
 }
 
 /// Prefilled flow `i`: its class (virtual server) and client address.

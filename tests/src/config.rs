@@ -1,78 +1,123 @@
-//! Director configurations for lab tests, written as TOML text in the schema of
-//! examples/director.toml.
+//! Director configurations for tests and benchmarks, written as TOML text in the schema
+//! of examples/director.toml. Keys are written in the order they are set, values as
+//! TOML (`"3s"` quoted, `24` and `true` bare); a key set twice keeps its last value.
 //!
 //! ```
-//! use director_tests::config::{Config, VirtualServer};
+//! use director_tests::config::{Config, RealServer, VirtualServer};
 //! use director_tests::lab::Mode;
 //!
-//! let text = Config::new(Mode::Nat)
+//! let text = Config::lab(Mode::Nat)
+//!     .set("conntrack_max", 1024)
 //!     .virtual_server(
 //!         VirtualServer::tcp("web", "192.0.2.10:80".parse().unwrap())
 //!             .scheduler("lc")
-//!             .set("persistence", "\"3s\"")
-//!             .real_servers(["10.1.0.11:8080".parse().unwrap()], &[1]),
+//!             .set("persistence", "3s")
+//!             .real_servers(["10.1.0.11:8080"])
+//!             .weights(&[3])
+//!             .real_server(RealServer::new("10.1.0.12:8080").set("backup", true)),
 //!     )
 //!     .to_toml();
-//! assert!(text.contains("scheduler = \"lc\""));
+//! assert!(text.starts_with("[director]\ninterfaces = [\"eth0\", \"eth1\"]\nxdp_mode = \"native\"\nconntrack_max = 1024\n"));
+//! assert!(text.contains("scheduler = \"lc\"\npersistence = \"3s\"\nforward = \"nat\"\n"));
+//! assert!(text.contains("address = \"10.1.0.11:8080\"\nweight = 3\n"));
+//! assert!(text.contains("address = \"10.1.0.12:8080\"\nbackup = true\n"));
 //! ```
 
-use std::fmt::Write as _;
+use std::fmt::{Display, Write as _};
 use std::net::SocketAddr;
+
+use toml::Value;
 
 use crate::lab::Mode;
 
-/// A whole config: the lab's interfaces and some virtual servers.
+/// `key = value` lines in the order first set.
+#[derive(Debug, Clone, Default)]
+struct Keys(Vec<(String, Value)>);
+
+impl Keys {
+    fn set(&mut self, key: &str, value: Value) {
+        match self.0.iter_mut().find(|(k, _)| k == key) {
+            Some((_, v)) => *v = value,
+            None => self.0.push((key.to_owned(), value)),
+        }
+    }
+
+    fn has(&self, key: &str) -> bool {
+        self.0.iter().any(|(k, _)| k == key)
+    }
+
+    fn write(&self, text: &mut String) {
+        for (key, value) in &self.0 {
+            let _ = writeln!(text, "{key} = {value}");
+        }
+    }
+}
+
+/// A whole config: `[director]` and some virtual servers.
 #[derive(Debug, Clone)]
 pub struct Config {
-    mode: Mode,
-    conntrack_max: u32,
+    director: Keys,
+    /// What a virtual server that does not say forwards in.
+    forward: Option<Mode>,
     virtual_servers: Vec<VirtualServer>,
 }
 
 impl Config {
-    /// `[director]` for a `mode` lab: `eth0` and `eth1` (NAT) or `eth0` (DR), native
-    /// XDP, 65536 connection entries. Every virtual server forwards in `mode`.
-    pub fn new(mode: Mode) -> Self {
+    /// `[director]` with these interfaces and the director's defaults for the rest.
+    pub fn new(interfaces: &[&str]) -> Self {
+        let mut director = Keys::default();
+        director.set("interfaces", interfaces.to_vec().into());
         Self {
-            mode,
-            conntrack_max: 65536,
+            director,
+            forward: None,
             virtual_servers: Vec::new(),
         }
     }
 
-    pub fn virtual_server(mut self, vs: VirtualServer) -> Self {
+    /// `[director]` for a `mode` lab: `eth0` and `eth1` (NAT) or `eth0` (DR), native
+    /// XDP, 65536 connection entries; a virtual server forwards in `mode` unless it
+    /// says otherwise.
+    pub fn lab(mode: Mode) -> Self {
+        let interfaces: &[&str] = match mode {
+            Mode::Nat => &["eth0", "eth1"],
+            Mode::Dr => &["eth0"],
+        };
+        let mut config = Self::new(interfaces)
+            .set("xdp_mode", "native")
+            .set("conntrack_max", 65536);
+        config.forward = Some(mode);
+        config
+    }
+
+    /// Sets a key of `[director]`.
+    pub fn set(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.director.set(key, value.into());
+        self
+    }
+
+    pub fn virtual_server(mut self, mut vs: VirtualServer) -> Self {
+        if let Some(mode) = self.forward
+            && !vs.keys.has("forward")
+        {
+            vs = vs.forward(mode);
+        }
         self.virtual_servers.push(vs);
         self
     }
 
     pub fn to_toml(&self) -> String {
-        let interfaces = match self.mode {
-            Mode::Nat => r#"["eth0", "eth1"]"#,
-            Mode::Dr => r#"["eth0"]"#,
-        };
-        let mut text = format!(
-            "[director]\ninterfaces = {interfaces}\nxdp_mode = \"native\"\nconntrack_max = {}\n",
-            self.conntrack_max
-        );
+        let mut text = String::from("[director]\n");
+        self.director.write(&mut text);
         for vs in &self.virtual_servers {
-            let _ = write!(
-                text,
-                "\n[[virtual_server]]\nname = \"{}\"\naddress = \"{}\"\nprotocol = \"{}\"\n\
-                 scheduler = \"{}\"\nforward = \"{}\"\n",
-                vs.name, vs.address, vs.protocol, vs.scheduler, self.mode
-            );
-            for (key, value) in &vs.options {
-                let _ = writeln!(text, "{key} = {value}");
+            text += "\n[[virtual_server]]\n";
+            vs.keys.write(&mut text);
+            if !vs.health_check.0.is_empty() {
+                text += "\n[virtual_server.health_check]\n";
+                vs.health_check.write(&mut text);
             }
             for rs in &vs.real_servers {
-                let _ = write!(
-                    text,
-                    "\n[[virtual_server.real_server]]\naddress = \"{}\"\nweight = {}\n",
-                    rs.address, rs.weight
-                );
-                for (key, value) in &rs.options {
-                    let _ = writeln!(text, "{key} = {value}");
-                }
+                text += "\n[[virtual_server.real_server]]\n";
+                rs.keys.write(&mut text);
             }
         }
         text
@@ -85,24 +130,12 @@ impl From<Config> for crate::lab::DirectorConfig {
     }
 }
 
-/// One `[[virtual_server]]` (scheduler `wrr` unless set).
+/// One `[[virtual_server]]`: its name, address and protocol, then what is set.
 #[derive(Debug, Clone)]
 pub struct VirtualServer {
-    name: String,
-    address: SocketAddr,
-    protocol: &'static str,
-    scheduler: String,
-    options: Vec<(String, String)>,
+    keys: Keys,
+    health_check: Keys,
     real_servers: Vec<RealServer>,
-}
-
-/// One `[[virtual_server.real_server]]`.
-#[derive(Debug, Clone)]
-pub struct RealServer {
-    pub address: SocketAddr,
-    pub weight: u32,
-    /// Further `key = value` lines (values are TOML: `"3s"` quoted, `true` bare).
-    pub options: Vec<(String, String)>,
 }
 
 impl VirtualServer {
@@ -114,52 +147,85 @@ impl VirtualServer {
         Self::new(name, address, "udp")
     }
 
-    fn new(name: &str, address: SocketAddr, protocol: &'static str) -> Self {
+    fn new(name: &str, address: SocketAddr, protocol: &str) -> Self {
+        let mut keys = Keys::default();
+        keys.set("name", name.into());
+        keys.set("address", address.to_string().into());
+        keys.set("protocol", protocol.into());
         Self {
-            name: name.to_owned(),
-            address,
-            protocol,
-            scheduler: "wrr".to_owned(),
-            options: Vec::new(),
+            keys,
+            health_check: Keys::default(),
             real_servers: Vec::new(),
         }
     }
 
-    pub fn scheduler(mut self, scheduler: &str) -> Self {
-        self.scheduler = scheduler.to_owned();
+    pub fn scheduler(self, scheduler: &str) -> Self {
+        self.set("scheduler", scheduler)
+    }
+
+    pub fn forward(self, mode: Mode) -> Self {
+        self.set("forward", mode.to_string())
+    }
+
+    /// Sets a key of the virtual server (`"persistence", "3s"`).
+    pub fn set(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.keys.set(key, value.into());
         self
     }
 
-    /// Adds `key = value`; `value` is TOML (`"\"3s\""`, `"24"`, `"true"`).
-    pub fn set(mut self, key: &str, value: &str) -> Self {
-        self.options.push((key.to_owned(), value.to_owned()));
+    /// Sets a key of its `[virtual_server.health_check]` (`"kind", "tcp"`).
+    pub fn health_check(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.health_check.set(key, value.into());
         self
     }
 
-    /// Adds real servers at `addresses` with `weights` (same length).
-    pub fn real_servers(
-        mut self,
-        addresses: impl IntoIterator<Item = SocketAddr>,
-        weights: &[u32],
-    ) -> Self {
-        let addresses: Vec<SocketAddr> = addresses.into_iter().collect();
-        assert_eq!(addresses.len(), weights.len(), "one weight per real server");
-        self.real_servers.extend(
-            addresses
-                .into_iter()
-                .zip(weights)
-                .map(|(address, &weight)| RealServer {
-                    address,
-                    weight,
-                    options: Vec::new(),
-                }),
+    /// Adds real servers at `addresses`, with the director's default weight.
+    pub fn real_servers(mut self, addresses: impl IntoIterator<Item = impl Display>) -> Self {
+        self.real_servers
+            .extend(addresses.into_iter().map(RealServer::new));
+        self
+    }
+
+    /// Gives the real servers added so far these weights, in order (one each).
+    pub fn weights(mut self, weights: &[u32]) -> Self {
+        assert_eq!(
+            self.real_servers.len(),
+            weights.len(),
+            "one weight per real server"
         );
+        for (rs, &weight) in self.real_servers.iter_mut().zip(weights) {
+            rs.keys.set("weight", weight.into());
+        }
         self
     }
 
-    /// Adds one real server with its own options.
     pub fn real_server(mut self, rs: RealServer) -> Self {
         self.real_servers.push(rs);
+        self
+    }
+}
+
+/// One `[[virtual_server.real_server]]`: its address, then what is set.
+#[derive(Debug, Clone)]
+pub struct RealServer {
+    keys: Keys,
+}
+
+impl RealServer {
+    /// At `address` as written: `10.1.0.11:8080`, or `10.1.0.11` for the VIP's port.
+    pub fn new(address: impl Display) -> Self {
+        let mut keys = Keys::default();
+        keys.set("address", address.to_string().into());
+        Self { keys }
+    }
+
+    pub fn weight(self, weight: u32) -> Self {
+        self.set("weight", weight)
+    }
+
+    /// Sets a key of the real server (`"max_connections", 2`, `"backup", true`).
+    pub fn set(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.keys.set(key, value.into());
         self
     }
 }

@@ -65,31 +65,22 @@ pub fn load(path: &Path) -> Result<ConfigFile> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Config, RealServer, VirtualServer};
+    use crate::lab::Mode;
 
     #[test]
     fn reads_weights_and_ignores_the_rest() {
-        let cfg = parse(
-            r#"
-            [director]
-            interfaces = ["eth0", "eth1"]
-            xdp_mode = "native"
-
-            [[virtual_server]]
-            name = "web"
-            address = "192.0.2.10:80"
-            protocol = "tcp"
-            scheduler = "wrr"
-            forward = "nat"
-
-            [[virtual_server.real_server]]
-            address = "10.1.0.11:8080"
-            weight = 3
-
-            [[virtual_server.real_server]]
-            address = "10.1.0.12"
-            "#,
-        )
-        .unwrap();
+        let text = Config::lab(Mode::Nat)
+            .virtual_server(
+                VirtualServer::tcp("web", "192.0.2.10:80".parse().unwrap())
+                    .scheduler("wrr")
+                    .real_servers(["10.1.0.11:8080"])
+                    .weights(&[3])
+                    // No port, no weight: the VIP's port and weight 1.
+                    .real_server(RealServer::new("10.1.0.12")),
+            )
+            .to_toml();
+        let cfg = parse(&text).unwrap();
         let vs = &cfg.virtual_server[0];
         assert_eq!(vs.scheduler.as_deref(), Some("wrr"));
         assert_eq!(vs.real_server[0].ip(), Some(Ipv4Addr::new(10, 1, 0, 11)));

@@ -1,9 +1,10 @@
 //! End-to-end test support for director: a network-namespace lab ([`lab::Lab`]) with a
 //! client, the director and real servers wired for NAT or DR, a small HTTP client
 //! ([`http`]) and a UDP one ([`udp`]) to drive traffic from inside it, director configs
-//! for lab tests ([`config`]), the payloads both ends agree on ([`pattern`]), and raw
-//! `bpf(2)` for small hand-written XDP programs ([`bpf`]), and exact Ethernet frames
-//! for the packet fixtures and benchmarks ([`packet`]).
+//! for tests and benchmarks ([`config`]), the payloads both ends agree on ([`pattern`]),
+//! raw `bpf(2)` for small hand-written XDP programs ([`bpf`]), exact Ethernet frames
+//! for the packet fixtures and benchmarks ([`packet`]), and the skip of tests that need
+//! root ([`root`]).
 //!
 //! Everything stays inside namespaces the lab creates: nothing is added to the default
 //! namespace, and all addresses are 10.x or documentation ranges (IPv6: 2001:db8::/32).
@@ -16,4 +17,5 @@ pub mod lab;
 pub mod packet;
 pub mod paths;
 pub mod pattern;
+pub mod root;
 pub mod udp;

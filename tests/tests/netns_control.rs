@@ -15,8 +15,10 @@ use std::time::{Duration, Instant};
 
 use director::control::{ConnEntry, Response};
 use director::status::{RsStatus, Status, VsStatus};
+use director_tests::config::{Config, RealServer, VirtualServer};
 use director_tests::http::{self, KeepAlive, Tally, Timeouts};
 use director_tests::lab::{self, Lab, LabSpec, Mode, Role, WrkReport};
+use director_tests::need_root;
 
 const SERVER: &str = env!("CARGO_BIN_EXE_director-lab-server");
 const VS: &str = "web";
@@ -34,34 +36,31 @@ fn addr(lab: &Lab, n: usize) -> String {
     lab.real_servers()[n - 1].to_string()
 }
 
-/// The config of one wrr NAT virtual server "web" on the VIP with real servers
-/// `(N, weight)` (`rsN`), and `health_check` (TOML keys, or "" for none).
-fn config(lab: &Lab, servers: &[(usize, u32)], health_check: &str) -> String {
-    let mut text = format!(
-        r#"[director]
-interfaces = ["eth0", "eth1"]
-xdp_mode = "native"
-conntrack_max = 65536
+/// The NAT virtual server "web" on the VIP with real servers `(N, weight)` (`rsN`).
+fn web_vs(lab: &Lab, servers: &[(usize, u32)]) -> VirtualServer {
+    servers
+        .iter()
+        .fold(VirtualServer::tcp(VS, lab.vip()), |vs, &(n, weight)| {
+            vs.real_server(RealServer::new(addr(lab, n)).weight(weight))
+        })
+}
 
-[[virtual_server]]
-name = "{VS}"
-address = "{vip}"
-protocol = "tcp"
-scheduler = "wrr"
-forward = "nat"
-"#,
-        vip = lab.vip(),
-    );
-    if !health_check.is_empty() {
-        text += &format!("\n[virtual_server.health_check]\n{health_check}");
-    }
-    for &(n, weight) in servers {
-        text += &format!(
-            "\n[[virtual_server.real_server]]\naddress = \"{}\"\nweight = {weight}\n",
-            addr(lab, n)
-        );
-    }
-    text
+/// The config of just [`web_vs`].
+fn config(lab: &Lab, servers: &[(usize, u32)]) -> String {
+    Config::lab(Mode::Nat)
+        .virtual_server(web_vs(lab, servers))
+        .to_toml()
+}
+
+/// rs1, rs2 and rs3 at weight 1.
+const EQUAL: &[(usize, u32)] = &[(1, 1), (2, 1), (3, 1)];
+
+/// A NAT lab with `n` real servers, the director running with [`config`]`(servers)`.
+fn running(n: usize, servers: &[(usize, u32)]) -> Lab {
+    let mut lab = nat_lab(n);
+    let config = config(&lab, servers);
+    lab.start_director(config);
+    lab
 }
 
 // ---- the control client --------------------------------------------------------------
@@ -230,21 +229,19 @@ fn assert_share(tally: &Tally, server: &str, expected: f64, tolerance: f64) {
 /// good probes and gets new connections again.
 #[test]
 fn failed_server_out_and_back_under_wrk() {
-    if lab::skip_without_root("failed_server_out_and_back_under_wrk") {
-        return;
-    }
+    need_root!();
     let t0 = Instant::now();
     let (interval, timeout, rise, fall) =
         (Duration::from_millis(500), Duration::from_millis(300), 2, 2);
     let slack = Duration::from_secs(1);
-    let check = format!(
-        "kind = \"tcp\"\ninterval = \"{}ms\"\ntimeout = \"{}ms\"\nrise = {rise}\nfall = {fall}\n",
-        interval.as_millis(),
-        timeout.as_millis()
-    );
     let mut lab = nat_lab(3);
-    let config = config(&lab, &[(1, 1), (2, 1), (3, 1)], &check);
-    lab.start_director(config);
+    let checked = web_vs(&lab, EQUAL)
+        .health_check("kind", "tcp")
+        .health_check("interval", format!("{}ms", interval.as_millis()))
+        .health_check("timeout", format!("{}ms", timeout.as_millis()))
+        .health_check("rise", rise)
+        .health_check("fall", fall);
+    lab.start_director(Config::lab(Mode::Nat).virtual_server(checked));
     let rs2 = addr(&lab, 2);
     wait_for_status(&lab, Duration::from_secs(5), "all servers up", |s| {
         web(s).real_servers.iter().all(|r| r.health == "up")
@@ -314,13 +311,9 @@ fn failed_server_out_and_back_under_wrk() {
 /// wrk sees no error, and new connections then follow the new weights.
 #[test]
 fn reload_under_wrk_adds_changes_and_removes() {
-    if lab::skip_without_root("reload_under_wrk_adds_changes_and_removes") {
-        return;
-    }
+    need_root!();
     let t0 = Instant::now();
-    let mut lab = nat_lab(4);
-    let initial = config(&lab, &[(1, 1), (2, 1), (3, 1)], "");
-    lab.start_director(initial);
+    let lab = running(4, EQUAL);
     let wrk = lab.start_wrk(2, 12, Duration::from_secs(8));
     std::thread::sleep(Duration::from_secs(2));
 
@@ -329,7 +322,7 @@ fn reload_under_wrk_adds_changes_and_removes() {
         .expect("director running")
         .config_path()
         .to_owned();
-    std::fs::write(&path, config(&lab, &[(1, 3), (3, 1), (4, 1)], ""))
+    std::fs::write(&path, config(&lab, &[(1, 3), (3, 1), (4, 1)]))
         .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
     let reloaded = Instant::now();
     let out = director_ok(&lab, &["reload"]);
@@ -379,13 +372,11 @@ fn reload_under_wrk_adds_changes_and_removes() {
 /// nothing, while wrk runs without an error.
 #[test]
 fn invalid_reload_is_rejected() {
-    if lab::skip_without_root("invalid_reload_is_rejected") {
-        return;
-    }
+    need_root!();
     let t0 = Instant::now();
-    let mut lab = nat_lab(3);
-    let good = config(&lab, &[(1, 2), (2, 1), (3, 1)], "");
-    lab.start_director(good.clone());
+    let servers = [(1, 2), (2, 1), (3, 1)];
+    let lab = running(3, &servers);
+    let good = config(&lab, &servers);
     let before = status(&lab);
 
     // rs2's `weight = 1` becomes `weight = "x"`: the error is at the value.
@@ -449,13 +440,10 @@ fn invalid_reload_is_rejected() {
 /// long-lived connections opened before keep their real server.
 #[test]
 fn restart_and_kill_lose_nothing() {
-    if lab::skip_without_root("restart_and_kill_lose_nothing") {
-        return;
-    }
+    need_root!();
     let t0 = Instant::now();
-    let mut lab = nat_lab(3);
-    let config = config(&lab, &[(1, 1), (2, 1), (3, 1)], "");
-    lab.start_director(config.clone());
+    let mut lab = running(3, EQUAL);
+    let config = config(&lab, EQUAL);
 
     let vip = lab.vip();
     let mut long_lived: Vec<KeepAlive> = lab.in_client(|| {
@@ -540,13 +528,9 @@ fn restart_and_kill_lose_nothing() {
 /// and in total, and /metrics says the same.
 #[test]
 fn status_json_agrees_with_clients() {
-    if lab::skip_without_root("status_json_agrees_with_clients") {
-        return;
-    }
+    need_root!();
     let t0 = Instant::now();
-    let mut lab = nat_lab(3);
-    let config = config(&lab, &[(1, 1), (2, 1), (3, 1)], "");
-    lab.start_director(config);
+    let lab = running(3, EQUAL);
 
     let before = status(&lab);
     let n = 200;
@@ -605,13 +589,9 @@ fn status_json_agrees_with_clients() {
 /// `director weight` and `director drain` steer new connections at once.
 #[test]
 fn operator_weight_and_drain() {
-    if lab::skip_without_root("operator_weight_and_drain") {
-        return;
-    }
+    need_root!();
     let t0 = Instant::now();
-    let mut lab = nat_lab(3);
-    let config = config(&lab, &[(1, 1), (2, 1), (3, 1)], "");
-    lab.start_director(config);
+    let lab = running(3, EQUAL);
     let (rs1, rs2) = (addr(&lab, 1), addr(&lab, 2));
 
     println!("{}", director_ok(&lab, &["weight", VS, &rs1, "0"]).trim());

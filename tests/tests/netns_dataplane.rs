@@ -15,6 +15,7 @@ use director_tests::http::{self, KeepAlive, Tally, Timeouts};
 use director_tests::lab::{self, Lab, LabSpec, Mode, Probe};
 use director_tests::paths::examples_dir;
 use director_tests::pattern::{fnv1a, pattern, pseudo_random};
+use director_tests::{need_root, per_mode};
 
 const SERVER: &str = env!("CARGO_BIN_EXE_director-lab-server");
 const MIB: usize = 1 << 20;
@@ -27,30 +28,6 @@ fn build(mode: Mode, servers: usize) -> Lab {
 fn start(lab: &mut Lab, config: impl Into<lab::DirectorConfig>, since: Instant) {
     lab.start_director(config);
     eprintln!("lab and director up in {:.1?}", since.elapsed());
-}
-
-/// No failures, exactly `n` answers, only from the lab's servers, every one of them.
-fn assert_all_answered_everywhere(lab: &Lab, tally: &Tally, n: usize, what: &str) {
-    assert_eq!(
-        tally.failures, 0,
-        "{what}: {} of {n} failed, first errors: {:#?}",
-        tally.failures, tally.errors
-    );
-    assert_eq!(tally.succeeded(), n, "{what}: {:?}", tally.by_server);
-    let names = lab.server_names();
-    for (name, count) in &tally.by_server {
-        assert!(
-            names.contains(name),
-            "{what}: answer from unknown server {name} ({count}×)"
-        );
-    }
-    for name in &names {
-        assert!(
-            tally.count(name) > 0,
-            "{what}: {name} never answered: {:?}",
-            tally.by_server
-        );
-    }
 }
 
 /// 1 MiB down through `vip` (byte for byte the pattern) and 1 MiB up (the server
@@ -96,16 +73,17 @@ fn assert_1mib_both_ways(lab: &Lab, vip: SocketAddr) {
 }
 
 /// 30 GETs through the IPv6 VIP (all answered, every server), then 1 MiB each way.
-fn ipv6_http(mode: Mode, example: &str) {
+fn ipv6_http(mode: Mode) {
     let since = Instant::now();
     let mut lab = build(mode, 3);
-    // The example file itself: it must match the lab's addressing.
-    let config = examples_dir().join(example);
+    // The example file itself (examples/lab-nat6.toml, lab-dr6.toml): it must match
+    // the lab's addressing.
+    let config = examples_dir().join(format!("lab-{mode}6.toml"));
     lab.start_director_with(config, Probe::Http(lab.vip6()));
     eprintln!("lab and director up in {:.1?}", since.elapsed());
     let tally = lab.get_many6(30, &[]);
     eprintln!("{mode} IPv6: 30 GETs → {:?}", tally.by_server);
-    assert_all_answered_everywhere(&lab, &tally, 30, "GETs through the IPv6 VIP");
+    lab.assert_answered_by_all(&tally, 30, "GETs through the IPv6 VIP");
     assert_1mib_both_ways(&lab, lab.vip6());
 }
 
@@ -156,29 +134,16 @@ fn lab_examples_pass_director_check() {
     }
 }
 
-#[test]
-fn ipv6_http_nat() {
-    if lab::skip_without_root("ipv6_http_nat") {
-        return;
-    }
-    ipv6_http(Mode::Nat, "lab-nat6.toml");
-}
-
-#[test]
-fn ipv6_http_dr() {
-    if lab::skip_without_root("ipv6_http_dr") {
-        return;
-    }
-    ipv6_http(Mode::Dr, "lab-dr6.toml");
-}
+per_mode!(ipv6_http: ipv6_http_nat, ipv6_http_dr);
 
 /// A UDP virtual server on `vip` over the lab's UDP real servers of that family.
 fn udp_config(lab: &Lab, vip: SocketAddr, weights: &[u32]) -> Config {
     let servers = lab.real_server_addrs(vip.is_ipv6(), true);
-    Config::new(lab.mode()).virtual_server(
+    Config::lab(lab.mode()).virtual_server(
         VirtualServer::udp("dns", vip)
             .scheduler("wrr")
-            .real_servers(servers, weights),
+            .real_servers(servers)
+            .weights(weights),
     )
 }
 
@@ -194,7 +159,7 @@ fn assert_udp_exchanges(lab: &Lab, vip: SocketAddr, n: usize) -> Tally {
         batch.tally.by_server,
         batch.resent
     );
-    assert_all_answered_everywhere(lab, &batch.tally, n, &format!("UDP through {vip}"));
+    lab.assert_answered_by_all(&batch.tally, n, &format!("UDP through {vip}"));
     // Nothing on this path may lose a datagram: neighbours are resolved by then.
     assert_eq!(
         batch.resent, 0,
@@ -221,27 +186,11 @@ fn udp_60(mode: Mode) {
     }
 }
 
-#[test]
-fn udp_nat() {
-    if lab::skip_without_root("udp_nat") {
-        return;
-    }
-    udp_60(Mode::Nat);
-}
-
-#[test]
-fn udp_dr() {
-    if lab::skip_without_root("udp_dr") {
-        return;
-    }
-    udp_60(Mode::Dr);
-}
+per_mode!(udp_60: udp_nat, udp_dr);
 
 #[test]
 fn ipv6_udp_nat() {
-    if lab::skip_without_root("ipv6_udp_nat") {
-        return;
-    }
+    need_root!();
     let since = Instant::now();
     let mut lab = build(Mode::Nat, 3);
     let config = udp_config(&lab, lab.udp_vip6(), &[1, 1, 1]);
@@ -252,23 +201,25 @@ fn ipv6_udp_nat() {
 /// How many distinct client addresses the persistence tests use.
 const CLIENTS: usize = 50;
 
-/// A NAT lab, wrr 1:1:1 with `persistence = "3s"` (and `extra` options), and
-/// `tcp_fin_timeout = "1s"`: a closed connection's entry keeps its client's
-/// persistence alive (as in IPVS, the userspace sweep refreshes the persistence of
-/// every client that still has entries), so closed connections must not linger for
-/// the default 120 s if persistence is to expire in this test.
-fn persistent_lab(extra: &[(&str, &str)]) -> (Lab, Vec<IpAddr>) {
+/// A NAT lab, wrr 1:1:1 with `persistence = "3s"` (grouping clients by
+/// `persistence_netmask` if given), and `tcp_fin_timeout = "1s"`: a closed connection's
+/// entry keeps its client's persistence alive (as in IPVS, the userspace sweep
+/// refreshes the persistence of every client that still has entries), so closed
+/// connections must not linger for the default 120 s if persistence is to expire in
+/// this test.
+fn persistent_lab(netmask: Option<u32>) -> (Lab, Vec<IpAddr>) {
     let since = Instant::now();
     let mut lab = build(Mode::Nat, 3);
     let mut vs = VirtualServer::tcp("web", lab.vip())
         .scheduler("wrr")
-        .set("persistence", "\"3s\"")
-        .set("tcp_fin_timeout", "\"1s\"")
-        .real_servers(lab.real_server_addrs(false, false), &[1, 1, 1]);
-    for (k, v) in extra {
-        vs = vs.set(k, v);
+        .set("persistence", "3s")
+        .set("tcp_fin_timeout", "1s")
+        .real_servers(lab.real_server_addrs(false, false))
+        .weights(&[1, 1, 1]);
+    if let Some(bits) = netmask {
+        vs = vs.set("persistence_netmask", bits);
     }
-    start(&mut lab, Config::new(Mode::Nat).virtual_server(vs), since);
+    start(&mut lab, Config::lab(Mode::Nat).virtual_server(vs), since);
     let clients: Vec<IpAddr> = lab.extra_client_addrs()[..CLIENTS]
         .iter()
         .map(|&a| a.into())
@@ -340,10 +291,8 @@ fn assert_gap_within_persistence(earlier: &Visit, later: &Visit, src: IpAddr) {
 
 #[test]
 fn persistence_many_clients() {
-    if lab::skip_without_root("persistence_many_clients") {
-        return;
-    }
-    let (lab, clients) = persistent_lab(&[]);
+    need_root!();
+    let (lab, clients) = persistent_lab(None);
     // Rounds: each client's connections are one round (50 connections) apart.
     let first = rounds(&lab, &clients, 10);
     for (src, visits) in clients.iter().zip(&first) {
@@ -405,10 +354,8 @@ fn persistence_many_clients() {
 
 #[test]
 fn persistence_netmask_groups_clients() {
-    if lab::skip_without_root("persistence_netmask_groups_clients") {
-        return;
-    }
-    let (lab, clients) = persistent_lab(&[("persistence_netmask", "24")]);
+    need_root!();
+    let (lab, clients) = persistent_lab(Some(24));
     let seen = rounds(&lab, &clients, 2);
     let all = per_server(seen.iter().flatten().map(|v| v.server.as_str()));
     eprintln!("persistence per /24: connections per server {all:?}");
@@ -421,15 +368,14 @@ fn persistence_netmask_groups_clients() {
 
 #[test]
 fn lc_steers_away_from_long_lived_connections() {
-    if lab::skip_without_root("lc_steers_away_from_long_lived_connections") {
-        return;
-    }
+    need_root!();
     let since = Instant::now();
     let mut lab = build(Mode::Nat, 2);
-    let config = Config::new(Mode::Nat).virtual_server(
+    let config = Config::lab(Mode::Nat).virtual_server(
         VirtualServer::tcp("web", lab.vip())
             .scheduler("lc")
-            .real_servers(lab.real_server_addrs(false, false), &[1, 1]),
+            .real_servers(lab.real_server_addrs(false, false))
+            .weights(&[1, 1]),
     );
     start(&mut lab, config, since);
     let vip = lab.vip();

@@ -5,45 +5,23 @@
 //! Needs root and the director binary (`$DIRECTOR_BIN` or target/debug/director; `cargo
 //! xtask test` builds it). Skips with a printed reason when not root.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener};
-
-use director_tests::http::{self, Tally, Timeouts};
-use director_tests::lab::{self, Lab, LabSpec, Mode, Role};
+use director_tests::config::{Config, VirtualServer};
+use director_tests::http;
+use director_tests::lab::{Lab, LabSpec, Mode, Role};
 use director_tests::pattern::{fnv1a, pattern, pseudo_random};
+use director_tests::{need_root, per_mode};
 
 const SERVER: &str = env!("CARGO_BIN_EXE_director-lab-server");
 const MIB: usize = 1 << 20;
 
 /// A director config for `lab` with one wrr virtual server on the VIP whose real servers
-/// are the lab's, with these weights (same schema as examples/lab-*.toml).
-fn config(lab: &Lab, weights: &[u32]) -> String {
-    assert_eq!(weights.len(), lab.real_servers().len());
-    let interfaces = match lab.mode() {
-        Mode::Nat => r#"["eth0", "eth1"]"#,
-        Mode::Dr => r#"["eth0"]"#,
-    };
-    let mut text = format!(
-        r#"[director]
-interfaces = {interfaces}
-xdp_mode = "native"
-conntrack_max = 65536
-
-[[virtual_server]]
-name = "web"
-address = "{vip}"
-protocol = "tcp"
-scheduler = "wrr"
-forward = "{mode}"
-"#,
-        vip = lab.vip(),
-        mode = lab.mode(),
-    );
-    for (addr, weight) in lab.real_servers().iter().zip(weights) {
-        text +=
-            &format!("\n[[virtual_server.real_server]]\naddress = \"{addr}\"\nweight = {weight}\n");
-    }
-    text
+/// are the lab's, with these weights.
+fn config(lab: &Lab, weights: &[u32]) -> Config {
+    Config::lab(lab.mode()).virtual_server(
+        VirtualServer::tcp("web", lab.vip())
+            .real_servers(lab.real_servers())
+            .weights(weights),
+    )
 }
 
 /// A lab with `weights.len()` real servers and the director running with those weights.
@@ -55,57 +33,9 @@ fn lab_with_director(mode: Mode, weights: &[u32]) -> Lab {
     lab
 }
 
-/// No failures, answers only from the lab's servers, and every one of them answered.
-fn assert_all_succeed_everywhere(lab: &Lab, tally: &Tally, n: usize) {
-    assert_eq!(
-        tally.failures, 0,
-        "failed requests, first errors: {:#?}",
-        tally.errors
-    );
-    assert_eq!(tally.succeeded(), n);
-    let names = lab.server_names();
-    for (name, count) in &tally.by_server {
-        assert!(
-            names.contains(name),
-            "answer from unknown server {name} ({count}×)"
-        );
-    }
-    for name in &names {
-        assert!(
-            tally.count(name) > 0,
-            "{name} got no request: {:?}",
-            tally.by_server
-        );
-    }
-}
-
-/// A one-shot echo listener in the director namespace: the host's own TCP must keep
-/// working while the director's XDP program is attached.
+/// The host's own TCP keeps working while the director's XDP program is attached.
 fn assert_director_host_traffic_works(lab: &Lab) {
-    let addr: SocketAddr = (lab.director_addr(), 9000).into();
-    let listener = lab
-        .in_ns(Role::Director, || TcpListener::bind(addr))
-        .expect("bind 9000 in dir ns");
-    let server = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().expect("accept");
-        let mut line = String::new();
-        BufReader::new(s.try_clone().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        s.write_all(line.as_bytes()).unwrap();
-    });
-    let echoed = lab.in_client(|| {
-        let mut s = http::connect(None, addr, &Timeouts::default())?;
-        s.write_all(b"host traffic\n")?;
-        let mut back = String::new();
-        s.read_to_string(&mut back)?;
-        anyhow::Ok(back)
-    });
-    match echoed {
-        Ok(back) => assert_eq!(back, "host traffic\n"),
-        Err(e) => panic!("client could not reach the director's own {addr}: {e:#}"),
-    }
-    server.join().unwrap();
+    lab.echo_to_director(None, (lab.director_addr(), 9000).into());
 }
 
 fn xdp_attached(lab: &Lab, ifname: &str) -> bool {
@@ -118,16 +48,14 @@ fn xdp_attached(lab: &Lab, ifname: &str) -> bool {
 
 #[test]
 fn nat_http_through_vip() {
-    if lab::skip_without_root("nat_http_through_vip") {
-        return;
-    }
+    need_root!();
     let mut lab = lab_with_director(Mode::Nat, &[1, 1, 1]);
     assert!(
         xdp_attached(&lab, "eth0") && xdp_attached(&lab, "eth1"),
         "director attached no XDP program"
     );
     let tally = lab.get_many(30, &[]);
-    assert_all_succeed_everywhere(&lab, &tally, 30);
+    lab.assert_answered_by_all(&tally, 30, "GETs through the VIP");
     assert_director_host_traffic_works(&lab);
 
     // Contract: SIGTERM → exit 0 and the pinned datapath keeps forwarding
@@ -135,7 +63,7 @@ fn nat_http_through_vip() {
     let status = lab.stop_director().unwrap();
     assert!(status.success(), "director exited with {status} on SIGTERM");
     let tally = lab.get_many(30, &[]);
-    assert_all_succeed_everywhere(&lab, &tally, 30);
+    lab.assert_answered_by_all(&tally, 30, "GETs through the pinned datapath");
     let out = std::process::Command::new(director_tests::paths::director_bin())
         .arg("teardown")
         .arg("--pin-dir")
@@ -156,27 +84,23 @@ fn nat_http_through_vip() {
 
 #[test]
 fn nat_with_vip_configured_on_director() {
-    if lab::skip_without_root("nat_with_vip_configured_on_director") {
-        return;
-    }
+    need_root!();
     let spec = LabSpec::new(Mode::Nat, SERVER);
     let mut lab = Lab::build(spec).unwrap_or_else(|e| panic!("{e:#}"));
     lab.add_vip_on_director();
     let config = config(&lab, &[1, 1, 1]);
     lab.start_director(config);
     let tally = lab.get_many(30, &[]);
-    assert_all_succeed_everywhere(&lab, &tally, 30);
+    lab.assert_answered_by_all(&tally, 30, "GETs with the VIP on the director");
     assert_director_host_traffic_works(&lab);
 }
 
 #[test]
 fn dr_http_through_vip() {
-    if lab::skip_without_root("dr_http_through_vip") {
-        return;
-    }
+    need_root!();
     let lab = lab_with_director(Mode::Dr, &[1, 1, 1]);
     let tally = lab.get_many(30, &[]);
-    assert_all_succeed_everywhere(&lab, &tally, 30);
+    lab.assert_answered_by_all(&tally, 30, "GETs through the VIP");
 }
 
 /// Weights 3:1 over ≥ 1000 new connections: rs1 gets 75% ± 5 points.
@@ -198,27 +122,11 @@ fn weights_3_to_1(mode: Mode) {
     assert_eq!(tally.count("rs1") + tally.count("rs2"), n);
 }
 
-#[test]
-fn nat_weights_3_to_1() {
-    if lab::skip_without_root("nat_weights_3_to_1") {
-        return;
-    }
-    weights_3_to_1(Mode::Nat);
-}
-
-#[test]
-fn dr_weights_3_to_1() {
-    if lab::skip_without_root("dr_weights_3_to_1") {
-        return;
-    }
-    weights_3_to_1(Mode::Dr);
-}
+per_mode!(weights_3_to_1: nat_weights_3_to_1, dr_weights_3_to_1);
 
 #[test]
 fn nat_weight_zero_gets_nothing() {
-    if lab::skip_without_root("nat_weight_zero_gets_nothing") {
-        return;
-    }
+    need_root!();
     let lab = lab_with_director(Mode::Nat, &[1, 0, 1]);
     let tally = lab.get_many(200, &[]);
     assert_eq!(
@@ -274,31 +182,15 @@ fn upload_download_1mib(mode: Mode) {
     }
 }
 
-#[test]
-fn nat_upload_download_1mib() {
-    if lab::skip_without_root("nat_upload_download_1mib") {
-        return;
-    }
-    upload_download_1mib(Mode::Nat);
-}
-
-#[test]
-fn dr_upload_download_1mib() {
-    if lab::skip_without_root("dr_upload_download_1mib") {
-        return;
-    }
-    upload_download_1mib(Mode::Dr);
-}
+per_mode!(upload_download_1mib: nat_upload_download_1mib, dr_upload_download_1mib);
 
 #[test]
 fn many_clients_nat() {
-    if lab::skip_without_root("many_clients_nat") {
-        return;
-    }
+    need_root!();
     let lab = lab_with_director(Mode::Nat, &[1, 1, 1]);
     let sources = lab.extra_client_addrs().to_vec();
     assert_eq!(sources.len(), 64);
     // Request i comes from sources[i % 64]: 4 requests from each of 64 addresses.
     let tally = lab.get_many(4 * sources.len(), &sources);
-    assert_all_succeed_everywhere(&lab, &tally, 4 * sources.len());
+    lab.assert_answered_by_all(&tally, 4 * sources.len(), "GETs from 64 addresses");
 }

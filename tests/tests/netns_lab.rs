@@ -1,13 +1,15 @@
 //! The lab itself, without the director: topology, addressing, veth tuning, the lab
 //! server, isolation between labs, and teardown (including Ctrl-C in the demo).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use director_tests::config::{Config, VirtualServer};
 use director_tests::http::{self, Timeouts};
 use director_tests::lab::{self, Lab, Role, netns};
+use director_tests::need_root;
 use director_tests::pattern::{fnv1a, pattern, pseudo_random};
 use director_tests::udp;
 
@@ -38,32 +40,6 @@ fn assert_servers_answer_from(lab: &Lab, from: Role) {
             (200, Some(name.as_str()), format!("{name}\n"))
         );
     }
-}
-
-/// A one-shot echo listener bound inside `role`'s namespace; returns what peer it saw.
-fn echo_once(lab: &Lab, role: Role, addr: SocketAddr) -> std::thread::JoinHandle<SocketAddr> {
-    // The socket is created in the lab namespace and keeps it wherever it is used.
-    let listener = lab
-        .in_ns(role, || TcpListener::bind(addr))
-        .expect("bind echo listener");
-    std::thread::spawn(move || {
-        let (mut s, peer) = listener.accept().expect("accept");
-        let mut line = String::new();
-        BufReader::new(s.try_clone().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        s.write_all(line.as_bytes()).unwrap();
-        peer
-    })
-}
-
-fn echo_from(src: Option<IpAddr>, dst: SocketAddr) -> String {
-    let mut s =
-        http::connect_from(src, dst, &Timeouts::default()).expect("connect to echo listener");
-    s.write_all(b"ping\n").unwrap();
-    let mut back = String::new();
-    s.read_to_string(&mut back).unwrap();
-    back
 }
 
 /// Every veth end in every namespace has tx checksum offload off and GRO on.
@@ -119,11 +95,24 @@ fn unreachable(lab: &Lab, dst: SocketAddr) -> bool {
         .is_err()
 }
 
+/// The director's stack does not forward (`sysctl` is 0 there): without the XDP
+/// program the client reaches neither real server `rs` nor `vip`.
+fn assert_director_does_not_forward(lab: &Lab, sysctl: &str, rs: SocketAddr, vip: SocketAddr) {
+    let forward = lab.ns(Role::Director).read_sysctl(sysctl).unwrap();
+    assert_eq!(forward, "0", "{sysctl} in the director's namespace");
+    assert!(
+        unreachable(lab, rs),
+        "client reached real server {rs} directly"
+    );
+    assert!(
+        unreachable(lab, vip),
+        "VIP {vip} answered without a director"
+    );
+}
+
 #[test]
 fn nat_lab_topology() {
-    if lab::skip_without_root("nat_lab_topology") {
-        return;
-    }
+    need_root!();
     let lab = Lab::nat(SERVER);
     let (id, pids) = (lab.id().to_owned(), lab.pids());
     assert_eq!(lab_namespaces(&id).len(), 6, "client, dir, sw, rs1..rs3");
@@ -135,9 +124,7 @@ fn nat_lab_topology() {
     // The client reaches the director's own address, from its primary and extra addresses.
     let echo_addr: SocketAddr = (lab.director_addr(), 9000).into();
     for src in [None, Some(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 163)))] {
-        let peer = echo_once(&lab, Role::Director, echo_addr);
-        assert_eq!(lab.in_client(|| echo_from(src, echo_addr)), "ping\n");
-        let peer = peer.join().unwrap();
+        let peer = lab.echo_to_director(src, echo_addr);
         assert_eq!(peer.ip(), src.unwrap_or(IpAddr::V4(lab.client_addr())));
     }
     assert_eq!(lab.extra_client_addrs().len(), 64);
@@ -146,19 +133,11 @@ fn nat_lab_topology() {
         Ipv4Addr::new(198, 51, 100, 100)
     );
 
-    // The director's stack must not forward: without the XDP program nothing passes.
-    let forward = lab
-        .ns(Role::Director)
-        .read_sysctl("net.ipv4.ip_forward")
-        .unwrap();
-    assert_eq!(forward, "0");
-    assert!(
-        unreachable(&lab, lab.real_servers()[0].into()),
-        "client reached a real server directly"
-    );
-    assert!(
-        unreachable(&lab, lab.vip()),
-        "VIP answered without a director"
+    assert_director_does_not_forward(
+        &lab,
+        "net.ipv4.ip_forward",
+        lab.real_servers()[0].into(),
+        lab.vip(),
     );
 
     drop(lab);
@@ -174,9 +153,7 @@ fn nat_lab_topology() {
 
 #[test]
 fn dr_lab_topology() {
-    if lab::skip_without_root("dr_lab_topology") {
-        return;
-    }
+    need_root!();
     let lab = Lab::dr(SERVER);
     let id = lab.id().to_owned();
     assert_eq!(lab_namespaces(&id).len(), 6);
@@ -188,15 +165,8 @@ fn dr_lab_topology() {
     assert!(lab.real_servers().iter().all(|a| a.port() == 80));
 
     let echo_addr: SocketAddr = (lab.director_addr(), 9000).into();
-    let peer = echo_once(&lab, Role::Director, echo_addr);
-    assert_eq!(
-        lab.in_client(|| echo_from(Some(Ipv4Addr::new(10, 2, 0, 100).into()), echo_addr)),
-        "ping\n"
-    );
-    assert_eq!(
-        peer.join().unwrap().ip(),
-        std::net::IpAddr::V4(Ipv4Addr::new(10, 2, 0, 100))
-    );
+    let src = IpAddr::V4(Ipv4Addr::new(10, 2, 0, 100));
+    assert_eq!(lab.echo_to_director(Some(src), echo_addr).ip(), src);
 
     for n in 1..=3 {
         let rs = lab.ns(Role::Server(n));
@@ -267,41 +237,45 @@ fn assert_udp_servers_answer_from(lab: &Lab, from: Role, addrs: &[SocketAddr]) {
     }
 }
 
-/// `ip -o addr show dev DEV` in `role` lists `cidr`.
-fn has_addr(lab: &Lab, role: Role, dev: &str, cidr: &str) -> bool {
-    lab.ns(role)
-        .ip(&["-o", "addr", "show", "dev", dev])
-        .unwrap()
-        .split_whitespace()
-        .any(|w| w == cidr)
+/// Each `(role, dev, cidr)`: `ip -o addr show dev DEV` in `role` lists `cidr`.
+fn assert_addrs(lab: &Lab, want: &[(Role, &str, &str)]) {
+    for &(role, dev, cidr) in want {
+        let addrs = lab
+            .ns(role)
+            .ip(&["-o", "addr", "show", "dev", dev])
+            .unwrap();
+        assert!(
+            addrs.split_whitespace().any(|w| w == cidr),
+            "{role:?} {dev} has no {cidr}:\n{addrs}"
+        );
+    }
 }
 
 #[test]
 fn nat_lab_ipv6_addressing() {
-    if lab::skip_without_root("nat_lab_ipv6_addressing") {
-        return;
-    }
+    need_root!();
     let lab = Lab::nat(SERVER);
     assert_ipv6_ready(&lab);
 
     // The addresses of the brief, IPv4 ones untouched.
-    assert!(has_addr(&lab, Role::Client, "eth0", "2001:db8:c::2/64"));
-    assert!(has_addr(&lab, Role::Client, "eth0", "198.51.100.2/24"));
-    assert!(has_addr(&lab, Role::Director, "eth0", "2001:db8:c::1/64"));
-    assert!(has_addr(&lab, Role::Director, "eth1", "2001:db8:1::1/64"));
+    assert_addrs(
+        &lab,
+        &[
+            (Role::Client, "eth0", "2001:db8:c::2/64"),
+            (Role::Client, "eth0", "198.51.100.2/24"),
+            (Role::Client, "eth0", "2001:db8:c::163/64"),
+            (Role::Director, "eth0", "2001:db8:c::1/64"),
+            (Role::Director, "eth1", "2001:db8:1::1/64"),
+        ],
+    );
     for n in 1..=3 {
-        assert!(has_addr(
+        assert_addrs(
             &lab,
-            Role::Server(n),
-            "eth0",
-            &format!("2001:db8:1::1{n}/64")
-        ));
-        assert!(has_addr(
-            &lab,
-            Role::Server(n),
-            "eth0",
-            &format!("10.1.0.1{n}/24")
-        ));
+            &[
+                (Role::Server(n), "eth0", &format!("2001:db8:1::1{n}/64")),
+                (Role::Server(n), "eth0", &format!("10.1.0.1{n}/24")),
+            ],
+        );
         let routes = lab
             .ns(Role::Server(n))
             .ip(&["-6", "route", "show", "default"])
@@ -312,7 +286,6 @@ fn nat_lab_ipv6_addressing() {
     assert_eq!(extras.len(), 64);
     assert_eq!(extras[0], "2001:db8:c::100".parse::<Ipv6Addr>().unwrap());
     assert_eq!(extras[63], "2001:db8:c::163".parse::<Ipv6Addr>().unwrap());
-    assert!(has_addr(&lab, Role::Client, "eth0", "2001:db8:c::163/64"));
     assert_eq!(lab.vip6().to_string(), "[2001:db8:10::10]:80");
     assert_eq!(
         lab.real_servers6()[0].to_string(),
@@ -335,27 +308,15 @@ fn nat_lab_ipv6_addressing() {
     // The client reaches the director's IPv6 address from its primary and an extra one.
     let echo_addr: SocketAddr = (lab.director_addr6(), 9000).into();
     for src in [None, Some(IpAddr::V6(extras[63]))] {
-        let peer = echo_once(&lab, Role::Director, echo_addr);
-        assert_eq!(lab.in_client(|| echo_from(src, echo_addr)), "ping\n");
-        assert_eq!(
-            peer.join().unwrap().ip(),
-            src.unwrap_or(IpAddr::V6(lab.client_addr6()))
-        );
+        let peer = lab.echo_to_director(src, echo_addr);
+        assert_eq!(peer.ip(), src.unwrap_or(IpAddr::V6(lab.client_addr6())));
     }
 
-    // No IPv6 forwarding by the director's stack: nothing passes without the program.
-    let forward = lab
-        .ns(Role::Director)
-        .read_sysctl("net.ipv6.conf.all.forwarding")
-        .unwrap();
-    assert_eq!(forward, "0");
-    assert!(
-        unreachable(&lab, lab.real_servers6()[0].into()),
-        "client reached a real server directly over IPv6"
-    );
-    assert!(
-        unreachable(&lab, lab.vip6()),
-        "VIP6 answered without a director"
+    assert_director_does_not_forward(
+        &lab,
+        "net.ipv6.conf.all.forwarding",
+        lab.real_servers6()[0].into(),
+        lab.vip6(),
     );
 }
 
@@ -368,28 +329,31 @@ fn client_neighbour(lab: &Lab, ip: IpAddr) -> String {
 
 #[test]
 fn dr_lab_ipv6_addressing() {
-    if lab::skip_without_root("dr_lab_ipv6_addressing") {
-        return;
-    }
+    need_root!();
     let lab = Lab::dr(SERVER);
     assert_ipv6_ready(&lab);
-    assert!(has_addr(&lab, Role::Client, "eth0", "2001:db8:2::2/64"));
-    assert!(has_addr(&lab, Role::Client, "eth0", "2001:db8:2::163/64"));
-    assert!(has_addr(&lab, Role::Director, "eth0", "2001:db8:2::1/64"));
+    assert_addrs(
+        &lab,
+        &[
+            (Role::Client, "eth0", "2001:db8:2::2/64"),
+            (Role::Client, "eth0", "2001:db8:2::163/64"),
+            (Role::Director, "eth0", "2001:db8:2::1/64"),
+        ],
+    );
     let routes = lab.ns(Role::Client).ip(&["-6", "route", "show"]).unwrap();
     assert!(
         routes.contains("2001:db8:10::10 via 2001:db8:2::1 dev eth0"),
         "client routes: {routes}"
     );
     for n in 1..=3 {
-        assert!(has_addr(
+        assert_addrs(
             &lab,
-            Role::Server(n),
-            "eth0",
-            &format!("2001:db8:2::1{n}/64")
-        ));
-        assert!(has_addr(&lab, Role::Server(n), "lo", "2001:db8:10::10/128"));
-        assert!(has_addr(&lab, Role::Server(n), "lo", "192.0.2.10/32"));
+            &[
+                (Role::Server(n), "eth0", &format!("2001:db8:2::1{n}/64")),
+                (Role::Server(n), "lo", "2001:db8:10::10/128"),
+                (Role::Server(n), "lo", "192.0.2.10/32"),
+            ],
+        );
     }
     assert_eq!(
         lab.real_servers6()[2].to_string(),
@@ -450,9 +414,7 @@ fn dr_lab_ipv6_addressing() {
 
 #[test]
 fn labs_do_not_collide() {
-    if lab::skip_without_root("labs_do_not_collide") {
-        return;
-    }
+    need_root!();
     let a = Lab::nat(SERVER);
     let b = Lab::nat(SERVER);
     assert_ne!(a.id(), b.id());
@@ -466,9 +428,7 @@ fn labs_do_not_collide() {
 
 #[test]
 fn lab_server_http() {
-    if lab::skip_without_root("lab_server_http") {
-        return;
-    }
+    need_root!();
     let lab = Lab::nat(SERVER);
     let rs1: SocketAddr = lab.real_servers()[0].into();
 
@@ -514,9 +474,7 @@ fn lab_server_http() {
 /// A stand-in "director" that never forwards keeps the demo waiting for the VIP.
 #[test]
 fn demo_ctrl_c_cleans_up() {
-    if lab::skip_without_root("demo_ctrl_c_cleans_up") {
-        return;
-    }
+    need_root!();
     let tmp = tempfile::tempdir().unwrap();
     let pid_file = tmp.path().join("director.pid");
     let fake = tmp.path().join("fake-director");
@@ -533,11 +491,10 @@ fn demo_ctrl_c_cleans_up() {
         0o755,
     );
     std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    std::fs::write(
-        tmp.path().join("lab-nat.toml"),
-        "[[virtual_server]]\naddress = \"192.0.2.10:80\"\n[[virtual_server.real_server]]\naddress = \"10.1.0.11:8080\"\n",
-    )
-    .unwrap();
+    let config = Config::lab(lab::Mode::Nat).virtual_server(
+        VirtualServer::tcp("web", lab::VIP.into()).real_servers(["10.1.0.11:8080"]),
+    );
+    std::fs::write(tmp.path().join("lab-nat.toml"), config.to_toml()).unwrap();
 
     let mut demo = std::process::Command::new(DEMO)
         .args(["demo", "--mode", "nat", "--requests", "5", "--director"])

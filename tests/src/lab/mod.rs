@@ -20,6 +20,7 @@
 
 pub mod cleanup;
 pub mod director;
+mod echo;
 pub mod netns;
 pub mod process;
 pub mod topology;
@@ -52,15 +53,6 @@ use crate::udp;
 pub const DIRECTOR_READY_TIMEOUT: Duration = Duration::from_secs(60);
 const SERVER_READY_TIMEOUT: Duration = Duration::from_secs(15);
 const LOG_TAIL_LINES: usize = 60;
-
-/// True (after printing why) when the caller is not root and a lab test must be skipped.
-pub fn skip_without_root(test: &str) -> bool {
-    let root = nix::unistd::geteuid().is_root();
-    if !root {
-        eprintln!("skipping {test}: needs root (network namespaces, veth, XDP)");
-    }
-    !root
-}
 
 /// What to build.
 #[derive(Debug, Clone)]
@@ -364,6 +356,31 @@ impl Lab {
     /// [`Lab::in_ns`] for the client.
     pub fn in_client<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         self.in_ns(Role::Client, f)
+    }
+
+    /// Panics unless `tally` is exactly `n` answers and no failure, from this lab's
+    /// servers only and from every one of them; `what` names the traffic.
+    pub fn assert_answered_by_all(&self, tally: &Tally, n: usize, what: &str) {
+        assert_eq!(
+            tally.failures, 0,
+            "{what}: {} of {n} failed, first errors: {:#?}",
+            tally.failures, tally.errors
+        );
+        assert_eq!(tally.succeeded(), n, "{what}: {:?}", tally.by_server);
+        let names = self.server_names();
+        for (name, count) in &tally.by_server {
+            assert!(
+                names.contains(name),
+                "{what}: answer from unknown server {name} ({count}×)"
+            );
+        }
+        for name in &names {
+            assert!(
+                tally.count(name) > 0,
+                "{what}: {name} never answered: {:?}",
+                tally.by_server
+            );
+        }
     }
 
     /// `n` new-connection `GET /` requests from the client to the VIP, sources cycling

@@ -80,13 +80,7 @@ impl ChildGuard {
         if let Some(status) = self.take_over()? {
             return Ok(status);
         }
-        let _ = kill(Pid::from_raw(self.pid() as i32), Signal::SIGKILL);
-        let status = self
-            .child
-            .wait()
-            .with_context(|| format!("wait for {}", self.name))?;
-        self.status = Some(status);
-        Ok(status)
+        self.kill_and_reap()
     }
 
     /// Waits up to `timeout` for the child to exit on its own; `None` if it is still
@@ -110,9 +104,8 @@ impl ChildGuard {
         if let Some(status) = self.take_over()? {
             return Ok(status);
         }
-        let pid = Pid::from_raw(self.pid() as i32);
         if !self.grace.is_zero() {
-            let _ = kill(pid, Signal::SIGTERM);
+            let _ = kill(Pid::from_raw(self.pid() as i32), Signal::SIGTERM);
             let deadline = Instant::now() + self.grace;
             while Instant::now() < deadline {
                 if let Some(status) = self.try_wait() {
@@ -121,7 +114,12 @@ impl ChildGuard {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
-        let _ = kill(pid, Signal::SIGKILL);
+        self.kill_and_reap()
+    }
+
+    /// SIGKILL (by pid), then reap.
+    fn kill_and_reap(&mut self) -> Result<ExitStatus> {
+        let _ = kill(Pid::from_raw(self.pid() as i32), Signal::SIGKILL);
         let status = self
             .child
             .wait()

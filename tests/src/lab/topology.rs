@@ -318,52 +318,38 @@ pub(crate) fn build(mode: Mode, servers: usize, prefix: &str) -> Result<Built> {
                 .map(|&ip| cidr64(ip)),
         )
         .collect();
-    match mode {
+    // The wiring of the mode, then the client's routes toward the director.
+    let client_routes = match mode {
         Mode::Nat => {
             veth(&ns.client, "eth0", &ns.dir, "eth0")?;
             plug(&ns.sw, &ns.dir, "eth1", "dir")?;
-            configure(
-                &ns.client,
-                "eth0",
-                &client_addrs,
-                &[
-                    format!("default via {}", a.director),
-                    format!("::/0 via {}", a.director6),
-                ],
-            )?;
-            configure(
-                &ns.dir,
-                "eth0",
-                &[cidr24(a.director), cidr64(a.director6)],
-                &[],
-            )?;
             configure(
                 &ns.dir,
                 "eth1",
                 &["10.1.0.1/24".into(), cidr64(NAT_RS_GATEWAY6)],
                 &[],
             )?;
+            [
+                format!("default via {}", a.director),
+                format!("::/0 via {}", a.director6),
+            ]
         }
         Mode::Dr => {
             plug(&ns.sw, &ns.client, "eth0", "client")?;
             plug(&ns.sw, &ns.dir, "eth0", "dir")?;
-            configure(
-                &ns.client,
-                "eth0",
-                &client_addrs,
-                &[
-                    format!("{}/32 via {}", a.vip.ip(), a.director),
-                    format!("{}/128 via {}", a.vip6.ip(), a.director6),
-                ],
-            )?;
-            configure(
-                &ns.dir,
-                "eth0",
-                &[cidr24(a.director), cidr64(a.director6)],
-                &[],
-            )?;
+            [
+                format!("{}/32 via {}", a.vip.ip(), a.director),
+                format!("{}/128 via {}", a.vip6.ip(), a.director6),
+            ]
         }
-    }
+    };
+    configure(&ns.client, "eth0", &client_addrs, &client_routes)?;
+    configure(
+        &ns.dir,
+        "eth0",
+        &[cidr24(a.director), cidr64(a.director6)],
+        &[],
+    )?;
     for (n, ((rs, addr), addr6)) in ns
         .rs
         .iter()
