@@ -237,11 +237,62 @@ pub struct Conn {
     pub client_mac: [u8; 6],
     /// L2 destination of the client's packets (our interface).
     pub local_mac: [u8; 6],
-    pub _pad1: u32,
+    /// [`coarse_s`] of the last sync event about the entry: the datapath
+    /// refreshes peers every [`SYNC_REFRESH_S`] while the entry is used.
+    /// Local, never sent. (A pad before: an entry of the previous layout
+    /// reads 0 and refreshes at its next use.)
+    pub synced_s: u32,
 }
 
 /// How stale `Conn::last_seen_ns` may get before a packet refreshes it.
 pub const TOUCH_INTERVAL_NS: u64 = 1_000_000_000;
+
+/// Connection flags: made for a mid-flow segment (consistent hashing), a
+/// guess a peer's entry replaces.
+pub const CONN_F_GUESS: u8 = 1 << 1;
+/// Installed from a peer's report (state sync); a newer report replaces it.
+pub const CONN_F_PEER: u8 = 1 << 2;
+
+/// A monotonic time in units of 2^30 ns (about a second), as `synced_s`
+/// holds it.
+pub const fn coarse_s(ns: u64) -> u32 {
+    (ns >> 30) as u32
+}
+
+/// Units of [`coarse_s`] between sync refreshes of a used entry: well inside
+/// the shortest idle timeout a peer applies to an entry it was sent.
+pub const SYNC_REFRESH_S: u32 = 30;
+
+/// `SETTINGS` indices and values: written by userspace, read by the datapath.
+/// Index of the flags word.
+pub const SETTINGS_FLAGS: u32 = 0;
+pub const SETTINGS_LEN: u32 = 1;
+/// Report new and changed entries in `SYNC_EVENTS`.
+pub const SETTINGS_F_SYNC: u32 = 1 << 0;
+
+/// `SyncEvent::kind`.
+/// A connection was created; its key is `flow`.
+pub const EVENT_CONN_NEW: u32 = 1;
+/// A connection's TCP state changed.
+pub const EVENT_CONN_STATE: u32 = 2;
+/// A connection is in use and its peers' copies need refreshing.
+pub const EVENT_CONN_REFRESH: u32 = 3;
+/// The datapath removed a connection.
+pub const EVENT_CONN_GONE: u32 = 4;
+/// A persistence entry was created; its key is `persist`.
+pub const EVENT_PERSIST_NEW: u32 = 5;
+
+/// A record of the `SYNC_EVENTS` ring buffer: which entry changed and how.
+/// Userspace reads the entry itself from its map (an entry gone by then
+/// needs no sync), so the datapath copies only the key.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncEvent {
+    pub flow: FlowKey,
+    pub persist: PersistKey,
+    pub kind: u32,
+    pub _pad: u32,
+}
 
 /// Value of `NAT_REPLIES`, keyed by the server-side tuple
 /// (real server -> client). Holds what the reply rewrite needs, so a reply
@@ -329,6 +380,7 @@ assert_size!(Conn, 40);
 assert_size!(NatReply, 44);
 assert_size!(NatServer, 24);
 assert_size!(Traffic, 40);
+assert_size!(SyncEvent, 72);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -345,4 +397,5 @@ mod pod {
     unsafe impl aya::Pod for ConnCounts {}
     unsafe impl aya::Pod for PersistKey {}
     unsafe impl aya::Pod for Persist {}
+    unsafe impl aya::Pod for SyncEvent {}
 }

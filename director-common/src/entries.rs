@@ -25,9 +25,12 @@ pub mod map {
     pub const BACKEND_RELEASED: &str = "BACKEND_RELEASED";
     pub const REASONS: &str = "REASONS";
     pub const BACKEND_STATS: &str = "BACKEND_STATS";
+    pub const SETTINGS: &str = "SETTINGS";
+    pub const SYNC_EVENTS: &str = "SYNC_EVENTS";
+    pub const SYNC_LOST: &str = "SYNC_LOST";
 
     /// Every map that is pinned (and so survives a restart).
-    pub const PINNED: [&str; 12] = [
+    pub const PINNED: [&str; 15] = [
         VIPS,
         BACKENDS,
         RING,
@@ -40,6 +43,9 @@ pub mod map {
         BACKEND_RELEASED,
         REASONS,
         BACKEND_STATS,
+        SETTINGS,
+        SYNC_EVENTS,
+        SYNC_LOST,
     ];
 }
 

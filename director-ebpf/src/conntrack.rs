@@ -3,7 +3,10 @@
 //! real server's packets go back to.
 
 use director_common::{
-    abi::{CONN_F_NAT, Conn, FlowKey, NatReply, NatServer, Reason, TOUCH_INTERVAL_NS, VipKey},
+    abi::{
+        CONN_F_NAT, Conn, EVENT_CONN_GONE, EVENT_CONN_NEW, EVENT_CONN_STATE, FlowKey, NatReply,
+        NatServer, Reason, TOUCH_INTERVAL_NS, VipKey,
+    },
     tcp::{self, State},
 };
 
@@ -12,16 +15,19 @@ use crate::{
     keys::{flow, same_addr, server},
     maps::{BACKENDS, CONNS, NAT_REPLIES, NAT_SERVERS},
     scratch::Scratch,
+    sync,
 };
 
 pub enum Lookup {
     /// Existing connection on this backend.
     Known(u32),
     /// Schedule a new connection that starts in `state`. `replaces` names the
-    /// entry (backend id, state) a SYN reusing a closed tuple takes over.
+    /// entry (backend id, state) a SYN reusing a closed tuple takes over;
+    /// `guess` is a mid-flow segment's entry (see `CONN_F_GUESS`).
     New {
         state: State,
         replaces: Option<(u32, u8)>,
+        guess: bool,
     },
 }
 
@@ -40,18 +46,21 @@ pub fn inbound(
             return Ok(Lookup::New {
                 state: State::Udp,
                 replaces: None,
+                guess: false,
             });
         }
         if tcp::is_syn(flags) {
             return Ok(Lookup::New {
                 state: State::SynRecv,
                 replaces: None,
+                guess: false,
             });
         }
         if midflow {
             return Ok(Lookup::New {
                 state: State::Established,
                 replaces: None,
+                guess: true,
             });
         }
         return Err(Reason::NoConnection);
@@ -65,13 +74,17 @@ pub fn inbound(
             return Ok(Lookup::New {
                 state: State::SynRecv,
                 replaces: Some((conn.backend_id, conn.state)),
+                guess: false,
             });
         }
-        advance(conn, state, true, flags);
+        if advance(conn, state, true, flags) {
+            sync::conn(EVENT_CONN_STATE, key);
+        }
     }
     // Saturating, as in `schedule::pick`.
     if now.saturating_sub(conn.last_seen_ns) > TOUCH_INTERVAL_NS {
         conn.last_seen_ns = now;
+        sync::refresh(conn, key, now);
     }
     Ok(Lookup::Known(conn.backend_id))
 }
@@ -93,6 +106,7 @@ pub fn create(key: &FlowKey, conn: &Conn, replaces: Option<(u32, u8)>) -> Result
         counts::closed(old_backend, old_state);
     }
     counts::opened(conn.backend_id, conn.state);
+    sync::conn(EVENT_CONN_NEW, key);
     Ok(())
 }
 
@@ -229,21 +243,26 @@ pub fn server_segment(back: &mut Back, p: &ServerSide, flags: u8, room: &mut Scr
     if tcp::server_reopens(state, flags) {
         counts::closed(conn.backend_id, conn.state);
         let _ = CONNS.remove(&room.conn_key);
+        sync::conn(EVENT_CONN_GONE, &room.conn_key);
         room.reply_key = flow(p.srv, p.client, p.sport, p.cport, p.proto, p.family);
         forget_reply(&room.reply_key);
         return Seen::NotOurs;
     }
-    advance(conn, state, false, flags);
+    if advance(conn, state, false, flags) {
+        sync::conn(EVENT_CONN_STATE, &room.conn_key);
+    }
     Seen::Ours
 }
 
 /// Moves `conn` (in `state`) to where a segment with `flags` takes it,
 /// keeping its backend's connection counts.
 #[inline(always)]
-fn advance(conn: &mut Conn, state: State, from_client: bool, flags: u8) {
+fn advance(conn: &mut Conn, state: State, from_client: bool, flags: u8) -> bool {
     let next = tcp::next(state, from_client, flags) as u8;
-    if next != conn.state {
-        counts::moved(conn.backend_id, conn.state, next);
-        conn.state = next;
+    if next == conn.state {
+        return false;
     }
+    counts::moved(conn.backend_id, conn.state, next);
+    conn.state = next;
+    true
 }

@@ -7,7 +7,8 @@
 
 use aya_ebpf::{bindings::xdp_md, helpers::bpf_ktime_get_coarse_ns};
 use director_common::abi::{
-    CONN_F_NAT, Conn, NatReply, PROTO_TCP, Reason, VIP_F_MIDFLOW, VIP_F_NAT, VipInfo,
+    CONN_F_GUESS, CONN_F_NAT, Conn, NatReply, PROTO_TCP, Reason, VIP_F_MIDFLOW, VIP_F_NAT, VipInfo,
+    coarse_s,
 };
 use network_types::eth::EthHdr;
 
@@ -52,9 +53,14 @@ fn try_inbound(
     let (backend_id, new_conn) = match conntrack::inbound(&s.conn_key, tcp, l4.flags, now, midflow)?
     {
         Lookup::Known(id) => (id, false),
-        Lookup::New { state, replaces } => {
+        Lookup::New {
+            state,
+            replaces,
+            guess,
+        } => {
             let new = NewConn {
                 state: state as u8,
+                flags: if guess { CONN_F_GUESS } else { 0 },
                 replaces,
                 now,
             };
@@ -82,6 +88,8 @@ fn try_inbound(
 #[derive(Clone, Copy)]
 struct NewConn {
     state: u8,
+    /// `CONN_F_*` other than NAT.
+    flags: u8,
     replaces: Option<(u32, u8)>,
     now: u64,
 }
@@ -99,6 +107,7 @@ fn open(
 ) -> Result<u32, Reason> {
     let NewConn {
         state,
+        flags,
         replaces,
         now,
     } = *new;
@@ -114,13 +123,13 @@ fn open(
         backend_id,
         vip_id: vip.vip_id,
         state,
-        flags: if is_nat { CONN_F_NAT } else { 0 },
+        flags: flags | if is_nat { CONN_F_NAT } else { 0 },
         _pad0: 0,
         client_ifindex: ctx.ingress_ifindex(),
         last_seen_ns: now,
         client_mac,
         local_mac,
-        _pad1: 0,
+        synced_s: coarse_s(now),
     };
     if is_nat {
         if let Some((old_id, _)) = replaces

@@ -20,6 +20,7 @@ use crate::{
     maps::{BACKENDS, CURSORS, PERSIST, RING},
     ret::{self, Packed},
     scratch::Scratch,
+    sync,
 };
 
 /// The backend for a new connection (`ret::pack`ed). A BPF subprogram: its
@@ -73,7 +74,9 @@ fn try_pick(
         last_seen_ns: now,
     };
     // Failing to record persistence must not fail the connection.
-    let _ = PERSIST.insert(&s.persist_key, &s.persist, 0);
+    if PERSIST.insert(&s.persist_key, &s.persist, 0).is_ok() {
+        sync::persist(&s.persist_key);
+    }
     Ok(id)
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context as _, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, IterableMap, MapData, PerCpuArray},
+    maps::{Array, HashMap, IterableMap, MapData, PerCpuArray, RingBuf},
     programs::{
         Xdp, XdpMode,
         links::{FdLink, PinnedLink},
@@ -17,8 +17,8 @@ use aya::{
     },
 };
 use director_common::abi::{
-    Backend, Conn, ConnCounts, FlowKey, NatReply, NatServer, Persist, PersistKey, Reason, Traffic,
-    VipInfo, VipKey,
+    Backend, Conn, ConnCounts, FlowKey, NatReply, NatServer, Persist, PersistKey, Reason,
+    SETTINGS_F_SYNC, SETTINGS_FLAGS, SyncEvent, Traffic, VipInfo, VipKey,
 };
 use director_common::entries::map;
 
@@ -81,6 +81,10 @@ pub struct Dataplane {
     backend_released: Array<MapData, ConnCounts>,
     reasons: PerCpuArray<MapData, u64>,
     backend_stats: PerCpuArray<MapData, Traffic>,
+    settings: Array<MapData, u32>,
+    /// Taken by the sync event reader (`take_sync_events`).
+    sync_events: Option<RingBuf<MapData>>,
+    sync_lost: PerCpuArray<MapData, u64>,
     links: Vec<(String, XdpLinkId)>,
     pins: Option<PinDir>,
     /// The verified program of a previous run of this same build.
@@ -183,6 +187,7 @@ impl Dataplane {
             .map_max_entries(map::PERSIST, sizes.conntrack_max)
             .map_max_entries(map::BACKEND_CONNS, sizes.backends)
             .map_max_entries(map::BACKEND_RELEASED, sizes.backends)
+            .map_max_entries(map::SYNC_EVENTS, sync_ring_bytes(sizes.conntrack_max))
             .load(OBJECT)
             .context("loading the eBPF object (is this kernel built with BPF and BTF?)")?;
         let pinned_prog = match pins {
@@ -206,6 +211,9 @@ impl Dataplane {
             backend_released: take(&mut ebpf, map::BACKEND_RELEASED)?,
             reasons: take(&mut ebpf, map::REASONS)?,
             backend_stats: take(&mut ebpf, map::BACKEND_STATS)?,
+            settings: take(&mut ebpf, map::SETTINGS)?,
+            sync_events: Some(take(&mut ebpf, map::SYNC_EVENTS)?),
+            sync_lost: take(&mut ebpf, map::SYNC_LOST)?,
             ebpf,
             links: Vec::new(),
             pins: pins.cloned(),
@@ -326,6 +334,34 @@ impl Dataplane {
         self.backend_released
             .set(id, released, 0)
             .context("writing BACKEND_RELEASED")
+    }
+
+    /// Whether the datapath reports new and changed entries in `SYNC_EVENTS`.
+    pub fn set_sync(&mut self, on: bool) -> anyhow::Result<()> {
+        let flags = if on { SETTINGS_F_SYNC } else { 0 };
+        self.settings
+            .set(SETTINGS_FLAGS, flags, 0)
+            .context("writing SETTINGS")
+    }
+
+    /// The datapath's sync events, for one reader.
+    pub fn take_sync_events(&mut self) -> Option<RingBuf<MapData>> {
+        self.sync_events.take()
+    }
+
+    /// One record of the sync event ring, if it is one.
+    pub fn sync_event(record: &[u8]) -> Option<SyncEvent> {
+        (record.len() == std::mem::size_of::<SyncEvent>()).then(|| {
+            // SAFETY: the length is checked; SyncEvent is plain data, valid for
+            // any bits, read unaligned.
+            unsafe { record.as_ptr().cast::<SyncEvent>().read_unaligned() }
+        })
+    }
+
+    /// Sync events the ring had no room for, summed over CPUs.
+    pub fn sync_lost(&self) -> anyhow::Result<u64> {
+        let v = self.sync_lost.get(&0, 0).context("reading SYNC_LOST")?;
+        Ok(v.iter().sum())
     }
 
     /// Per-reason counters summed over CPUs.
@@ -550,6 +586,14 @@ pub fn teardown(pins: &PinDir) -> anyhow::Result<Vec<String>> {
         let _ = std::fs::remove_dir(dir);
     }
     Ok(detached)
+}
+
+/// Bytes of the `SYNC_EVENTS` ring: room for an event (72 bytes and an 8-byte
+/// header) per 16 table entries, a power of two (the kernel's rule) between
+/// 256 KiB and 64 MiB.
+fn sync_ring_bytes(conntrack_max: u32) -> u32 {
+    let events = u64::from(conntrack_max / 16).max(1);
+    (events * 80).next_power_of_two().clamp(1 << 18, 1 << 26) as u32
 }
 
 /// `CLOCK_MONOTONIC`: the datapath's timestamps (`bpf_ktime_get_coarse_ns`, the

@@ -7,8 +7,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::anyhow;
-use director_common::abi::{CONN_F_NAT, Conn, NatReply, Persist, PersistKey};
-use director_common::entries::{Hop, addr_key, endpoint_key};
+use director_common::abi::{
+    CONN_F_GUESS, CONN_F_NAT, CONN_F_PEER, Conn, NatReply, PROTO_UDP, Persist, PersistKey,
+};
+use director_common::entries::{Hop, addr_key, endpoint_key, ip_of, socket_addr};
 use director_common::{abi::FlowKey, tcp::State};
 
 use super::Reconciler;
@@ -50,6 +52,37 @@ impl ConnId {
     fn key(&self) -> FlowKey {
         FlowKey::client_side(self.client, self.virtual_server, self.protocol.as_u8())
     }
+
+    /// The connection a `CONNS` key names.
+    pub fn of(key: &FlowKey) -> ConnId {
+        ConnId {
+            protocol: protocol_of(key.proto),
+            client: socket_addr(&key.src, key.family, key.sport),
+            virtual_server: socket_addr(&key.dst, key.family, key.dport),
+        }
+    }
+}
+
+fn protocol_of(proto: u8) -> Protocol {
+    if proto == PROTO_UDP {
+        Protocol::Udp
+    } else {
+        Protocol::Tcp
+    }
+}
+
+/// What `install_conn` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Installed {
+    Yes,
+    /// A connection this datapath created (a SYN or a UDP datagram here) is
+    /// never replaced by a peer's report.
+    KeptLocal,
+}
+
+/// Time since `then_ns` (monotonic) at `now_ns`.
+fn idle(then_ns: u64, now_ns: u64) -> Duration {
+    Duration::from_nanos(now_ns.saturating_sub(then_ns))
 }
 
 impl<M: Maps> Reconciler<M> {
@@ -82,17 +115,25 @@ impl<M: Maps> Reconciler<M> {
     /// Installs a connection as the datapath would have recorded it here;
     /// `client` is how this director reaches the client (NAT replies leave
     /// through it). A NAT connection to a server whose replies are not found
-    /// through its virtual server also gets its reply entry.
-    pub fn install_conn(&mut self, c: &SyncedConn, client: &Hop) -> anyhow::Result<()> {
+    /// through its virtual server also gets its reply entry. A local entry
+    /// for the same flow stays unless it was a peer's or a mid-flow guess.
+    pub fn install_conn(&mut self, c: &SyncedConn, client: &Hop) -> anyhow::Result<Installed> {
         let (vip_id, backend_id, forward) =
             self.server_id(c.id.protocol, c.id.virtual_server, c.real_server)?;
         let nat = forward == Forward::Nat;
         let key = c.id.key();
+        if self
+            .maps
+            .conn(&key)
+            .is_some_and(|old| old.flags & (CONN_F_PEER | CONN_F_GUESS) == 0)
+        {
+            return Ok(Installed::KeptLocal);
+        }
         let conn = Conn {
             backend_id,
             vip_id,
             state: c.state as u8,
-            flags: if nat { CONN_F_NAT } else { 0 },
+            flags: CONN_F_PEER | if nat { CONN_F_NAT } else { 0 },
             client_ifindex: client.ifindex,
             last_seen_ns: monotonic_ns().saturating_sub(c.idle.as_nanos() as u64),
             client_mac: client.dst_mac,
@@ -116,7 +157,36 @@ impl<M: Maps> Reconciler<M> {
                     .insert_nat_reply(&reply_key, &NatReply::of(&key, &conn))?;
             }
         }
-        self.maps.insert_conn(&key, &conn)
+        self.maps.insert_conn(&key, &conn)?;
+        Ok(Installed::Yes)
+    }
+
+    /// A connection entry as every director names it (the inverse of
+    /// `install_conn`), at `now_ns`; none for a server no longer known.
+    pub fn synced_conn(&self, key: &FlowKey, conn: &Conn, now_ns: u64) -> Option<SyncedConn> {
+        Some(SyncedConn {
+            id: ConnId::of(key),
+            real_server: self.model.server_addr(conn.backend_id)?,
+            state: State::from_u8(conn.state)?,
+            idle: idle(conn.last_seen_ns, now_ns),
+        })
+    }
+
+    /// A persistence entry as every director names it, at `now_ns`.
+    pub fn synced_persist(
+        &self,
+        key: &PersistKey,
+        p: &Persist,
+        now_ns: u64,
+    ) -> Option<SyncedPersist> {
+        let vs = self.model.vss.iter().find(|vs| vs.vip_id == key.vip_id)?;
+        Some(SyncedPersist {
+            protocol: vs.cfg.protocol,
+            virtual_server: vs.cfg.address,
+            client_net: ip_of(&key.addr, key.family),
+            real_server: self.model.server_addr(p.backend_id)?,
+            idle: idle(p.last_seen_ns, now_ns),
+        })
     }
 
     /// Removes a connection and its reply entry, if present.

@@ -23,7 +23,7 @@ use director_common::abi::{
 use director_common::entries::{Hop, endpoint_key};
 use director_common::{sh, wrr};
 
-pub use entries::{ConnId, SyncedConn, SyncedPersist};
+pub use entries::{ConnId, Installed, SyncedConn, SyncedPersist};
 
 use crate::config::{Config, Forward, Scheduler, VirtualServer};
 use crate::dataplane::{Dataplane, PinDir, Sizes};

@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use director_common::abi::{
-    BACKEND_F_DOWN, BACKEND_F_RESOLVED, CONN_F_NAT, Conn, FAMILY_V4, NAT_SERVER_F_REPLY_ENTRIES,
-    PROTO_TCP, SCHED_HASH, SCHED_LC, SCHED_RING, SCHED_WLC, VIP_F_HASH_PORT, VIP_F_MIDFLOW,
-    VIP_F_NAT, VIP_F_PERSIST, VipInfo,
+    BACKEND_F_DOWN, BACKEND_F_RESOLVED, CONN_F_GUESS, CONN_F_NAT, CONN_F_PEER, Conn, FAMILY_V4,
+    NAT_SERVER_F_REPLY_ENTRIES, PROTO_TCP, SCHED_HASH, SCHED_LC, SCHED_RING, SCHED_WLC,
+    VIP_F_HASH_PORT, VIP_F_MIDFLOW, VIP_F_NAT, VIP_F_PERSIST, VipInfo,
 };
 use director_common::entries::{Hop, endpoint_key};
 use director_common::{abi::FlowKey, sh, tcp::State};
@@ -371,7 +371,7 @@ fn a_synced_connection_is_installed_as_the_datapath_records_one() {
     let conn = r.maps().conns[&key];
     assert_eq!(
         (conn.backend_id, conn.vip_id, conn.flags),
-        (1, 0, CONN_F_NAT)
+        (1, 0, CONN_F_NAT | CONN_F_PEER)
     );
     assert_eq!(conn.state, State::Established as u8);
     assert_eq!(
@@ -426,7 +426,7 @@ fn a_synced_dr_connection_has_no_nat_state() {
     );
     r.install_conn(&c, &client_hop()).expect("install");
     let key = FlowKey::client_side(c.id.client, c.id.virtual_server, 17);
-    assert_eq!(r.maps().conns[&key].flags, 0);
+    assert_eq!(r.maps().conns[&key].flags, CONN_F_PEER, "a peer's, no NAT");
     assert!(r.maps().nat_replies.is_empty());
 }
 
@@ -454,4 +454,102 @@ fn a_synced_persistence_entry_is_masked_like_the_datapath() {
     r.remove_persist(Protocol::Tcp, p.virtual_server, p.client_net)
         .expect("remove");
     assert!(r.maps().persist.is_empty());
+}
+
+#[test]
+fn an_entry_reads_back_as_the_report_that_installed_it() {
+    let mut r = applied(TWO);
+    let c = synced(
+        "[2001:db8::2]:40000",
+        "192.0.2.10:80",
+        "10.1.0.11:8080",
+        Protocol::Tcp,
+    );
+    // An IPv6 client of an IPv4 virtual server cannot exist; use IPv4.
+    let c = SyncedConn {
+        id: ConnId {
+            client: sa("198.51.100.9:40000"),
+            ..c.id
+        },
+        ..c
+    };
+    r.install_conn(&c, &client_hop()).expect("install");
+    let (key, conn) = r
+        .maps()
+        .conns
+        .iter()
+        .next()
+        .map(|(k, v)| (*k, *v))
+        .expect("one");
+    assert_eq!(ConnId::of(&key), c.id);
+    let now = crate::dataplane::monotonic_ns();
+    let back = r.synced_conn(&key, &conn, now).expect("a known server");
+    assert_eq!(
+        (back.id, back.real_server, back.state),
+        (c.id, c.real_server, c.state)
+    );
+    assert!(back.idle >= c.idle && back.idle < c.idle + Duration::from_secs(1));
+}
+
+#[test]
+fn a_peer_report_never_replaces_a_connection_made_here() {
+    let mut r = applied(TWO);
+    let c = synced(
+        "198.51.100.2:40000",
+        "192.0.2.10:80",
+        "10.1.0.12:8080",
+        Protocol::Tcp,
+    );
+    let key = FlowKey::client_side(c.id.client, c.id.virtual_server, PROTO_TCP);
+    for (local_flags, replaced) in [
+        (CONN_F_NAT, false),
+        (CONN_F_NAT | CONN_F_GUESS, true),
+        (CONN_F_NAT | CONN_F_PEER, true),
+    ] {
+        let local = Conn {
+            backend_id: 0,
+            flags: local_flags,
+            ..Conn::default()
+        };
+        r.maps_mut().insert_conn(&key, &local).expect("local");
+        let got = r.install_conn(&c, &client_hop()).expect("install");
+        assert_eq!(got == Installed::Yes, replaced, "flags {local_flags:#x}");
+        let now = r.maps().conns[&key];
+        assert_eq!(now.backend_id, if replaced { 1 } else { 0 });
+    }
+}
+
+#[test]
+fn a_persistence_entry_reads_back_as_its_report() {
+    let text = format!(
+        "{}\npersistence = \"300s\"\npersistence_netmask = 24\n{THREE}",
+        one_vs_head()
+    );
+    let mut r = applied(&text);
+    let p = SyncedPersist {
+        protocol: Protocol::Tcp,
+        virtual_server: sa("192.0.2.10:80"),
+        client_net: "198.51.100.0".parse().expect("ip"),
+        real_server: sa("10.1.0.12:80"),
+        idle: Duration::from_secs(2),
+    };
+    r.install_persist(&p).expect("install");
+    let (key, value) = r
+        .maps()
+        .persist
+        .iter()
+        .next()
+        .map(|(k, v)| (*k, *v))
+        .expect("one");
+    let now = crate::dataplane::monotonic_ns();
+    let back = r.synced_persist(&key, &value, now).expect("known");
+    assert_eq!(
+        (
+            back.protocol,
+            back.virtual_server,
+            back.client_net,
+            back.real_server
+        ),
+        (p.protocol, p.virtual_server, p.client_net, p.real_server)
+    );
 }
