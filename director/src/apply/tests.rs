@@ -356,15 +356,15 @@ fn synced(client: &str, vs: &str, server: &str, protocol: Protocol) -> SyncedCon
     }
 }
 
+/// A TCP connection of client 198.51.100.2:40000 to "web" through `server`.
+fn web_conn(server: &str) -> SyncedConn {
+    synced("198.51.100.2:40000", "192.0.2.10:80", server, Protocol::Tcp)
+}
+
 #[test]
 fn a_synced_connection_is_installed_as_the_datapath_records_one() {
     let mut r = applied(TWO);
-    let c = synced(
-        "198.51.100.2:40000",
-        "192.0.2.10:80",
-        "10.1.0.12:8080",
-        Protocol::Tcp,
-    );
+    let c = web_conn("10.1.0.12:8080");
     let before = crate::dataplane::monotonic_ns();
     r.install_conn(&c, &client_hop()).expect("install");
     let key = FlowKey::client_side(c.id.client, c.id.virtual_server, PROTO_TCP);
@@ -394,12 +394,7 @@ fn a_synced_connection_is_installed_as_the_datapath_records_one() {
 #[test]
 fn a_synced_connection_names_a_configured_server() {
     let mut r = applied(TWO);
-    let unknown = synced(
-        "198.51.100.2:40000",
-        "192.0.2.10:80",
-        "10.1.0.99:8080",
-        Protocol::Tcp,
-    );
+    let unknown = web_conn("10.1.0.99:8080");
     let err = r.install_conn(&unknown, &client_hop()).unwrap_err();
     assert!(
         err.to_string().contains("no real server 10.1.0.99:8080"),
@@ -431,7 +426,7 @@ fn a_synced_dr_connection_has_no_nat_state() {
 }
 
 #[test]
-fn a_synced_persistence_entry_is_masked_like_the_datapath() {
+fn a_synced_persistence_entry_is_masked_like_the_datapath_and_reads_back() {
     let text = format!(
         "{}\npersistence = \"300s\"\npersistence_netmask = 24\n{THREE}",
         one_vs_head()
@@ -445,11 +440,28 @@ fn a_synced_persistence_entry_is_masked_like_the_datapath() {
         idle: Duration::from_secs(1),
     };
     r.install_persist(&p).expect("install");
-    let (key, value) = r.maps().persist.iter().next().expect("one entry");
+    let (key, value) = r
+        .maps()
+        .persist
+        .iter()
+        .next()
+        .map(|(k, v)| (*k, *v))
+        .expect("one entry");
     assert_eq!(&key.addr[..4], &[198, 51, 100, 0]);
     assert_eq!(
         (key.vip_id, key.family, value.backend_id),
         (0, FAMILY_V4, 1)
+    );
+    let now = crate::dataplane::monotonic_ns();
+    let back = r.synced_persist(&key, &value, now).expect("known");
+    assert_eq!(
+        (back.protocol, back.virtual_server, back.real_server),
+        (p.protocol, p.virtual_server, p.real_server)
+    );
+    assert_eq!(
+        back.client_net.to_string(),
+        "198.51.100.0",
+        "the masked network"
     );
     r.remove_persist(Protocol::Tcp, p.virtual_server, p.client_net)
         .expect("remove");
@@ -494,12 +506,7 @@ fn an_entry_reads_back_as_the_report_that_installed_it() {
 #[test]
 fn a_peer_report_never_replaces_a_connection_made_here() {
     let mut r = applied(TWO);
-    let c = synced(
-        "198.51.100.2:40000",
-        "192.0.2.10:80",
-        "10.1.0.12:8080",
-        Protocol::Tcp,
-    );
+    let c = web_conn("10.1.0.12:8080");
     let key = FlowKey::client_side(c.id.client, c.id.virtual_server, PROTO_TCP);
     for (local_flags, replaced) in [
         (CONN_F_NAT, false),
@@ -517,39 +524,4 @@ fn a_peer_report_never_replaces_a_connection_made_here() {
         let now = r.maps().conns[&key];
         assert_eq!(now.backend_id, if replaced { 1 } else { 0 });
     }
-}
-
-#[test]
-fn a_persistence_entry_reads_back_as_its_report() {
-    let text = format!(
-        "{}\npersistence = \"300s\"\npersistence_netmask = 24\n{THREE}",
-        one_vs_head()
-    );
-    let mut r = applied(&text);
-    let p = SyncedPersist {
-        protocol: Protocol::Tcp,
-        virtual_server: sa("192.0.2.10:80"),
-        client_net: "198.51.100.0".parse().expect("ip"),
-        real_server: sa("10.1.0.12:80"),
-        idle: Duration::from_secs(2),
-    };
-    r.install_persist(&p).expect("install");
-    let (key, value) = r
-        .maps()
-        .persist
-        .iter()
-        .next()
-        .map(|(k, v)| (*k, *v))
-        .expect("one");
-    let now = crate::dataplane::monotonic_ns();
-    let back = r.synced_persist(&key, &value, now).expect("known");
-    assert_eq!(
-        (
-            back.protocol,
-            back.virtual_server,
-            back.client_net,
-            back.real_server
-        ),
-        (p.protocol, p.virtual_server, p.client_net, p.real_server)
-    );
 }
