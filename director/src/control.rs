@@ -31,6 +31,8 @@ pub enum Request {
         server: String,
     },
     Reload,
+    /// Done when ready to take traffic (see `ready`), else Error.
+    Ready,
 }
 
 /// One connection-table entry, like a line of `ipvsadm -L -n -c`.

@@ -24,6 +24,7 @@ use crate::{
     health::{self, Monitor, Target, Transition},
     model::{self, Health},
     neighbor::{self, NextHop},
+    ready::Readiness,
     snapshot::{self, HealthNotes, Tallies},
     status::{Counters, Rates},
 };
@@ -52,6 +53,7 @@ struct Daemon {
     conntrack_entries: u64,
     reloads: u64,
     transitions: u64,
+    ready: Readiness,
 }
 
 fn mode(m: XdpMode) -> AyaXdpMode {
@@ -282,6 +284,7 @@ impl Daemon {
             Request::Status => Response::Status(snapshot::status(&self.r, &self.tallies())),
             Request::Conns { limit } => snapshot::conns(&self.r, limit),
             Request::Reload => done(self.reload()),
+            Request::Ready => done(self.ready.check(Instant::now())),
             Request::Weight { vs, server, weight } => done(self.operator(&vs, &server, |rs| {
                 rs.weight_override = Some(weight);
                 rs.operator_drain = None;
@@ -345,6 +348,7 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
         conntrack_entries: 0,
         reloads: 0,
         transitions: 0,
+        ready: Readiness::new(&[], Duration::ZERO, Instant::now()),
     };
     // Known next hops first, so the first packets find resolved servers.
     let mut tasks = tokio::task::JoinSet::new();
@@ -379,6 +383,7 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
         info!(iface = %stale, "detached from an interface no longer configured");
     }
     d.monitor.set_targets(d.health_targets());
+    d.ready.attached();
 
     let (call_tx, mut call_rx) = mpsc::channel::<Call>(64);
     let socket = opts.socket.clone();

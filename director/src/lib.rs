@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod model;
 pub mod neighbor;
 pub mod plan;
+pub mod ready;
 pub mod ring_alloc;
 pub mod snapshot;
 pub mod status;

@@ -79,6 +79,11 @@ enum Cmd {
     },
     /// Re-read the configuration file and apply the difference.
     Reload(Socket),
+    /// Exit 0 once this director is ready to take traffic: its datapath is
+    /// attached, its configuration applied, and every sync peer that answered
+    /// within `ready_timeout` has sent its whole table. For keepalived's
+    /// `vrrp_script`; exits 1 (saying what it waits for) until then.
+    Ready(Socket),
 }
 
 fn load(path: &Path) -> Option<director::config::Config> {
@@ -190,6 +195,7 @@ fn main() -> ExitCode {
         } => client(&socket, Request::Weight { vs, server, weight }),
         Cmd::Drain { socket, vs, server } => client(&socket, Request::Drain { vs, server }),
         Cmd::Reload(s) => client(&s, Request::Reload),
+        Cmd::Ready(s) => client(&s, Request::Ready),
         Cmd::Run {
             config,
             pin_dir,

@@ -532,6 +532,9 @@ fn status_json_agrees_with_clients() {
     let t0 = Instant::now();
     let lab = running(3, EQUAL);
 
+    // Ready for keepalived: attached, configured, and no sync peers to wait for.
+    assert_eq!(director_ok(&lab, &["ready"]).trim(), "ready");
+
     let before = status(&lab);
     let n = 200;
     let tally = lab.get_many(n, &[]);
