@@ -1,10 +1,10 @@
 //! `director run`: load (or adopt) the pinned datapath, reconcile it with
 //! the configuration, attach, then serve: health transitions, reloads,
-//! operator commands, next-hop refresh, table upkeep. Stopping leaves the
+//! operator commands, next-hop changes, table upkeep. Stopping leaves the
 //! datapath forwarding (it is pinned); `director teardown` removes it.
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -25,13 +25,16 @@ use crate::{
     gc,
     health::{self, Monitor, Target, Transition},
     model::{self, Health, Model, Written},
-    neighbor::{self, NextHop},
+    netlink::{HopEvent, Neighbours, NextHop},
     plan::{self, Sizes, addr_key},
     ring_alloc::RingAlloc,
     status::{Counters, Rates, RsStatus, Status, VsStatus},
 };
 
-const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(5);
+/// How long a start waits for the servers' first next hops, so that the
+/// first packets find them resolved (the kernel gives up on a neighbour
+/// after about 3 s).
+const FIRST_HOPS_WAIT: Duration = Duration::from_secs(4);
 const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 const SAMPLE_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -58,21 +61,19 @@ fn sizes(cfg: &Config) -> Sizes {
     }
 }
 
-/// A next-hop resolution: backend id, the address resolved, the outcome.
-type Resolved = (u32, SocketAddr, anyhow::Result<NextHop>);
-
 struct Daemon {
     dp: Dataplane,
     model: Model,
     rings: RingAlloc,
     config: Config,
-    hops: HashMap<u32, NextHop>,
+    /// Next hops by real server address (backends of one address share it).
+    hops: HashMap<IpAddr, NextHop>,
     written: HashMap<u32, Backend>,
     /// `NAT_SERVERS` as last written.
     nat_servers: Option<HashMap<VipKey, NatServer>>,
     monitor: Monitor,
     health_notes: HashMap<(String, SocketAddr), (String, u64)>,
-    resolved_tx: mpsc::UnboundedSender<Resolved>,
+    neighbours: Neighbours,
     last_sample: Option<(Instant, HashMap<u32, Counters>)>,
     rates: HashMap<u32, Rates>,
     conntrack_entries: u64,
@@ -166,7 +167,7 @@ impl Daemon {
                     vip_id: vs.vip_id,
                     ..Backend::default()
                 };
-                if let Some(h) = self.hops.get(&rs.id) {
+                if let Some(h) = self.hops.get(&rs.cfg.address.ip()) {
                     b.ifindex = h.ifindex;
                     b.dst_mac = h.dst_mac;
                     b.src_mac = h.src_mac;
@@ -225,14 +226,12 @@ impl Daemon {
         );
     }
 
-    /// Starts resolving the next hops of `ids` in the background.
-    fn resolve(&self, ids: impl IntoIterator<Item = (u32, SocketAddr)>) {
-        for (id, addr) in ids {
-            let tx = self.resolved_tx.clone();
-            tokio::spawn(async move {
-                let _ = tx.send((id, addr, neighbor::resolve(addr).await));
-            });
-        }
+    /// Follows the next hops of every server (draining ones too: their
+    /// connections still go out) and forgets those of addresses gone.
+    fn follow_servers(&mut self) {
+        let ips: HashSet<IpAddr> = self.all_servers().iter().map(|(_, a)| a.ip()).collect();
+        self.hops.retain(|ip, _| ips.contains(ip));
+        self.neighbours.follow(ips);
     }
 
     fn all_servers(&self) -> Vec<(u32, SocketAddr)> {
@@ -243,44 +242,35 @@ impl Daemon {
             .collect()
     }
 
-    fn unresolved(&self) -> Vec<(u32, SocketAddr)> {
-        let mut v = self.all_servers();
-        v.retain(|(id, _)| !self.hops.contains_key(id));
-        v
-    }
-
-    /// Records a resolution; true when the server's next hop changed.
-    fn record_hop(&mut self, id: u32, addr: SocketAddr, r: anyhow::Result<NextHop>) -> bool {
-        match r {
-            Ok(hop) if self.hops.get(&id) != Some(&hop) => {
+    /// Records a next-hop change; true when the address's next hop changed.
+    fn record_hop(&mut self, HopEvent { ip, hop }: HopEvent) -> bool {
+        match hop {
+            Ok(hop) if self.hops.get(&ip) != Some(&hop) => {
                 if !self.config.director.interfaces.contains(&hop.ifname) {
-                    warn!(server = %addr, iface = %hop.ifname,
+                    warn!(server = %ip, iface = %hop.ifname,
                         "real server is reached through an interface director is not attached to");
                 }
-                info!(server = %addr, iface = %hop.ifname, mac = %fmt_mac(&hop.dst_mac), "next hop");
-                self.hops.insert(id, hop);
+                info!(server = %ip, iface = %hop.ifname, mac = %fmt_mac(&hop.dst_mac), "next hop");
+                self.hops.insert(ip, hop);
                 true
             }
             Ok(_) => false,
             // A last known next hop is kept: a neighbour that stops answering
             // ARP is the health checker's business.
-            Err(e) if !self.hops.contains_key(&id) => {
-                warn!(server = %addr, "cannot resolve next hop: {e:#}");
+            Err(e) if self.hops.contains_key(&ip) => {
+                warn!(server = %ip, "cannot resolve next hop, keeping the last known one: {e}");
                 false
             }
-            Err(_) => false,
+            Err(e) => {
+                warn!(server = %ip, "cannot resolve next hop: {e}");
+                false
+            }
         }
     }
 
-    /// A background resolution came back. The server may have been removed
-    /// (or its id reused) meanwhile: only a result for the address the id
-    /// still names counts.
-    fn on_resolved(&mut self, (id, addr, r): Resolved) -> anyhow::Result<()> {
-        let current = self
-            .written
-            .get(&id)
-            .is_some_and(|b| b.addr == addr_key(addr.ip()).0 && host_port(b.port) == addr.port());
-        if current && self.record_hop(id, addr, r) {
+    /// A followed address's next hop changed: so do all its backends.
+    fn on_hop(&mut self, e: HopEvent) -> anyhow::Result<()> {
+        if self.record_hop(e) {
             self.apply_backends()?;
         }
         Ok(())
@@ -357,7 +347,7 @@ impl Daemon {
         self.config = cfg;
         self.apply().map_err(|e| format!("{e:#}"))?;
         self.monitor.set_targets(self.health_targets());
-        self.resolve(self.unresolved());
+        self.follow_servers();
         self.reloads += 1;
         let msg = format!(
             "reloaded {}: added {:?}, removed (draining) {:?}, updated {:?}",
@@ -388,7 +378,6 @@ impl Daemon {
         for id in removed {
             self.dp.set_backend(id, &Backend::default())?;
             self.written.remove(&id);
-            self.hops.remove(&id);
             if let Some((key, region)) = self.model.finish_drain(id) {
                 self.dp.remove_vip(&key);
                 if let Some(r) = region {
@@ -396,6 +385,7 @@ impl Daemon {
                 }
             }
         }
+        self.follow_servers();
         self.apply()
     }
 
@@ -657,7 +647,9 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
         .map_err(|e| anyhow!(e))?;
     let (unclaimed_vips, unclaimed_backends) = model.unclaimed();
 
-    let (resolved_tx, mut resolved_rx) = mpsc::unbounded_channel();
+    let (neighbours, mut hop_rx) = Neighbours::start()
+        .await
+        .context("starting the next-hop service (netlink)")?;
     let (health_tx, mut health_rx) = mpsc::unbounded_channel();
     let mut d = Daemon {
         conntrack_max: sz.conntrack_max,
@@ -670,7 +662,7 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
         nat_servers: None,
         monitor: Monitor::new(health_tx),
         health_notes: HashMap::new(),
-        resolved_tx,
+        neighbours,
         last_sample: None,
         rates: HashMap::new(),
         conntrack_entries: 0,
@@ -678,14 +670,23 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
         transitions: 0,
     };
     // Known next hops first, so the first packets find resolved servers.
-    let mut pending: Vec<_> = d.all_servers();
-    let mut tasks = tokio::task::JoinSet::new();
-    for (id, addr) in pending.drain(..) {
-        tasks.spawn(async move { (id, addr, neighbor::resolve(addr).await) });
+    d.follow_servers();
+    let mut unknown: HashSet<IpAddr> = d.all_servers().iter().map(|(_, a)| a.ip()).collect();
+    let deadline = tokio::time::Instant::now() + FIRST_HOPS_WAIT;
+    while !unknown.is_empty() {
+        match tokio::time::timeout_at(deadline, hop_rx.recv()).await {
+            Ok(Some(e)) => {
+                unknown.remove(&e.ip);
+                d.record_hop(e);
+            }
+            _ => break,
+        }
     }
-    while let Some(r) = tasks.join_next().await {
-        let (id, addr, r) = r.context("next-hop resolver")?;
-        d.record_hop(id, addr, r);
+    if !unknown.is_empty() {
+        warn!(
+            servers = unknown.len(),
+            "next hops still unknown after {FIRST_HOPS_WAIT:?}: applied as they resolve"
+        );
     }
     d.apply()?;
     let now = Instant::now();
@@ -743,7 +744,6 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
     let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     let mut sighup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
-    let mut refresh = tokio::time::interval(NEIGHBOUR_REFRESH);
     let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
     let mut sample = tokio::time::interval(SAMPLE_INTERVAL);
     let mut drains = tokio::time::interval(Duration::from_secs(1));
@@ -762,8 +762,7 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
                 Ok(())
             }
             Some(t) = health_rx.recv() => d.on_transition(t),
-            Some(r) = resolved_rx.recv() => d.on_resolved(r),
-            _ = refresh.tick() => { d.resolve(d.all_servers()); Ok(()) }
+            Some(e) = hop_rx.recv() => d.on_hop(e),
             _ = sweep.tick() => { d.sweep(); Ok(()) }
             _ = sample.tick() => { d.sample(); Ok(()) }
             _ = drains.tick() => d.drains(),

@@ -9,7 +9,7 @@ pub mod dataplane;
 pub mod gc;
 pub mod health;
 pub mod model;
-pub mod neighbor;
+pub mod netlink;
 pub mod plan;
 pub mod ring_alloc;
 pub mod status;
