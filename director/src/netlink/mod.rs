@@ -13,14 +13,15 @@
 //! code: nothing confirms the entries, so they go stale, are garbage
 //! collected, and then no change would ever be reported. So the entries the
 //! followed servers' next hops use are kept as managed entries
-//! (`NTF_EXT_MANAGED`, Linux 5.16): the kernel resolves them, re-probes
-//! them when they would go stale, never collects them, and reports every
+//! (`NTF_EXT_MANAGED`, Linux 5.16): the kernel resolves them, probes them
+//! again within 5 s of going stale, never collects them, and reports every
 //! new MAC it learns (from the peer's gratuitous ARP or unsolicited NA, or
-//! from its next ARP request) as `RTM_NEWNEIGH`. Measured on 6.18: an entry
-//! stays REACHABLE with no traffic (re-probed about every 30-45 s); a peer's
-//! new MAC is reported 15 ms after the change when the peer announces it or
-//! sends anything, and about 50 s later when it stays silent (the unicast
-//! probes of the old MAC fail, then a broadcast finds the new one).
+//! from its next ARP request) as `RTM_NEWNEIGH`. Measured on 6.18: with no
+//! traffic an entry is confirmed again about every 20-50 s (a plain one goes
+//! stale for good); a peer's new MAC is reported within 15 ms of the change
+//! when the peer announces it or sends anything, and about 50 s later when
+//! it stays silent (the unicast probes of the old MAC fail, then a broadcast
+//! finds the new one).
 //! Entries the service creates or converts carry the protocol number
 //! [`PROTOCOL`]; it removes them when no followed next hop needs them any
 //! more (also those a previous run left), and never touches other entries
