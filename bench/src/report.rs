@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::control::{ControlPlane, MAGLEV_BACKENDS, MAGLEV_SLOTS, ScaleRun};
 use crate::forwarding::Forwarding;
 use crate::health::HealthCpu;
+use crate::nexthops::{NextHops, OLD_IN_FLIGHT};
 use crate::profile::Profile;
 use crate::svg;
 use crate::testrun::{self, PerPacket, SCHEDULERS};
@@ -240,6 +241,31 @@ fn health_rows(h: &HealthCpu) -> Vec<Row> {
     ]
 }
 
+fn next_hop_rows(h: &NextHops) -> Vec<Row> {
+    vec![
+        Row::new(
+            "next hops",
+            format!(
+                "next hops: {} real servers resolved (netlink service: dump, route lookups, first events)",
+                h.servers
+            ),
+            format!(
+                "{:.0} ms ({:.0}× faster)",
+                h.netlink_ms,
+                h.ip_json_ms / h.netlink_ms
+            ),
+        )
+        .against(
+            format!(
+                "{:.0} ms: 3 `ip -j` processes per server, {OLD_IN_FLIGHT} at once (the resolver before)",
+                h.ip_json_ms
+            ),
+            h.netlink_ms,
+            h.ip_json_ms,
+        ),
+    ]
+}
+
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub tool: &'static str,
@@ -255,6 +281,7 @@ pub struct Report {
     pub http: Option<Http>,
     pub control: Option<ControlPlane>,
     pub health: Option<HealthCpu>,
+    pub next_hops: Option<NextHops>,
     #[serde(skip)]
     started: Option<Instant>,
 }
@@ -274,6 +301,7 @@ impl Report {
             forwarding: None,
             http: None,
             health: None,
+            next_hops: None,
             control: None,
             started: Some(Instant::now()),
         }
@@ -298,6 +326,9 @@ impl Report {
         }
         if let Some(h) = &self.health {
             rows.extend(health_rows(h));
+        }
+        if let Some(h) = &self.next_hops {
+            rows.extend(next_hop_rows(h));
         }
         self.rows = rows;
         self.notes = notes(self);
@@ -888,6 +919,21 @@ fn notes(r: &Report) -> Vec<String> {
             h.floor_cores,
             h.monitor_cores() - h.floor_cores,
             (h.monitor_cores() - h.floor_cores) * 1e6 / h.probes_per_s
+        ));
+    }
+    if let Some(h) = &r.next_hops {
+        notes.push(format!(
+            "Next hops: one round of the `ip -j` resolver took {:.1} s and {:.1} s of CPU for {} servers, and the old \
+             daemon started a round every {} s: {:.2} cores' worth (a round longer than the interval never caught \
+             up). The netlink service resolved them all once in {:.0} ms ({:.0} ms of CPU); after that it acts only on \
+             the kernel's change messages.",
+            h.ip_json_ms / 1e3,
+            h.ip_json_cpu_ms / 1e3,
+            h.servers,
+            crate::nexthops::OLD_REFRESH.as_secs(),
+            h.old_refresh_cores(),
+            h.netlink_ms,
+            h.netlink_cpu_ms
         ));
     }
     if let Some(c) = &r.control {
