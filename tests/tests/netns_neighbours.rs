@@ -59,7 +59,11 @@ struct Net {
     p: NetNs,
 }
 
-fn net(test: &str) -> Net {
+/// The namespaces of `test`; `None` (after saying why) when not root.
+fn net(test: &str) -> Option<Net> {
+    if lab::skip_without_root(test) {
+        return None;
+    }
     let pid = std::process::id();
     let d = NetNs::create(&format!("nl-{pid}-{test}-d")).unwrap_or_else(|e| panic!("{e:#}"));
     let p = NetNs::create(&format!("nl-{pid}-{test}-p")).unwrap_or_else(|e| panic!("{e:#}"));
@@ -110,7 +114,7 @@ fn net(test: &str) -> Net {
         "net.ipv6.conf.p1.ndisc_notify=1",
     ])
     .unwrap_or_else(|e| panic!("{e:#}"));
-    Net { d, p }
+    Some(Net { d, p })
 }
 
 /// Runs `f` on a current-thread runtime on a thread inside `ns`.
@@ -169,10 +173,9 @@ fn dst(r: &Result<NextHop, String>) -> Option<[u8; 6]> {
 
 #[test]
 fn managed_entries_follow_mac_changes_and_routes() {
-    if lab::skip_without_root("managed_entries_follow_mac_changes_and_routes") {
+    let Some(net) = net("follow") else {
         return;
-    }
-    let net = net("follow");
+    };
     net.d
         .ip(&[
             "neigh",
@@ -187,6 +190,21 @@ fn managed_entries_follow_mac_changes_and_routes() {
         ])
         .unwrap_or_else(|e| panic!("{e:#}"));
     let (d, p) = (&net.d, &net.p);
+    // The peer's entry exists already, resolved by plain kernel traffic: the
+    // service makes it managed.
+    d.run(|| {
+        UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
+            .and_then(|s| s.send_to(b"x", (ip(PEER), 9)))
+            .expect("send one datagram to the peer")
+    });
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !neigh_line(d.name(), PEER).contains("REACHABLE") {
+        assert!(
+            Instant::now() < deadline,
+            "{PEER} not resolved by plain traffic"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     in_ns(d, || async {
         let (nb, mut rx) = Neighbours::start().await.expect("start the service");
         let servers = [ip(PEER), ip(PEER6), ip(BEHIND)];
@@ -219,6 +237,11 @@ fn managed_entries_follow_mac_changes_and_routes() {
                 "{s} is not a managed entry of ours: {line}"
             );
         }
+        let line = neigh_line(d.name(), PEER);
+        assert!(
+            line.contains(&mac(&P_MAC)) && !line.contains("INCOMPLETE"),
+            "the resolved entry was reset when it became managed: {line}"
+        );
         let line = neigh_line(d.name(), STATIC);
         assert!(
             line.contains("PERMANENT") && !line.contains("managed"),
@@ -314,10 +337,9 @@ fn reconfirmations(states: &[&str]) -> usize {
 /// probe counts as a use and a plain entry is probed forever too).
 #[test]
 fn managed_entries_stay_resolved_without_traffic() {
-    if lab::skip_without_root("managed_entries_stay_resolved_without_traffic") {
+    let Some(net) = net("probe") else {
         return;
-    }
-    let net = net("probe");
+    };
     let d = &net.d;
     d.sysctl(&[
         "net.ipv4.neigh.d1.base_reachable_time_ms=2000",
@@ -359,10 +381,9 @@ fn managed_entries_stay_resolved_without_traffic() {
 
 #[test]
 fn lookups_solicit_unknown_neighbours_and_host_routes_come_and_go() {
-    if lab::skip_without_root("lookups_solicit_unknown_neighbours_and_host_routes_come_and_go") {
+    let Some(net) = net("lookup") else {
         return;
-    }
-    let net = net("lookup");
+    };
     let d = &net.d;
     let routes = |v: &str| {
         d.ip(&[v, "route", "show", "table", "100"])

@@ -274,23 +274,18 @@ mod tests {
                 gateway: None
             })
         );
-        let via = route_msg(
-            RouteType::Unicast,
-            vec![
-                RouteAttribute::Oif(3),
-                RouteAttribute::Gateway(RouteAddress::Inet(gw)),
-            ],
-        );
-        assert_eq!(path(ip, &via).unwrap().gateway, Some(gw.into()));
         let gw6: Ipv6Addr = "fe80::1".parse().unwrap();
-        let via6 = route_msg(
-            RouteType::Unicast,
-            vec![
-                RouteAttribute::Oif(3),
-                RouteAttribute::Via(RouteVia::Inet6(gw6)),
-            ],
-        );
-        assert_eq!(path(ip, &via6).unwrap().gateway, Some(gw6.into()));
+        for (attr, want) in [
+            (
+                RouteAttribute::Gateway(RouteAddress::Inet(gw)),
+                IpAddr::from(gw),
+            ),
+            // An IPv4 route through an IPv6 gateway.
+            (RouteAttribute::Via(RouteVia::Inet6(gw6)), gw6.into()),
+        ] {
+            let via = route_msg(RouteType::Unicast, vec![RouteAttribute::Oif(3), attr]);
+            assert_eq!(path(ip, &via).unwrap().gateway, Some(want));
+        }
         let local = route_msg(RouteType::Local, vec![RouteAttribute::Oif(1)]);
         assert_eq!(
             path(ip, &local),

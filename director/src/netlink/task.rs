@@ -20,6 +20,11 @@ use super::{HopEvent, NextHop, parse};
 /// Requests in flight at once when many routes or entries change together.
 const IN_FLIGHT: usize = 64;
 
+/// Route changes in one burst past which every followed address is looked up
+/// again, instead of matching each change against each address (a routing
+/// daemon installing a table).
+const ROUTE_BURST: usize = 64;
+
 pub enum Command {
     Follow(HashSet<IpAddr>),
     Lookup(IpAddr, oneshot::Sender<Result<NextHop, String>>),
@@ -36,6 +41,8 @@ struct Waiter {
 #[derive(Default)]
 struct Pending {
     relookup: HashSet<IpAddr>,
+    /// Prefixes of the routes that changed.
+    routes: Vec<(IpAddr, u8)>,
     resync: bool,
 }
 
@@ -75,7 +82,13 @@ pub async fn run(
                 Ok((links, neighs)) => table.reset(links, neighs),
                 Err(e) => error!("{e:#}"),
             }
+        }
+        if todo.resync || todo.routes.len() > ROUTE_BURST {
             todo.relookup.extend(table.followed());
+        } else {
+            for (prefix, len) in todo.routes.drain(..) {
+                todo.relookup.extend(table.covered(prefix, len));
+            }
         }
         lookup_routes(&kernel, &mut table, todo.relookup).await;
         upkeep(&kernel, &mut table).await;
@@ -112,11 +125,7 @@ fn apply(table: &mut Table, todo: &mut Pending, msg: NetlinkMessage<RouteNetlink
                 table.neigh(key, None);
             }
         }
-        M::NewRoute(r) | M::DelRoute(r) => {
-            if let Some((prefix, len)) = parse::route_prefix(&r) {
-                todo.relookup.extend(table.covered(prefix, len));
-            }
-        }
+        M::NewRoute(r) | M::DelRoute(r) => todo.routes.extend(parse::route_prefix(&r)),
         _ => {}
     }
 }
@@ -151,13 +160,23 @@ async fn command(
     }
 }
 
-async fn lookup_routes(kernel: &Kernel, table: &mut Table, ips: HashSet<IpAddr>) {
-    let routes: Vec<(IpAddr, Route)> = stream::iter(ips)
-        .map(|ip| async move { (ip, kernel.route(ip).await) })
+/// `f` of every key, [`IN_FLIGHT`] at once, each with its key.
+async fn each<K: Copy, T, F: Future<Output = T>>(
+    keys: impl IntoIterator<Item = K>,
+    f: impl Fn(K) -> F,
+) -> Vec<(K, T)> {
+    stream::iter(keys)
+        .map(|k| {
+            let done = f(k);
+            async move { (k, done.await) }
+        })
         .buffer_unordered(IN_FLIGHT)
         .collect()
-        .await;
-    for (ip, route) in routes {
+        .await
+}
+
+async fn lookup_routes(kernel: &Kernel, table: &mut Table, ips: HashSet<IpAddr>) {
+    for (ip, route) in each(ips, |ip| kernel.route(ip)).await {
         table.route(ip, route);
     }
 }
@@ -165,12 +184,7 @@ async fn lookup_routes(kernel: &Kernel, table: &mut Table, ips: HashSet<IpAddr>)
 /// Makes the needed entries managed and removes ours that are not needed.
 async fn upkeep(kernel: &Kernel, table: &mut Table) {
     let (manage, release) = table.upkeep();
-    let made: Vec<_> = stream::iter(manage)
-        .map(|key| async move { (key, kernel.manage(key).await) })
-        .buffer_unordered(IN_FLIGHT)
-        .collect()
-        .await;
-    for (key, r) in made {
+    for (key, r) in each(manage, |key| kernel.manage(key)).await {
         match r {
             Ok(()) => table.managed(key),
             Err(e) => {
@@ -189,12 +203,7 @@ async fn upkeep(kernel: &Kernel, table: &mut Table) {
             }
         }
     }
-    let released: Vec<_> = stream::iter(release)
-        .map(|key| async move { (key, kernel.release(key).await) })
-        .buffer_unordered(IN_FLIGHT)
-        .collect()
-        .await;
-    for (key, r) in released {
+    for (key, r) in each(release, |key| kernel.release(key)).await {
         if let Err(e) = r {
             warn!(
                 "cannot remove the neighbour entry of {} on {}: {}",
