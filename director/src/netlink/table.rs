@@ -85,6 +85,10 @@ pub struct Table {
     users: HashMap<NeighKey, HashSet<IpAddr>>,
     /// Entries the kernel would not create, and why.
     refused: HashMap<NeighKey, String>,
+    /// Entries made managed: asked once (one that stays unmanaged, replaced by
+    /// hand or on a kernel without managed entries, is left so), again only
+    /// when gone.
+    made: HashSet<NeighKey>,
     /// Followed addresses whose next hop may have changed since [`Table::changes`].
     dirty: HashSet<IpAddr>,
     /// Entries to look at in [`Table::upkeep`].
@@ -148,7 +152,10 @@ impl Table {
     pub fn neigh(&mut self, key: NeighKey, neigh: Option<Neigh>) {
         let changed = match neigh {
             Some(n) => self.neighs.insert(key, n.clone()) != Some(n),
-            None => self.neighs.remove(&key).is_some(),
+            None => {
+                self.made.remove(&key);
+                self.neighs.remove(&key).is_some()
+            }
         };
         if changed {
             self.check.insert(key);
@@ -337,7 +344,8 @@ impl Table {
             let used = self.users.contains_key(&key);
             match self.neighs.get(&key) {
                 Some(n) if n.ours && !used => release.push(key),
-                Some(n) if n.managed || n.state == NeighState::Static => {}
+                Some(n)
+                    if n.managed || n.state == NeighState::Static || self.made.contains(&key) => {}
                 _ if used && !self.refused.contains_key(&key) => manage.push(key),
                 _ => {}
             }
@@ -347,6 +355,7 @@ impl Table {
 
     /// `key` was made a managed entry of ours.
     pub fn managed(&mut self, key: NeighKey) {
+        self.made.insert(key);
         let n = self.neighs.entry(key).or_insert(Neigh {
             mac: None,
             state: NeighState::Resolving,
@@ -635,6 +644,20 @@ mod tests {
         assert_eq!(t.upkeep(), (vec![], vec![]), "released before any follow");
         t.follow(&HashSet::new());
         assert_eq!(t.upkeep(), (vec![], vec![(ETH0, s)]));
+    }
+
+    #[test]
+    fn an_entry_that_stays_unmanaged_is_asked_once() {
+        let s = ip("10.1.0.11");
+        let mut t = table_with(s);
+        assert_eq!(t.upkeep().0, vec![(ETH0, s)]);
+        t.managed((ETH0, s));
+        t.neigh((ETH0, s), Some(neigh(Some(MAC_A), NeighState::Usable)));
+        assert_eq!(
+            t.upkeep(),
+            (vec![], vec![]),
+            "asked again after the kernel said no"
+        );
     }
 
     #[test]
