@@ -6,7 +6,8 @@
 //!    forwarding and nftables DNAT ([`forwarding`]);
 //! 3. HTTP requests/s and latency with wrk, against haproxy and a direct connection
 //!    ([`wrk`]);
-//! 4. control-plane scale ([`control`]) and health-check CPU ([`health`]).
+//! 4. control-plane scale ([`control`]) and health-check CPU ([`health`]);
+//! 5. next hops of 10 000 real servers: netlink against `ip -j` ([`nexthops`]).
 //!
 //! Writes `latest.json`, `latest.md` and `latest.svg` to `--out` ([`report`]). Needs
 //! root. All traffic stays inside network namespaces the lab creates and deletes.
@@ -17,6 +18,7 @@ mod forwarding;
 mod health;
 mod maps;
 mod netlab;
+mod nexthops;
 mod profile;
 mod report;
 mod stats;
@@ -68,6 +70,7 @@ enum Section {
     Http,
     Control,
     Health,
+    NextHops,
 }
 
 /// How much of everything a run does.
@@ -98,6 +101,8 @@ pub struct Scale {
     pub change_runs: usize,
     /// Health checks: how long the 10 000 servers' probes are measured.
     pub health_time: Duration,
+    /// Real servers whose next hops are resolved.
+    pub next_hop_servers: usize,
 }
 
 impl Scale {
@@ -120,6 +125,7 @@ impl Scale {
             maglev_runs: 20,
             change_runs: 200,
             health_time: Duration::from_secs(5),
+            next_hop_servers: 10_000,
         }
     }
 
@@ -137,6 +143,7 @@ impl Scale {
             maglev_runs: 5,
             change_runs: 50,
             health_time: Duration::from_secs(3),
+            next_hop_servers: 2_000,
             ..Scale::full()
         }
     }
@@ -160,6 +167,7 @@ impl Scale {
             maglev_runs: 2,
             change_runs: 3,
             health_time: Duration::from_secs(1),
+            next_hop_servers: 100,
         }
     }
 }
@@ -254,6 +262,12 @@ fn run(args: &Args) -> Result<bool> {
     if wanted(Section::Health) {
         section("health checks", &mut |r| {
             r.health = Some(health::run(&scale)?);
+            Ok(())
+        });
+    }
+    if wanted(Section::NextHops) {
+        section("next hops", &mut |r| {
+            r.next_hops = Some(nexthops::run(&scale)?);
             Ok(())
         });
     }

@@ -117,7 +117,7 @@ pub fn link(ns: &NetNs, ifname: &str) -> Result<Link> {
     })
 }
 
-fn parse_mac(s: &str) -> Option<[u8; 6]> {
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
     let mut mac = [0u8; 6];
     let mut parts = s.split(':');
     for b in &mut mac {

@@ -18,13 +18,16 @@ use serde::Serialize;
 use crate::control::ControlPlane;
 use crate::forwarding::Forwarding;
 use crate::health::HealthCpu;
+use crate::nexthops::NextHops;
 use crate::profile::Profile;
 use crate::svg;
 use crate::testrun::PerPacket;
 use crate::wrk::Http;
 use machine::Machine;
 pub use rows::swap_unit;
-use rows::{Row, control_rows, forwarding_rows, health_rows, http_rows, per_packet_rows};
+use rows::{
+    Row, control_rows, forwarding_rows, health_rows, http_rows, next_hop_rows, per_packet_rows,
+};
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -41,6 +44,7 @@ pub struct Report {
     pub http: Option<Http>,
     pub control: Option<ControlPlane>,
     pub health: Option<HealthCpu>,
+    pub next_hops: Option<NextHops>,
     #[serde(skip)]
     started: Option<Instant>,
 }
@@ -60,6 +64,7 @@ impl Report {
             forwarding: None,
             http: None,
             health: None,
+            next_hops: None,
             control: None,
             started: Some(Instant::now()),
         }
@@ -84,6 +89,9 @@ impl Report {
         }
         if let Some(h) = &self.health {
             rows.extend(health_rows(h));
+        }
+        if let Some(h) = &self.next_hops {
+            rows.extend(next_hop_rows(h));
         }
         self.rows = rows;
         self.notes = notes::notes(self);

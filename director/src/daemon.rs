@@ -1,10 +1,10 @@
 //! `director run`: load (or adopt) the pinned datapath, reconcile it with
 //! the configuration, attach, then serve: health transitions, reloads,
-//! operator commands, next-hop refresh, table upkeep. Stopping leaves the
+//! operator commands, next-hop changes, table upkeep. Stopping leaves the
 //! datapath forwarding (it is pinned); `director teardown` removes it.
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -23,13 +23,16 @@ use crate::{
     gc,
     health::{self, Monitor, Target, Transition},
     model::{self, Health},
-    neighbor::{self, NextHop},
+    netlink::{HopEvent, Neighbours},
     ready::Readiness,
     snapshot::{self, HealthNotes, Tallies},
     status::{Counters, Rates},
 };
 
-const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(5);
+/// How long a start waits for the servers' first next hops, so that the
+/// first packets find them resolved (the kernel gives up on a neighbour
+/// after about 3 s).
+const FIRST_HOPS_WAIT: Duration = Duration::from_secs(4);
 const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 const SAMPLE_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -39,15 +42,14 @@ pub struct Options {
     pub metrics: Option<SocketAddr>,
 }
 
-/// A next-hop resolution: backend id, the address resolved, the outcome.
-type Resolved = (u32, SocketAddr, anyhow::Result<NextHop>);
-
 struct Daemon {
     r: Reconciler,
     config: Config,
     monitor: Monitor,
     health_notes: HealthNotes,
-    resolved_tx: mpsc::UnboundedSender<Resolved>,
+    neighbours: Neighbours,
+    /// The last next hop known for each followed address.
+    hops: HashMap<IpAddr, Hop>,
     last_sample: Option<(Instant, HashMap<u32, Counters>)>,
     rates: HashMap<u32, Rates>,
     conntrack_entries: u64,
@@ -78,66 +80,72 @@ impl Daemon {
         );
     }
 
-    /// Starts resolving the next hops of `ids` in the background.
-    fn resolve(&self, ids: impl IntoIterator<Item = (u32, SocketAddr)>) {
-        for (id, addr) in ids {
-            let tx = self.resolved_tx.clone();
-            tokio::spawn(async move {
-                let _ = tx.send((id, addr, neighbor::resolve(addr).await));
-            });
-        }
-    }
-
-    fn all_servers(&self) -> Vec<(u32, SocketAddr)> {
+    fn all_servers(&self) -> impl Iterator<Item = (u32, SocketAddr)> + '_ {
         self.r
             .model()
             .vss
             .iter()
             .flat_map(|vs| vs.servers.iter().map(|rs| (rs.id, rs.cfg.address)))
-            .collect()
     }
 
-    fn unresolved(&self) -> Vec<(u32, SocketAddr)> {
-        let mut v = self.all_servers();
-        v.retain(|(id, _)| self.r.hop(*id).is_none());
-        v
+    /// Follows the next hops of every server (draining ones too: their
+    /// connections still go out); the set replaces the previous one. A
+    /// server added at an address already followed gets its known next hop.
+    fn follow_servers(&mut self) -> HashSet<IpAddr> {
+        let ips: HashSet<IpAddr> = self.all_servers().map(|(_, a)| a.ip()).collect();
+        self.hops.retain(|ip, _| ips.contains(ip));
+        self.neighbours.follow(ips.iter().copied());
+        let known: Vec<(u32, Hop)> = self
+            .all_servers()
+            .filter_map(|(id, a)| Some((id, *self.hops.get(&a.ip())?)))
+            .collect();
+        for (id, hop) in known {
+            self.r.set_hop(id, hop);
+        }
+        ips
     }
 
-    /// Records a resolution; true when the server's next hop changed.
-    fn record_hop(&mut self, id: u32, addr: SocketAddr, r: anyhow::Result<NextHop>) -> bool {
-        match r {
+    /// A followed address's next hop changed: so do the backends of every
+    /// server at that address. True when one of them changed.
+    fn record_hop(&mut self, HopEvent { ip, hop }: HopEvent) -> bool {
+        match hop {
             Ok(hop) => {
                 let l2 = Hop {
                     ifindex: hop.ifindex,
                     dst_mac: hop.dst_mac,
                     src_mac: hop.src_mac,
                 };
-                if !self.r.set_hop(id, l2) {
+                if self.hops.insert(ip, l2) == Some(l2) {
                     return false;
                 }
                 if !self.config.director.interfaces.contains(&hop.ifname) {
-                    warn!(server = %addr, iface = %hop.ifname,
+                    warn!(server = %ip, iface = %hop.ifname,
                         "real server is reached through an interface director is not attached to");
                 }
-                info!(server = %addr, iface = %hop.ifname, mac = %fmt_mac(&hop.dst_mac), "next hop");
-                true
+                info!(server = %ip, iface = %hop.ifname, mac = %fmt_mac(&hop.dst_mac), "next hop");
+                let ids: Vec<u32> = self
+                    .all_servers()
+                    .filter(|(_, a)| a.ip() == ip)
+                    .map(|(id, _)| id)
+                    .collect();
+                ids.into_iter()
+                    .fold(false, |changed, id| self.r.set_hop(id, l2) | changed)
             }
             // A last known next hop is kept: a neighbour that stops answering
             // ARP is the health checker's business.
-            Err(e) if self.r.hop(id).is_none() => {
-                warn!(server = %addr, "cannot resolve next hop: {e:#}");
+            Err(e) if self.hops.contains_key(&ip) => {
+                warn!(server = %ip, "cannot resolve next hop, keeping the last known one: {e}");
                 false
             }
-            Err(_) => false,
+            Err(e) => {
+                warn!(server = %ip, "cannot resolve next hop: {e}");
+                false
+            }
         }
     }
 
-    /// A background resolution came back. The server may have been removed
-    /// (or its id reused) meanwhile: only a result for the address the id
-    /// still names counts.
-    fn on_resolved(&mut self, (id, addr, r): Resolved) -> anyhow::Result<()> {
-        let current = self.r.model().server_addr(id) == Some(addr);
-        if current && self.record_hop(id, addr, r) {
+    fn on_hop(&mut self, e: HopEvent) -> anyhow::Result<()> {
+        if self.record_hop(e) {
             self.r.apply()?;
         }
         Ok(())
@@ -215,9 +223,9 @@ impl Daemon {
         }
         let changes = self.r.reconcile(&cfg, Instant::now())?;
         self.config = cfg;
+        self.follow_servers();
         self.r.apply().map_err(|e| format!("{e:#}"))?;
         self.monitor.set_targets(self.health_targets());
-        self.resolve(self.unresolved());
         self.reloads += 1;
         let msg = format!(
             "reloaded {}: added {:?}, removed (draining) {:?}, updated {:?}",
@@ -231,7 +239,11 @@ impl Daemon {
     }
 
     fn drains(&mut self) -> anyhow::Result<()> {
+        let servers = self.all_servers().count();
         let (by_operator, removed) = self.r.finish_drains(Instant::now())?;
+        if self.all_servers().count() != servers {
+            self.follow_servers();
+        }
         for (n, why) in [
             (by_operator, "operator drain timeout"),
             (removed, "drain timeout of removed servers"),
@@ -335,14 +347,17 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
         );
     }
 
-    let (resolved_tx, mut resolved_rx) = mpsc::unbounded_channel();
+    let (neighbours, mut hop_rx) = Neighbours::start()
+        .await
+        .context("starting the next-hop service (netlink)")?;
     let (health_tx, mut health_rx) = mpsc::unbounded_channel();
     let mut d = Daemon {
         r,
         config,
         monitor: Monitor::new(health_tx),
         health_notes: HashMap::new(),
-        resolved_tx,
+        neighbours,
+        hops: HashMap::new(),
         last_sample: None,
         rates: HashMap::new(),
         conntrack_entries: 0,
@@ -351,13 +366,22 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
         ready: Readiness::new(&[], Duration::ZERO, Instant::now()),
     };
     // Known next hops first, so the first packets find resolved servers.
-    let mut tasks = tokio::task::JoinSet::new();
-    for (id, addr) in d.all_servers() {
-        tasks.spawn(async move { (id, addr, neighbor::resolve(addr).await) });
+    let mut unknown = d.follow_servers();
+    let deadline = tokio::time::Instant::now() + FIRST_HOPS_WAIT;
+    while !unknown.is_empty() {
+        match tokio::time::timeout_at(deadline, hop_rx.recv()).await {
+            Ok(Some(e)) => {
+                unknown.remove(&e.ip);
+                d.record_hop(e);
+            }
+            _ => break,
+        }
     }
-    while let Some(r) = tasks.join_next().await {
-        let (id, addr, r) = r.context("next-hop resolver")?;
-        d.record_hop(id, addr, r);
+    if !unknown.is_empty() {
+        warn!(
+            servers = unknown.len(),
+            "next hops still unknown after {FIRST_HOPS_WAIT:?}: applied as they resolve"
+        );
     }
     d.r.apply()?;
     let n = d.r.forget_unclaimed(&adopted)?;
@@ -413,7 +437,6 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
     let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     let mut sighup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
-    let mut refresh = tokio::time::interval(NEIGHBOUR_REFRESH);
     let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
     let mut sample = tokio::time::interval(SAMPLE_INTERVAL);
     let mut drains = tokio::time::interval(Duration::from_secs(1));
@@ -432,8 +455,7 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
                 Ok(())
             }
             Some(t) = health_rx.recv() => d.on_transition(t),
-            Some(r) = resolved_rx.recv() => d.on_resolved(r),
-            _ = refresh.tick() => { d.resolve(d.all_servers()); Ok(()) }
+            Some(e) = hop_rx.recv() => d.on_hop(e),
             _ = sweep.tick() => { d.sweep(); Ok(()) }
             _ = sample.tick() => { d.sample(); Ok(()) }
             _ = drains.tick() => d.drains(),

@@ -13,7 +13,7 @@ pub mod health;
 pub mod maps;
 pub mod metrics;
 pub mod model;
-pub mod neighbor;
+pub mod netlink;
 pub mod plan;
 pub mod ready;
 pub mod ring_alloc;

@@ -9,6 +9,7 @@ use super::rows::{
 use crate::control::ControlPlane;
 use crate::forwarding::Forwarding;
 use crate::health::HealthCpu;
+use crate::nexthops::{NextHops, OLD_REFRESH};
 use crate::profile::Profile;
 use crate::testrun::{self, PerPacket, SCHEDULERS};
 use crate::wrk::{Conn, Http};
@@ -29,6 +30,9 @@ pub(super) fn notes(r: &Report) -> Vec<String> {
     }
     if let Some(h) = &r.health {
         notes.push(health(h));
+    }
+    if let Some(h) = &r.next_hops {
+        notes.push(next_hops(h));
     }
     if let Some(c) = &r.control {
         notes.extend(control(c));
@@ -256,6 +260,21 @@ fn health(h: &HealthCpu) -> String {
             ("floor", format!("{:.3}", h.floor_cores)),
             ("own", format!("{own:.3}")),
             ("per_probe", format!("{:.1}", own * 1e6 / h.probes_per_s)),
+        ],
+    )
+}
+
+fn next_hops(h: &NextHops) -> String {
+    fill(
+        "next_hops",
+        &[
+            ("ip_s", format!("{:.1}", h.ip_json_ms / 1e3)),
+            ("ip_cpu_s", format!("{:.1}", h.ip_json_cpu_ms / 1e3)),
+            ("servers", h.servers.to_string()),
+            ("interval", OLD_REFRESH.as_secs().to_string()),
+            ("cores", format!("{:.2}", h.old_refresh_cores())),
+            ("netlink_ms", format!("{:.0}", h.netlink_ms)),
+            ("netlink_cpu_ms", format!("{:.0}", h.netlink_cpu_ms)),
         ],
     )
 }

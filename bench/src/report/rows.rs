@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::control::{ControlPlane, MAGLEV_BACKENDS, MAGLEV_SLOTS, ScaleRun};
 use crate::forwarding::Forwarding;
 use crate::health::HealthCpu;
+use crate::nexthops::{NextHops, OLD_IN_FLIGHT};
 use crate::testrun::PerPacket;
 use crate::wrk::Http;
 
@@ -430,6 +431,31 @@ pub(super) fn health_rows(h: &HealthCpu) -> Vec<Row> {
             ),
             h.monitor_cores(),
             h.floor_cores,
+        ),
+    ]
+}
+
+pub(super) fn next_hop_rows(h: &NextHops) -> Vec<Row> {
+    vec![
+        Row::new(
+            "next hops",
+            format!(
+                "next hops: {} real servers resolved (netlink service: dump, route lookups, first events)",
+                h.servers
+            ),
+            format!(
+                "{:.0} ms ({:.0}× faster)",
+                h.netlink_ms,
+                h.ip_json_ms / h.netlink_ms
+            ),
+        )
+        .against(
+            format!(
+                "{:.0} ms: 3 `ip -j` processes per server, {OLD_IN_FLIGHT} at once (the resolver before)",
+                h.ip_json_ms
+            ),
+            h.netlink_ms,
+            h.ip_json_ms,
         ),
     ]
 }
