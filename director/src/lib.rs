@@ -17,3 +17,4 @@ pub mod plan;
 pub mod ring_alloc;
 pub mod snapshot;
 pub mod status;
+pub mod sync;
