@@ -51,6 +51,9 @@ pub enum Inbound {
     },
     /// A stream to a peer just opened: answer with [`Transport::bulk`].
     BulkWanted(BulkRequest),
+    /// `peer`'s bulk transfer to us began: it answered, and its whole table
+    /// is coming (a stream's first one begins as soon as it opens).
+    BulkBegun { peer: SocketAddr },
     /// `peer`'s bulk transfer to us ended: we hold its whole table.
     Synced { peer: SocketAddr },
 }

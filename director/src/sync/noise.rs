@@ -106,14 +106,8 @@ pub(super) async fn initiate<S: AsyncRead + AsyncWrite + Unpin>(
     hello: Hello,
 ) -> Result<(Session, Hello), HandshakeError> {
     let mut handshake = psk.builder().build_initiator()?;
-    let mut buf = vec![0; MAX_MESSAGE];
-    let n = handshake.write_message(&hello.encode(), &mut buf)?;
-    frame::write(stream, &buf[..n]).await?;
-    stream.flush().await?;
-    let mut msg = Vec::new();
-    frame::read(stream, &mut msg).await?;
-    let n = handshake.read_message(&msg, &mut buf)?;
-    let theirs = Hello::decode(&buf[..n])?;
+    send(&mut handshake, stream, hello).await?;
+    let theirs = receive(&mut handshake, stream).await??;
     Ok((Session::new(handshake)?, theirs))
 }
 
@@ -125,13 +119,32 @@ pub(super) async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
     hello: Hello,
 ) -> Result<(Session, Hello), HandshakeError> {
     let mut handshake = psk.builder().build_responder()?;
+    let theirs = receive(&mut handshake, stream).await?;
+    send(&mut handshake, stream, hello).await?;
+    Ok((Session::new(handshake)?, theirs?))
+}
+
+/// Writes our handshake message, carrying `hello`.
+async fn send<S: AsyncWrite + Unpin>(
+    handshake: &mut HandshakeState,
+    stream: &mut S,
+    hello: Hello,
+) -> Result<(), HandshakeError> {
+    let mut msg = vec![0; MAX_MESSAGE];
+    let n = handshake.write_message(&hello.encode(), &mut msg)?;
+    frame::write(stream, &msg[..n]).await?;
+    Ok(stream.flush().await?)
+}
+
+/// Reads the other side's handshake message; the hello it carries, if
+/// refused, is the inner error.
+async fn receive<S: AsyncRead + Unpin>(
+    handshake: &mut HandshakeState,
+    stream: &mut S,
+) -> Result<Result<Hello, HelloError>, HandshakeError> {
     let mut msg = Vec::new();
     frame::read(stream, &mut msg).await?;
-    let mut buf = vec![0; MAX_MESSAGE];
-    let n = handshake.read_message(&msg, &mut buf)?;
-    let theirs = Hello::decode(&buf[..n]);
-    let n = handshake.write_message(&hello.encode(), &mut buf)?;
-    frame::write(stream, &buf[..n]).await?;
-    stream.flush().await?;
-    Ok((Session::new(handshake)?, theirs?))
+    let mut payload = vec![0; MAX_MESSAGE];
+    let n = handshake.read_message(&msg, &mut payload)?;
+    Ok(Hello::decode(&payload[..n]))
 }

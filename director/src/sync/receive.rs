@@ -66,6 +66,10 @@ async fn receive(shared: Arc<Shared>, mut stream: TcpStream, from: SocketAddr) {
         return shared.reject(shared.peer_at_ip(from), Reason::UnknownPeer, &why);
     };
     let mut open = Stream::new(peer);
+    tracing::info!(
+        "sync: receiving from peer {} (connected from {from})",
+        peer.address
+    );
     let mut msg = Vec::new();
     let mut first = true;
     loop {
@@ -161,14 +165,17 @@ impl Progress {
     /// nothing.
     fn take(&mut self, peer: SocketAddr, items: Vec<Item>) -> Result<(Vec<Inbound>, u64), String> {
         let mut next = *self;
-        let mut inbound = Vec::new();
-        let mut records: Vec<Record> = Vec::new();
-        let mut count = 0;
+        let mut out = Delivery {
+            peer,
+            inbound: Vec::new(),
+            records: Vec::new(),
+            count: 0,
+        };
         for item in items {
             match item {
                 Item::Record(r) => {
-                    records.push(r);
-                    count += 1;
+                    out.records.push(r);
+                    out.count += 1;
                     if let Some(n) = &mut next.bulk {
                         *n += 1;
                     }
@@ -176,30 +183,58 @@ impl Progress {
                 Item::BulkBegin if next.bulk.is_some() => {
                     return Err("a bulk transfer began inside another".to_owned());
                 }
-                Item::BulkBegin => next.bulk = Some(0),
+                Item::BulkBegin => {
+                    next.bulk = Some(0);
+                    out.event(Inbound::BulkBegun { peer });
+                }
                 Item::BulkEnd { entries } => {
-                    if next.bulk != Some(entries) {
-                        return Err(match next.bulk {
-                            None => "a bulk transfer ended that had not begun".to_owned(),
-                            Some(n) => {
-                                format!("a bulk transfer of {n} records ended as one of {entries}")
-                            }
-                        });
+                    match next.bulk {
+                        Some(n) if n == entries => {}
+                        Some(n) => {
+                            return Err(format!(
+                                "a bulk transfer of {n} records ended as one of {entries}"
+                            ));
+                        }
+                        None => return Err("a bulk transfer ended that had not begun".to_owned()),
                     }
                     next.bulk = None;
                     next.synced = true;
-                    if !records.is_empty() {
-                        let records = std::mem::take(&mut records);
-                        inbound.push(Inbound::Records { peer, records });
-                    }
-                    inbound.push(Inbound::Synced { peer });
+                    out.event(Inbound::Synced { peer });
                 }
             }
         }
-        if !records.is_empty() {
-            inbound.push(Inbound::Records { peer, records });
-        }
         *self = next;
-        Ok((inbound, count))
+        Ok(out.finish())
+    }
+}
+
+/// What a message delivers: runs of records between events.
+struct Delivery {
+    peer: SocketAddr,
+    inbound: Vec<Inbound>,
+    /// The run of records since the last event.
+    records: Vec<Record>,
+    count: u64,
+}
+
+impl Delivery {
+    fn event(&mut self, event: Inbound) {
+        self.end_run();
+        self.inbound.push(event);
+    }
+
+    fn end_run(&mut self) {
+        if !self.records.is_empty() {
+            let records = std::mem::take(&mut self.records);
+            self.inbound.push(Inbound::Records {
+                peer: self.peer,
+                records,
+            });
+        }
+    }
+
+    fn finish(mut self) -> (Vec<Inbound>, u64) {
+        self.end_run();
+        (self.inbound, self.count)
     }
 }

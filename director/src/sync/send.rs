@@ -119,6 +119,7 @@ async fn serve(
         out: BufWriter::with_capacity(2 * MAX_MESSAGE, wr),
         session,
         payload: Vec::with_capacity(wire::MAX_PAYLOAD),
+        begun: false,
     };
     let mut byte = [0];
     tokio::select! {
@@ -156,10 +157,23 @@ struct Writer<'a> {
     session: Session,
     /// The plaintext of the message being filled.
     payload: Vec<u8>,
+    /// A bulk transfer's beginning went out ahead of its records.
+    begun: bool,
 }
 
 impl Writer<'_> {
     async fn run(&mut self, peer: &Peer) -> anyhow::Error {
+        // The stream's bulk transfer begins at once, before the daemon has
+        // walked its table: the peer learns without delay that we answered.
+        let begin = async {
+            self.item(peer, &Item::BulkBegin).await?;
+            self.seal(peer).await?;
+            self.begun = true;
+            anyhow::Ok(self.out.flush().await?)
+        };
+        if let Err(e) = begin.await {
+            return e;
+        }
         loop {
             if let Err(e) = self.send_next(peer).await {
                 return e;
@@ -177,7 +191,9 @@ impl Writer<'_> {
             }
             Ok(Next::Overflow) => bail!("send queue full"),
             Ok(Next::Bulk(records)) => {
-                self.item(peer, &Item::BulkBegin).await?;
+                if !std::mem::take(&mut self.begun) {
+                    self.item(peer, &Item::BulkBegin).await?;
+                }
                 self.records(peer, &records).await?;
                 let entries = records.len() as u64;
                 self.item(peer, &Item::BulkEnd { entries }).await?;

@@ -133,32 +133,34 @@ fn bad_listen_and_peers() {
         ))
     };
     // `listen = ` is 9 characters, `peers = [` 9.
-    assert_one_error(
-        &table("10.9.0.1", "\"10.9.0.2:8848\""),
-        "12:10",
-        "invalid address \"10.9.0.1\"",
-    );
-    assert_one_error(
-        &table("0.0.0.0:8848", "\"10.9.0.2:8848\""),
-        "12:10",
-        "unspecified",
-    );
-    assert_one_error(
-        &table("10.9.0.1:8848", ""),
-        "13:9",
-        "peers must not be empty",
-    );
-    assert_one_error(&table("10.9.0.1:8848", "\"10.9.0.2:0\""), "13:10", "port 0");
-    assert_one_error(
-        &table("10.9.0.1:8848", "\"10.9.0.2:8848\", \"10.9.0.1:8848\""),
-        "13:27",
-        "peer 10.9.0.1:8848 is this director's own listen address",
-    );
-    assert_one_error(
-        &table("10.9.0.1:8848", "\"10.9.0.2:8848\", \"10.9.0.2:8848\""),
-        "13:27",
-        "duplicate peer 10.9.0.2:8848 (first listed at 13:10)",
-    );
+    let own = "peer 10.9.0.1:8848 is this director's own listen address";
+    let duplicate = "duplicate peer 10.9.0.2:8848 (first listed at 13:10)";
+    let cases = [
+        (
+            "10.9.0.1",
+            r#""10.9.0.2:8848""#,
+            "12:10",
+            r#"invalid address "10.9.0.1""#,
+        ),
+        ("0.0.0.0:8848", r#""10.9.0.2:8848""#, "12:10", "unspecified"),
+        ("10.9.0.1:8848", "", "13:9", "peers must not be empty"),
+        ("10.9.0.1:8848", r#""10.9.0.2:0""#, "13:10", "port 0"),
+        (
+            "10.9.0.1:8848",
+            r#""10.9.0.2:8848", "10.9.0.1:8848""#,
+            "13:27",
+            own,
+        ),
+        (
+            "10.9.0.1:8848",
+            r#""10.9.0.2:8848", "10.9.0.2:8848""#,
+            "13:27",
+            duplicate,
+        ),
+    ];
+    for (listen, peers, pos, needle) in cases {
+        assert_one_error(&table(listen, peers), pos, needle);
+    }
 }
 
 /// Asserts that a `[sync]` whose key file is `path` has one error, at the

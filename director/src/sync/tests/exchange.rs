@@ -35,7 +35,22 @@ async fn tables_then_live_records_both_ways() {
         (1, 1)
     );
     assert_eq!(b.records_from(a.addr), table_a);
-    assert_eq!(a.records_from(b.addr), table_b);
+    let from_b: Vec<Inbound> = a
+        .events()
+        .into_iter()
+        .filter(|e| !matches!(e, Inbound::BulkWanted(_)))
+        .collect();
+    assert_eq!(
+        from_b,
+        [
+            Inbound::BulkBegun { peer: b.addr },
+            Inbound::Records {
+                peer: b.addr,
+                records: table_b.clone()
+            },
+            Inbound::Synced { peer: b.addr },
+        ]
+    );
 
     a.transport.publish(&[conn(10), gone()]);
     b.transport.publish(&[conn(20)]);
@@ -124,23 +139,13 @@ async fn idle_streams_stay_up_with_keepalives() {
 /// the table, in order; a table meant for an earlier stream is not sent.
 #[tokio::test]
 async fn bulk_first_then_records_published_before_it() {
-    let (la, lb) = (listener("127.0.0.1").await, listener("127.0.0.2").await);
-    let (a_addr, b_addr) = (la.local_addr().unwrap(), lb.local_addr().unwrap());
-    let b = Node::start(lb, &[a_addr], KEY, vec![]);
-    // A's daemon is this test: it answers by hand.
-    let (a, mut rx) = Transport::on(la, &[b_addr], KEY).unwrap();
-    let request = loop {
-        match tokio::time::timeout(PATIENCE, rx.recv()).await {
-            Ok(Some(Inbound::BulkWanted(r))) => break r,
-            // B's (empty) table to A.
-            Ok(Some(Inbound::Synced { .. })) => {}
-            other => panic!("expected a bulk request, got {other:?}"),
-        }
-    };
+    let (a, mut rx, b) = by_hand_and_node().await;
+    let (a_addr, b_addr) = (a.shared.listen, b.addr);
+    let request = next_bulk_request(&mut rx).await;
     assert_eq!(request.peer, b_addr);
     a.publish(&[conn(100)]);
     a.bulk(
-        super::super::BulkRequest {
+        BulkRequest {
             session: request.session + 1,
             ..request
         },

@@ -15,9 +15,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio::{net::TcpListener, task::JoinHandle};
+use tokio::{net::TcpListener, sync::mpsc::UnboundedReceiver, task::JoinHandle};
 
-use super::{Inbound, PeerStatus, Record, Transport, wire::Conn, wire::Protocol};
+use super::{BulkRequest, Inbound, PeerStatus, Record, Transport, wire::Conn, wire::Protocol};
 
 const KEY: &[u8] = b"a shared key of at least 32 bytes, as a file holds it";
 /// How long a test waits for something that takes milliseconds.
@@ -174,4 +174,27 @@ async fn until_synced(a: &Node, b: &Node) {
         a.synced_from(b.addr) > 0 && b.synced_from(a.addr) > 0
     })
     .await;
+}
+
+/// A transport on 127.0.0.1 whose daemon is the test (it answers bulk
+/// requests by hand), what it delivers, and its peer, a node on 127.0.0.2
+/// with an empty table.
+async fn by_hand_and_node() -> (Transport, UnboundedReceiver<Inbound>, Node) {
+    let (la, lb) = (listener("127.0.0.1").await, listener("127.0.0.2").await);
+    let (a_addr, b_addr) = (la.local_addr().unwrap(), lb.local_addr().unwrap());
+    let b = Node::start(lb, &[a_addr], KEY, vec![]);
+    let (a, rx) = Transport::on(la, &[b_addr], KEY).unwrap();
+    (a, rx, b)
+}
+
+/// For a test that is its transport's daemon: the next bulk request, past
+/// what the peer's (empty) table delivers.
+async fn next_bulk_request(rx: &mut UnboundedReceiver<Inbound>) -> BulkRequest {
+    loop {
+        match tokio::time::timeout(PATIENCE, rx.recv()).await {
+            Ok(Some(Inbound::BulkWanted(r))) => return r,
+            Ok(Some(Inbound::BulkBegun { .. } | Inbound::Synced { .. })) => {}
+            other => panic!("expected a bulk request, got {other:?}"),
+        }
+    }
 }

@@ -8,7 +8,7 @@ use tokio::{
 };
 
 use super::{
-    proxy::{Proxy, untouched},
+    proxy::{Proxy, Tamper, untouched},
     *,
 };
 use crate::sync::{
@@ -76,8 +76,9 @@ async fn a_wrong_key_fails_the_handshake_both_ways() {
     }
 }
 
-#[tokio::test]
-async fn a_replayed_capture_is_rejected() {
+/// A on 127.0.0.1 sends to B on 127.0.0.2 through a proxy on 127.0.0.3
+/// that applies `tamper`; B sends to A directly. A's table is `table`.
+async fn through_proxy(tamper: Tamper, table: Vec<Record>) -> (Node, Node, Proxy) {
     let (la, lb, lp) = (
         listener("127.0.0.1").await,
         listener("127.0.0.2").await,
@@ -85,8 +86,15 @@ async fn a_replayed_capture_is_rejected() {
     );
     let (a_addr, b_addr) = (la.local_addr().unwrap(), lb.local_addr().unwrap());
     let b = Node::start(lb, &[a_addr], KEY, vec![]);
-    let proxy = Proxy::start(lp, b_addr, untouched).await;
-    let a = Node::start(la, &[proxy.addr], KEY, conns(0..3));
+    let proxy = Proxy::start(lp, b_addr, tamper).await;
+    let a = Node::start(la, &[proxy.addr], KEY, table);
+    (a, b, proxy)
+}
+
+#[tokio::test]
+async fn a_replayed_capture_is_rejected() {
+    let (a, b, proxy) = through_proxy(untouched, conns(0..3)).await;
+    let (a_addr, b_addr) = (a.addr, b.addr);
     until("b has a's table", || b.synced_from(a_addr) == 1).await;
     a.transport.publish(&[conn(10)]);
     until("b has a's live record", || {
@@ -120,10 +128,11 @@ async fn a_replayed_capture_is_rejected() {
     assert!(!b.peer(a_addr).receive_connected);
 }
 
-/// Forwards the first connection's second frame (its first message after
-/// the handshake) twice.
-fn duplicate_first_message(conn: usize, n: usize, frame: Vec<u8>) -> Vec<Vec<u8>> {
-    if (conn, n) == (0, 1) {
+/// Forwards the first connection's third frame twice: after the handshake
+/// and the message that begins the bulk transfer, the one that carries the
+/// table.
+fn duplicate_the_table(conn: usize, n: usize, frame: Vec<u8>) -> Vec<Vec<u8>> {
+    if (conn, n) == (0, 2) {
         vec![frame.clone(), frame]
     } else {
         vec![frame]
@@ -132,16 +141,9 @@ fn duplicate_first_message(conn: usize, n: usize, frame: Vec<u8>) -> Vec<Vec<u8>
 
 #[tokio::test]
 async fn a_message_duplicated_in_the_session_is_rejected_and_the_stream_resyncs() {
-    let (la, lb, lp) = (
-        listener("127.0.0.1").await,
-        listener("127.0.0.2").await,
-        listener("127.0.0.3").await,
-    );
-    let (a_addr, b_addr) = (la.local_addr().unwrap(), lb.local_addr().unwrap());
-    let b = Node::start(lb, &[a_addr], KEY, vec![]);
-    let proxy = Proxy::start(lp, b_addr, duplicate_first_message).await;
     let table = conns(0..3);
-    let a = Node::start(la, &[proxy.addr], KEY, table.clone());
+    let (a, b, proxy) = through_proxy(duplicate_the_table, table.clone()).await;
+    let a_addr = a.addr;
     until("a's second stream has carried its table", || {
         b.synced_from(a_addr) == 2
     })
@@ -156,27 +158,35 @@ async fn a_message_duplicated_in_the_session_is_rejected_and_the_stream_resyncs(
     assert_eq!(a.bulks_wanted_by(proxy.addr), 2);
 }
 
+/// A hello of the next format version, from `listen`.
+fn next_version(listen: SocketAddr) -> Hello {
+    Hello {
+        version: VERSION + 1,
+        listen,
+    }
+}
+
+/// Asserts that the other side answered with the current version's hello
+/// from `listen`, then closed `stream`.
+async fn assert_answered_then_closed(theirs: Hello, listen: SocketAddr, stream: &mut TcpStream) {
+    let current = Hello {
+        version: VERSION,
+        listen,
+    };
+    assert_eq!(theirs, current, "the other side tells its own version");
+    until_closed(stream).await;
+}
+
 #[tokio::test]
 async fn another_format_version_is_refused_by_the_listener() {
     let (la, lb) = (listener("127.0.0.1").await, listener("127.0.0.2").await);
     let (a_addr, b_addr) = (la.local_addr().unwrap(), lb.local_addr().unwrap());
     let b = Node::start(lb, &[a_addr], KEY, conns(0..3));
     let mut s = dial("127.0.0.1", b_addr).await;
-    let hello = Hello {
-        version: VERSION + 1,
-        listen: a_addr,
-    };
-    let (_, theirs) = noise::initiate(&mut s, &Psk::derive(KEY), hello)
+    let (_, theirs) = noise::initiate(&mut s, &Psk::derive(KEY), next_version(a_addr))
         .await
-        .expect("the listener answers the handshake with its version");
-    assert_eq!(
-        theirs,
-        Hello {
-            version: VERSION,
-            listen: b_addr
-        }
-    );
-    until_closed(&mut s).await;
+        .expect("the listener completes the handshake");
+    assert_answered_then_closed(theirs, b_addr, &mut s).await;
     until("b counted the version", || {
         b.rejected(a_addr, "bad_version") == 1
     })
@@ -191,21 +201,10 @@ async fn another_format_version_is_refused_by_the_sender() {
     let fake = lf.local_addr().unwrap();
     let a = Node::start(la, &[fake], KEY, conns(0..3));
     let (mut s, _) = lf.accept().await.unwrap();
-    let hello = Hello {
-        version: VERSION + 1,
-        listen: fake,
-    };
-    let (_, theirs) = noise::respond(&mut s, &Psk::derive(KEY), hello)
+    let (_, theirs) = noise::respond(&mut s, &Psk::derive(KEY), next_version(fake))
         .await
-        .expect("the sender speaks the current version");
-    assert_eq!(
-        theirs,
-        Hello {
-            version: VERSION,
-            listen: a.addr
-        }
-    );
-    until_closed(&mut s).await;
+        .expect("the sender completes the handshake");
+    assert_answered_then_closed(theirs, a.addr, &mut s).await;
     until("a counted the version", || {
         a.rejected(fake, "bad_version") == 1
     })

@@ -36,20 +36,11 @@ async fn a_restarted_peer_gets_and_sends_a_new_table() {
 
 #[tokio::test]
 async fn a_full_queue_drops_the_stream_counted_and_it_resyncs() {
-    let (la, lb) = (listener("127.0.0.1").await, listener("127.0.0.2").await);
-    let (a_addr, b_addr) = (la.local_addr().unwrap(), lb.local_addr().unwrap());
-    let b = Node::start(lb, &[a_addr], KEY, vec![]);
-    // A's daemon is this test. Until it answers the bulk request, live
-    // records wait in the queue.
-    let (a, mut rx) = Transport::on(la, &[b_addr], KEY).unwrap();
-    let mut next_request = async || loop {
-        match tokio::time::timeout(PATIENCE, rx.recv()).await {
-            Ok(Some(Inbound::BulkWanted(r))) => break r,
-            Ok(Some(Inbound::Synced { .. })) => {}
-            other => panic!("expected a bulk request, got {other:?}"),
-        }
-    };
-    let first = next_request().await;
+    // Until the test answers A's bulk request, live records wait in the
+    // queue.
+    let (a, mut rx, b) = by_hand_and_node().await;
+    let a_addr = a.shared.listen;
+    let first = next_bulk_request(&mut rx).await;
     for i in 0..CAPACITY as u32 {
         a.publish(&[conn(i)]);
     }
@@ -60,7 +51,7 @@ async fn a_full_queue_drops_the_stream_counted_and_it_resyncs() {
     assert_eq!((s.queue_len, s.queue_full_drops), (0, 1), "{s:?}");
     // The answer to the dropped stream's request is not sent on the next.
     a.bulk(first, conns(0..1));
-    let second = next_request().await;
+    let second = next_bulk_request(&mut rx).await;
     assert_ne!(first, second);
     a.bulk(second, conns(0..2));
     until("b has the table from the new stream", || {
