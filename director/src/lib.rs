@@ -19,3 +19,4 @@ pub mod ready;
 pub mod ring_alloc;
 pub mod snapshot;
 pub mod status;
+pub mod sync;

@@ -9,9 +9,12 @@
 //! warnings rather than being silently ignored.
 
 mod raw;
+mod sync;
 #[cfg(test)]
 mod tests;
 mod validate;
+
+pub use sync::{DEFAULT_READY_TIMEOUT, MIN_KEY_LEN, SyncConfig};
 
 use std::{
     fmt,
@@ -177,6 +180,8 @@ pub struct Config {
     pub path: PathBuf,
     pub director: DirectorSection,
     pub virtual_servers: Vec<VirtualServer>,
+    /// `[sync]`: state sync with the other directors of a group, if any.
+    pub sync: Option<SyncConfig>,
 }
 
 /// The `[director]` table.
@@ -458,7 +463,8 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
 }
 
 /// Parses and validates `text`; `file` names it in diagnostics and becomes
-/// [`Config::path`].
+/// [`Config::path`]. A `[sync]` key file is read and checked, a relative
+/// path taken relative to `file`'s directory.
 pub fn parse(text: &str, file: &str) -> Result<Loaded, ConfigError> {
     let raw: raw::File = match toml::from_str(text) {
         Ok(raw) => raw,

@@ -13,6 +13,16 @@ pub(super) struct File {
     pub director: Spanned<Director>,
     #[serde(default)]
     pub virtual_server: Vec<Spanned<VirtualServer>>,
+    pub sync: Option<Spanned<Sync>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Sync {
+    pub listen: Spanned<String>,
+    pub peers: Spanned<Vec<Spanned<String>>>,
+    pub key_file: Spanned<String>,
+    pub ready_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

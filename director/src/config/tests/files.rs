@@ -156,6 +156,7 @@ fn full_example_parses_to_expected_values() {
                 real_servers: vec![rs("[2001:db8:1::11]:443", 1)],
             },
         ],
+        sync: None,
     };
     assert_eq!(loaded.config, expected);
     let prefixes: Vec<u8> = loaded
@@ -231,7 +232,8 @@ fn defaults_apply() {
 const LAB_NAT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/lab-nat.toml");
 const LAB_DR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/lab-dr.toml");
 const LAB_NAT6: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/lab-nat6.toml");
-const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/director.toml");
+pub(super) const REFERENCE: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/director.toml");
 
 #[test]
 fn example_files_parse_without_errors_or_warnings() {
@@ -323,12 +325,16 @@ fn lab_examples_have_the_expected_values() {
     );
 }
 
-/// Every key of `[[virtual_server]]` and its real servers appears in the
-/// reference, set or commented out, so that it documents them all.
+/// Every key of `[sync]`, `[[virtual_server]]` and its real servers appears
+/// in the reference, set or commented out, so that it documents them all.
 #[test]
 fn reference_mentions_every_key() {
     let text = std::fs::read_to_string(REFERENCE).unwrap();
     for key in [
+        "listen",
+        "peers",
+        "key_file",
+        "ready_timeout",
         "name",
         "address",
         "protocol",

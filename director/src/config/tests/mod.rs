@@ -10,6 +10,7 @@ mod director;
 mod files;
 mod health_check;
 mod real_server;
+mod sync;
 mod values;
 mod virtual_server;
 

@@ -8,6 +8,7 @@
 mod director;
 mod health_check;
 mod real_server;
+mod sync;
 mod values;
 mod virtual_server;
 
@@ -15,7 +16,7 @@ use std::{
     collections::HashMap,
     net::{IpAddr, Ipv4Addr, SocketAddr},
     ops::Range,
-    path::PathBuf,
+    path::{Path, PathBuf},
 };
 
 use super::{Config, Diagnostic, LineIndex, Protocol, Severity, raw};
@@ -53,10 +54,13 @@ pub(super) fn build(text: &str, raw: raw::File, path: PathBuf) -> (Config, Vec<D
         .into_iter()
         .map(|vs| c.virtual_server(vs, &mut names, &mut services))
         .collect();
+    let dir = path.parent().unwrap_or(Path::new(""));
+    let sync = raw.sync.map(|s| c.sync(s.into_inner(), dir));
     let config = Config {
         path,
         director,
         virtual_servers,
+        sync,
     };
     (config, c.diagnostics)
 }
