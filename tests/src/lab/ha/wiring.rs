@@ -228,6 +228,21 @@ pub(crate) fn build(mode: Mode, servers: usize, prefix: &str) -> Result<Built> {
         for seg in segs {
             let port = format!("{}{}", side.letter(), &seg.interface[3..]);
             plug(&ns.sw, seg.bridge, dir, seg.interface, &port)?;
+            // A NIC drops frames for other MACs before XDP sees them; a veth does
+            // not. Without this, frames for a failed director's MAC, flooded once
+            // the bridge forgets it, would reach the other director's datapath
+            // before VRRP moves anything (it forwards them: it does not check the
+            // destination MAC), which no real pair does.
+            ns.sw.ip(&[
+                "link",
+                "set",
+                "dev",
+                &port,
+                "type",
+                "bridge_slave",
+                "flood",
+                "off",
+            ])?;
             configure(
                 dir,
                 seg.interface,
