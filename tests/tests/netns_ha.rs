@@ -63,28 +63,34 @@ fn wrk_done(wrk: director_tests::lab::Wrk) -> WrkReport {
     report
 }
 
-/// Kills A under load and waits for B to take over: see the module docs.
-fn fail_over(lab: &mut HaLab) -> (Instant, Switch) {
-    let flows = open_connections(lab);
-    let wrk = lab.start_wrk(2, 8, Duration::from_secs(15));
-    std::thread::sleep(Duration::from_secs(2));
+/// Crashes A and waits until B holds the VRRP addresses and until the VIP answers a
+/// new connection, both watched at once from the crash (the VIP could answer first;
+/// it does not, as B's datapath only sees frames for its own MAC). Returns the time
+/// of the crash and both delays.
+fn crash_a(lab: &mut HaLab) -> (Instant, Duration, Duration) {
     let t0 = Instant::now();
     lab.crash(Side::A);
-    // Both watched at once from the failure: the VIP could answer before the
-    // addresses show on B (they do not: B's datapath only sees frames for its MAC).
     let lab = &*lab;
-    let (takeover, vip_answers) = std::thread::scope(|s| {
+    std::thread::scope(|s| {
         let vip = s.spawn(|| lab.wait_vip(TAKEOVER_TIMEOUT).map(|_| t0.elapsed()));
         let takeover = lab
             .wait_master(Side::B, TAKEOVER_TIMEOUT)
             .map(|_| t0.elapsed())
             .unwrap_or_else(|e| panic!("B did not take over: {e:#}"));
-        let vip = vip.join().expect("VIP probe thread");
-        (
-            takeover,
-            vip.unwrap_or_else(|e| panic!("the VIP does not answer through B: {e:#}")),
-        )
-    });
+        let vip = vip
+            .join()
+            .expect("VIP probe thread")
+            .unwrap_or_else(|e| panic!("the VIP does not answer through B: {e:#}"));
+        (t0, takeover, vip)
+    })
+}
+
+/// Kills A under load and waits for B to take over: see the module docs.
+fn fail_over(lab: &mut HaLab) -> (Instant, Switch) {
+    let flows = open_connections(lab);
+    let wrk = lab.start_wrk(2, 8, Duration::from_secs(15));
+    std::thread::sleep(Duration::from_secs(2));
+    let (t0, takeover, vip_answers) = crash_a(lab);
     std::thread::sleep(SETTLE);
     let flows = flows.stop();
     let wrk = wrk_done(wrk);
@@ -99,6 +105,33 @@ fn fail_over(lab: &mut HaLab) -> (Instant, Switch) {
     )
 }
 
+/// Times from a director's start until it was ready, until it was master, and until
+/// the VIP then answered a new connection.
+struct Rise {
+    ready: Duration,
+    master: Duration,
+    vip: Duration,
+}
+
+/// Waits for `side`'s director (started at `t0`) to be ready, then for it to be
+/// master and the VIP to answer through it.
+fn becomes_master(lab: &mut HaLab, side: Side, t0: Instant) -> Rise {
+    let name = side.name();
+    lab.wait_ready(side, DIRECTOR_READY_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+    let ready = t0.elapsed();
+    lab.wait_master(side, TAKEOVER_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{name}, ready, did not become master: {e:#}"));
+    let master = t0.elapsed();
+    lab.wait_vip(TAKEOVER_TIMEOUT)
+        .unwrap_or_else(|e| panic!("the VIP does not answer through {name}: {e:#}"));
+    Rise {
+        ready,
+        master,
+        vip: t0.elapsed(),
+    }
+}
+
 /// Restarts A (it adopts its pinned datapath) under load through B and waits for it
 /// to be ready and take the VIP back. Returns when it was restarted, how long it
 /// took to be ready, and the switch.
@@ -108,27 +141,17 @@ fn fail_back(lab: &mut HaLab) -> (Instant, Duration, Switch) {
     std::thread::sleep(Duration::from_secs(2));
     let t0 = Instant::now();
     lab.revive(Side::A);
-    let ready = lab
-        .wait_ready(Side::A, DIRECTOR_READY_TIMEOUT)
-        .unwrap_or_else(|e| panic!("restarted A: {e:#}"));
     // A has the higher priority and keepalived preempts: A takes the VIP back.
-    let takeover = lab
-        .wait_master(Side::A, TAKEOVER_TIMEOUT)
-        .map(|_| t0.elapsed())
-        .unwrap_or_else(|e| panic!("A did not take the VIP back: {e:#}"));
-    let vip_answers = lab
-        .wait_vip(TAKEOVER_TIMEOUT)
-        .map(|_| t0.elapsed())
-        .unwrap_or_else(|e| panic!("the VIP does not answer through A again: {e:#}"));
+    let rise = becomes_master(lab, Side::A, t0);
     std::thread::sleep(SETTLE);
     let flows = flows.stop();
     let wrk = wrk_done(wrk);
     (
         t0,
-        ready,
+        rise.ready,
         Switch {
-            takeover,
-            vip_answers,
+            takeover: rise.master,
+            vip_answers: rise.vip,
             flows,
             wrk,
         },
@@ -219,12 +242,7 @@ fn persistent_clients_keep_their_real_server_across_failover() {
     let spec = Spec::tcp(lab.persist_vip(), sources.len()).sources(sources.clone());
     let before = Flows::open(lab.client_ns(), &spec);
     std::thread::sleep(Duration::from_secs(1));
-    let t0 = Instant::now();
-    lab.crash(Side::A);
-    lab.wait_master(Side::B, TAKEOVER_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    lab.wait_vip(TAKEOVER_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    let (t0, _, _) = crash_a(&mut lab);
     let after = Flows::open(lab.client_ns(), &spec).stop();
     std::thread::sleep(SETTLE);
     let before = before.stop();
@@ -256,10 +274,7 @@ fn udp_flows_survive_nat_failover() {
     let mut lab = HaLab::start(HaSpec::new(Mode::Nat, SERVER).sync(true));
     let flows = Flows::open(lab.client_ns(), &Spec::udp(lab.udp_vip(), 60));
     std::thread::sleep(Duration::from_secs(1));
-    let t0 = Instant::now();
-    lab.crash(Side::A);
-    lab.wait_master(Side::B, TAKEOVER_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    let (t0, _, _) = crash_a(&mut lab);
     std::thread::sleep(SETTLE);
     let tally = flows.stop();
     println!("UDP flows, NAT failover with sync: {}", tally.summary(t0));
@@ -318,19 +333,11 @@ fn keepalived_never_makes_an_unready_director_master() {
     // B's director: B (the lower priority) becomes master once ready.
     let t0 = Instant::now();
     lab.start_director(Side::B);
-    let ready_b = lab
-        .wait_ready(Side::B, DIRECTOR_READY_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    let master_b = lab
-        .wait_master(Side::B, TAKEOVER_TIMEOUT)
-        .map(|_| t0.elapsed())
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    lab.wait_vip(TAKEOVER_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    let b = becomes_master(&mut lab, Side::B, t0);
     println!(
         "cold start: B ready after {}, master after {} (from its start)",
-        secs(ready_b),
-        secs(master_b)
+        secs(b.ready),
+        secs(b.master)
     );
 
     // A's keepalived has run all along with the higher priority, but without its
@@ -345,16 +352,10 @@ fn keepalived_never_makes_an_unready_director_master() {
         assert!(Instant::now() < end, "A never became ready");
         assert_never_master_unready(&lab, Some(Side::B), Duration::ZERO);
     }
-    let ready_a = t1.elapsed();
-    let master_a = lab
-        .wait_master(Side::A, TAKEOVER_TIMEOUT)
-        .map(|_| t1.elapsed())
-        .unwrap_or_else(|e| panic!("A, ready and of higher priority, did not preempt: {e:#}"));
-    lab.wait_vip(TAKEOVER_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    let a = becomes_master(&mut lab, Side::A, t1);
     println!(
         "A started while B is master: ready after {}, took the VIP after {} (from its start)",
-        secs(ready_a),
-        secs(master_a)
+        secs(a.ready),
+        secs(a.master)
     );
 }

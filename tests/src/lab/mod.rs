@@ -425,16 +425,8 @@ impl Lab {
     /// seconds, at most 60). Not waited for: see [`Wrk::wait`]; dropped unwaited, it is
     /// killed by pid.
     pub fn start_wrk(&self, threads: u32, connections: u32, duration: Duration) -> Wrk {
-        let url = format!("http://{}/", self.vip());
-        Wrk::spawn(
-            &self.namespaces.client,
-            self.temp_dir(),
-            threads,
-            connections,
-            duration,
-            &url,
-        )
-        .unwrap_or_else(|e| panic!("start wrk: {e:#}"))
+        let (ns, dir) = (&self.namespaces.client, self.temp_dir());
+        Wrk::on_vip(ns, dir, self.vip(), threads, connections, duration)
     }
 
     /// Puts the VIP on the director namespace's `lo` (director must work either way).

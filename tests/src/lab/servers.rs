@@ -3,14 +3,13 @@
 
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 use super::director::log_tail;
 use super::netns::NetNs;
-use super::process::ChildGuard;
+use super::process::{ChildGuard, log_to};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -32,12 +31,6 @@ pub(crate) fn spawn(bin: &Path, ns: &NetNs, dir: &Path, serve: &Serve) -> Result
         "lab server binary not found at {}",
         bin.display()
     );
-    let log_path = dir.join(format!("{}.log", serve.name));
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .with_context(|| format!("open {}", log_path.display()))?;
     let mut cmd = ns.command(bin);
     cmd.args(["--name", serve.name, "--listen", &serve.listen.to_string()]);
     for u in serve.udp {
@@ -46,9 +39,7 @@ pub(crate) fn spawn(bin: &Path, ns: &NetNs, dir: &Path, serve: &Serve) -> Result
     for s in serve.stream {
         cmd.args(["--stream", &s.to_string()]);
     }
-    cmd.stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
+    log_to(&mut cmd, &dir.join(format!("{}.log", serve.name)))?;
     ChildGuard::spawn(serve.name, cmd, Duration::ZERO)
 }
 

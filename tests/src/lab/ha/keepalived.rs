@@ -8,7 +8,6 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -17,7 +16,7 @@ use super::Side;
 use super::wiring::{self, Segment};
 use crate::lab::director::log_tail;
 use crate::lab::netns::{self, NetNs};
-use crate::lab::process::ChildGuard;
+use crate::lab::process::{ChildGuard, log_to};
 use crate::lab::topology::Mode;
 
 /// SIGTERM gives up the VRRP addresses (sending priority 0, so the peer takes over
@@ -174,32 +173,19 @@ impl Keepalived {
     pub fn spawn(ns: &NetNs, config: &str, dir: &Path) -> Result<Self> {
         let conf = dir.join("keepalived.conf");
         std::fs::write(&conf, config).with_context(|| format!("write {}", conf.display()))?;
-        netns::run(
-            Command::new("nsenter")
-                .arg(format!("--net={}", ns.path().display()))
-                .args(["keepalived", "-t", "-l", "-f"])
-                .arg(&conf),
-        )
-        .with_context(|| format!("keepalived -t rejects {}", conf.display()))?;
+        netns::run(ns.nsenter("keepalived").args(["-t", "-l", "-f"]).arg(&conf))
+            .with_context(|| format!("keepalived -t rejects {}", conf.display()))?;
         let log = dir.join("keepalived.log");
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .with_context(|| format!("open {}", log.display()))?;
-        let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net={}", ns.path().display()))
-            .args(["keepalived", "-n", "-l", "-D", "--vrrp", "-f"])
+        let mut cmd = ns.nsenter("keepalived");
+        cmd.args(["-n", "-l", "-D", "--vrrp", "-f"])
             .arg(&conf)
             .arg("-p")
             .arg(dir.join("keepalived.pid"))
             .arg("-r")
             .arg(dir.join("keepalived-vrrp.pid"))
             .arg("-c")
-            .arg(dir.join("keepalived-checkers.pid"))
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out);
+            .arg(dir.join("keepalived-checkers.pid"));
+        log_to(&mut cmd, &log)?;
         let child = ChildGuard::spawn("keepalived", cmd, STOP_GRACE)?;
         Ok(Self { child, log })
     }

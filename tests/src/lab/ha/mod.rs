@@ -149,12 +149,17 @@ impl HaLab {
     /// Wires the pair and starts the real servers; no director, no keepalived.
     pub fn build(spec: HaSpec) -> Result<Self> {
         crate::paths::check_director_bin(&spec.director_bin)?;
+        anyhow::ensure!(
+            (1..=80).contains(&spec.servers),
+            "1..=80 real servers, not {}",
+            spec.servers
+        );
         let id = super::new_lab_id(cleanup::HA_PREFIX);
         let tmp = tempfile::Builder::new()
             .prefix(&format!("director-{id}-"))
             .tempdir()
             .context("create lab temp dir")?;
-        let built = wiring::build(spec.mode, spec.servers, &id)
+        let (namespaces, xdp_links) = wiring::build(spec.mode, spec.servers, &id)
             .with_context(|| format!("build {} pair lab {id}", spec.mode))?;
         let node = |side: Side| -> Result<Node> {
             let dir = tmp.path().join(side.name());
@@ -172,8 +177,8 @@ impl HaLab {
             spec,
             nodes,
             servers: Vec::new(),
-            xdp_links: built.xdp_links,
-            namespaces: built.namespaces,
+            xdp_links,
+            namespaces,
             tmp: Some(tmp),
         };
         if lab.spec.sync {
@@ -511,16 +516,8 @@ impl HaLab {
     /// Starts `wrk` in the client namespace against the HTTP VIP (see
     /// [`crate::lab::Lab::start_wrk`]).
     pub fn start_wrk(&self, threads: u32, connections: u32, duration: Duration) -> Wrk {
-        let url = format!("http://{}/", self.vip());
-        Wrk::spawn(
-            &self.namespaces.client,
-            self.temp_dir(),
-            threads,
-            connections,
-            duration,
-            &url,
-        )
-        .unwrap_or_else(|e| panic!("start wrk: {e:#}"))
+        let (ns, dir) = (&self.namespaces.client, self.temp_dir());
+        Wrk::on_vip(ns, dir, self.vip(), threads, connections, duration)
     }
 
     /// Pids of the lab's processes: servers, directors, keepalived (and its VRRP

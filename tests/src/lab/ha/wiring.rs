@@ -188,21 +188,14 @@ pub fn director_interfaces(mode: Mode) -> Vec<&'static str> {
         .collect()
 }
 
-/// A wired pair lab without its processes; the XDP_PASS links on the switch ports
-/// facing the directors (see [`crate::lab::xdp`]) live as long as it.
-#[derive(Debug)]
-pub(crate) struct Built {
-    pub namespaces: Namespaces,
-    pub xdp_links: Vec<OwnedFd>,
-}
-
 /// Builds the namespaces (`<prefix>-<role>`) and wiring of a `mode` pair with
-/// `servers` real servers.
-pub(crate) fn build(mode: Mode, servers: usize, prefix: &str) -> Result<Built> {
-    anyhow::ensure!(
-        (1..=80).contains(&servers),
-        "1..=80 real servers, not {servers}"
-    );
+/// `servers` real servers. Returns them with the XDP_PASS links on the switch ports
+/// facing the directors (see [`crate::lab::xdp`]), which must live as long.
+pub(crate) fn build(
+    mode: Mode,
+    servers: usize,
+    prefix: &str,
+) -> Result<(Namespaces, Vec<OwnedFd>)> {
     let ns = Namespaces::create(prefix, servers)?;
     let segs = segments(mode);
     for seg in segs {
@@ -271,8 +264,5 @@ pub(crate) fn build(mode: Mode, servers: usize, prefix: &str) -> Result<Built> {
             }
         }
     }
-    Ok(Built {
-        namespaces: ns,
-        xdp_links,
-    })
+    Ok((ns, xdp_links))
 }
