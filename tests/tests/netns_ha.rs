@@ -167,6 +167,17 @@ fn assert_all_established(tally: &Tally, what: &str) {
     );
 }
 
+/// Every flow of `tally` opened and survived `what` (at `t0`).
+fn assert_nothing_lost(tally: &Tally, what: &str, t0: Instant) {
+    assert_all_established(tally, what);
+    assert_eq!(
+        tally.lost(),
+        0,
+        "with sync, flows survive {what}: {}",
+        tally.summary(t0)
+    );
+}
+
 /// The failover test of a `mode` pair: A fails, B takes over; A comes back and takes
 /// the VIP back. With `sync` nothing may be lost; without it, connections through
 /// the failed director must be (or the test is not testing a failover).
@@ -176,12 +187,7 @@ fn failover(mode: Mode, sync: bool) {
     report("A killed", mode, sync, t0, &over);
     assert_all_established(&over.flows, "failover");
     if sync {
-        assert_eq!(
-            over.flows.lost(),
-            0,
-            "with sync, connections survive the failover: {}",
-            over.flows.summary(t0)
-        );
+        assert_nothing_lost(&over.flows, "the failover", t0);
     } else {
         assert!(
             over.flows.lost() > 0,
@@ -195,12 +201,7 @@ fn failover(mode: Mode, sync: bool) {
     report("A restarted", mode, sync, t1, &back);
     assert_all_established(&back.flows, "failback");
     if sync {
-        assert_eq!(
-            back.flows.lost(),
-            0,
-            "with sync, connections survive the failback: {}",
-            back.flows.summary(t1)
-        );
+        assert_nothing_lost(&back.flows, "the failback", t1);
     }
 }
 
@@ -247,8 +248,7 @@ fn persistent_clients_keep_their_real_server_across_failover() {
     std::thread::sleep(SETTLE);
     let before = before.stop();
     println!("persistent clients: {}", before.summary(t0));
-    assert_all_established(&before, "before the failover");
-    assert_eq!(before.lost(), 0, "{}", before.summary(t0));
+    assert_nothing_lost(&before, "the failover", t0);
     assert_all_established(&after, "after the failover");
     let server_of = |t: &Tally, src: IpAddr| {
         t.flows
@@ -278,8 +278,7 @@ fn udp_flows_survive_nat_failover() {
     std::thread::sleep(SETTLE);
     let tally = flows.stop();
     println!("UDP flows, NAT failover with sync: {}", tally.summary(t0));
-    assert_all_established(&tally, "UDP flows");
-    assert_eq!(tally.lost(), 0, "{}", tally.summary(t0));
+    assert_nothing_lost(&tally, "a NAT failover", t0);
 }
 
 /// How long a director whose `director ready` fails is watched: longer than VRRP's

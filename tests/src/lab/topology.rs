@@ -237,6 +237,13 @@ pub const IPV6_SYSCTLS: &[&str] = &[
     "net.ipv6.conf.default.accept_dad=0",
 ];
 
+/// A lab namespace `<prefix>-<role>`, with [`IPV6_SYSCTLS`] set.
+pub(crate) fn lab_ns(prefix: &str, role: &str) -> Result<NetNs> {
+    let ns = NetNs::create(&format!("{prefix}-{role}"))?;
+    ns.sysctl(IPV6_SYSCTLS)?;
+    Ok(ns)
+}
+
 /// The namespaces of one lab.
 #[derive(Debug)]
 pub struct Namespaces {
@@ -248,11 +255,7 @@ pub struct Namespaces {
 
 impl Namespaces {
     fn create(prefix: &str, servers: usize) -> Result<Self> {
-        let ns = |role: &str| -> Result<NetNs> {
-            let ns = NetNs::create(&format!("{prefix}-{role}"))?;
-            ns.sysctl(IPV6_SYSCTLS)?;
-            Ok(ns)
-        };
+        let ns = |role: &str| lab_ns(prefix, role);
         let built = Self {
             client: ns("client")?,
             dir: ns("dir")?,

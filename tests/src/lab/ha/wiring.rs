@@ -23,9 +23,7 @@ use anyhow::Result;
 
 use super::Side;
 use crate::lab::netns::NetNs;
-use crate::lab::topology::{
-    IPV6_SYSCTLS, Mode, VIP, add_bridge, configure, hold_vips_on_lo, plug, veth,
-};
+use crate::lab::topology::{Mode, VIP, add_bridge, configure, hold_vips_on_lo, lab_ns, plug, veth};
 use crate::lab::xdp::XdpPass;
 
 /// One segment a director pair shares, and its VRRP instance.
@@ -154,11 +152,7 @@ pub struct Namespaces {
 
 impl Namespaces {
     fn create(prefix: &str, servers: usize) -> Result<Self> {
-        let ns = |role: &str| -> Result<NetNs> {
-            let ns = NetNs::create(&format!("{prefix}-{role}"))?;
-            ns.sysctl(IPV6_SYSCTLS)?;
-            Ok(ns)
-        };
+        let ns = |role: &str| lab_ns(prefix, role);
         Ok(Self {
             client: ns("client")?,
             dirs: [ns(Side::A.name())?, ns(Side::B.name())?],
