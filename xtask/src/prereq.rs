@@ -15,8 +15,9 @@ use crate::{
     run,
 };
 
-/// Debian packages the netns lab needs (wrk: load for the control-plane tests).
-pub const LAB_PACKAGES: &[&str] = &["iproute2", "ethtool", "curl", "wrk"];
+/// Debian packages the netns lab needs (wrk: load for the control-plane tests;
+/// keepalived: VRRP between the director pair of the failover tests).
+pub const LAB_PACKAGES: &[&str] = &["iproute2", "ethtool", "curl", "wrk", "keepalived"];
 
 /// What `cargo xtask bench` drives besides the lab: trafgen (netsniff-ng), wrk,
 /// haproxy, nft (nftables) and bpftool.

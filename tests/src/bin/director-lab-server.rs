@@ -10,6 +10,11 @@
 //! `<name> <payload>`, from the address the socket is bound to: bind a DR real
 //! server's UDP socket to the VIP itself, or the answer leaves from its own address.
 //!
+//! With `--stream ADDR` (repeatable) it also serves long-lived TCP connections on ADDR,
+//! for the failover tests: the client's first line is `push <ms>` or `echo`, the
+//! server answers `<name>\n`, then either sends `<n>\n` (n = 0, 1, …) every `<ms>`
+//! milliseconds without reading (push) or sends every line it reads back (echo).
+//!
 //! An IPv6 wildcard address (`[::]:8080`) is dual-stack (IPV6_V6ONLY off): it serves
 //! IPv4 clients too.
 
@@ -37,6 +42,9 @@ struct Args {
     /// Also answer UDP datagrams on this address (repeatable).
     #[arg(long)]
     udp: Vec<SocketAddr>,
+    /// Also serve long-lived connections (push or echo) on this address (repeatable).
+    #[arg(long)]
+    stream: Vec<SocketAddr>,
 }
 
 /// A socket for `addr`: dual-stack when it is IPv6, address reuse for TCP.
@@ -68,9 +76,19 @@ fn main() -> anyhow::Result<()> {
         println!("answering UDP on {} as {name}", sock.local_addr()?);
         std::thread::spawn(move || udp_echo(&sock, name));
     }
-    let listener = socket(args.listen, Type::STREAM, Protocol::TCP)?;
-    listener.listen(1024)?;
-    let listener = TcpListener::from(listener);
+    for &addr in &args.stream {
+        let listener = tcp_listener(addr)?;
+        println!("serving long-lived connections on {addr} as {name}");
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                // A connection the client (or a failover) broke: nothing to report.
+                std::thread::spawn(move || {
+                    let _ = long_lived(stream, name);
+                });
+            }
+        });
+    }
+    let listener = tcp_listener(args.listen)?;
     println!("listening on {} as {name}", listener.local_addr()?);
     io::stdout().flush()?;
     for stream in listener.incoming() {
@@ -85,6 +103,50 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn tcp_listener(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    let listener = socket(addr, Type::STREAM, Protocol::TCP)?;
+    listener.listen(1024)?;
+    Ok(TcpListener::from(listener))
+}
+
+/// One `--stream` connection: `push <ms>` or `echo`, see the module docs.
+fn long_lived(stream: TcpStream, name: &str) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut w = stream;
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let mode: Vec<&str> = line.split_whitespace().collect();
+    match mode[..] {
+        ["push", ms] => {
+            let every = ms
+                .parse()
+                .map(std::time::Duration::from_millis)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            writeln!(w, "{name}")?;
+            for n in 0u64.. {
+                writeln!(w, "{n}")?;
+                std::thread::sleep(every);
+            }
+            Ok(())
+        }
+        ["echo"] => {
+            writeln!(w, "{name}")?;
+            loop {
+                line.clear();
+                if reader.read_line(&mut line)? == 0 {
+                    return Ok(());
+                }
+                w.write_all(line.as_bytes())?;
+            }
+        }
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("expected `push <ms>` or `echo`, got {line:?}"),
+        )),
+    }
 }
 
 /// Answers each datagram with `<name> <payload>`, to where it came from.

@@ -19,6 +19,9 @@ use super::netns;
 /// Prefix of every lab namespace name: `dl<pid>-<n>-<role>`.
 pub const NAME_PREFIX: &str = "dl";
 
+/// Prefix of every director-pair lab namespace name: `ha-<pid>-<n>-<role>`.
+pub const HA_PREFIX: &str = "ha-";
+
 #[derive(Default)]
 struct Registry {
     namespaces: Vec<String>,
@@ -109,9 +112,11 @@ pub fn install_signal_cleanup() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The pid encoded in a lab namespace name `dl<pid>-…`.
+/// The pid encoded in a lab namespace (or pin dir) name `dl<pid>-…` or `ha-<pid>-…`.
 pub fn owner_pid(name: &str) -> Option<u32> {
-    let rest = name.strip_prefix(NAME_PREFIX)?;
+    let rest = name
+        .strip_prefix(NAME_PREFIX)
+        .or_else(|| name.strip_prefix(HA_PREFIX))?;
     let (pid, _) = rest.split_once('-')?;
     pid.parse().ok()
 }
@@ -132,18 +137,16 @@ pub fn sweep_stale() -> Vec<String> {
     stale
 }
 
-/// Pinned datapaths (`/sys/fs/bpf/dl<pid>-<n>`) of labs whose process died:
-/// a director leaves its maps pinned when it stops.
+/// Pinned datapaths (`/sys/fs/bpf/dl<pid>-<n>`, `/sys/fs/bpf/ha-<pid>-<n>-dira`) of
+/// labs whose process died: a director leaves its maps pinned when it stops.
 fn sweep_stale_pins() {
     let Ok(dir) = std::fs::read_dir("/sys/fs/bpf") else {
         return;
     };
     for entry in dir.filter_map(Result::ok) {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let pid = name
-            .strip_prefix("dl")
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok());
+        // The `-` lets a bare `dl<pid>` count too, as it always has.
+        let pid = owner_pid(&format!("{name}-"));
         if pid.is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists()) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
@@ -161,5 +164,8 @@ mod tests {
         assert_eq!(owner_pid("dlx-0-client"), None);
         assert_eq!(owner_pid("blue"), None);
         assert_eq!(owner_pid("dl1234"), None);
+        assert_eq!(owner_pid("ha-1234-0-dira"), Some(1234));
+        assert_eq!(owner_pid("ha-x-0-dira"), None);
+        assert_eq!(owner_pid("hal1234-0-dira"), None);
     }
 }

@@ -1,15 +1,14 @@
 //! The director under test, run in the lab's `dir` namespace.
 
-use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 
 use super::netns::NetNs;
-use super::process::ChildGuard;
+use super::process::{ChildGuard, log_to};
 
 /// How long SIGTERM gets before SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -73,30 +72,20 @@ impl Director {
                 path
             }
         };
-        // Appended to, so the log of a restarted director keeps its predecessors' runs.
         let log = dir.join("director.log");
-        let mut out = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .with_context(|| format!("open {}", log.display()))?;
+        let mut cmd = ns.nsenter(bin);
+        cmd.args(["run", "--config"])
+            .arg(&config)
+            .arg("--pin-dir")
+            .arg(pins)
+            .arg("--socket")
+            .arg(dir.join("director.sock"));
+        let mut out = log_to(&mut cmd, &log)?;
         writeln!(
             out,
             "---- director-tests: director run --config {} ----",
             config.display()
         )?;
-        let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net={}", ns.path().display()))
-            .arg(bin)
-            .args(["run", "--config"])
-            .arg(&config)
-            .arg("--pin-dir")
-            .arg(pins)
-            .arg("--socket")
-            .arg(dir.join("director.sock"))
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out);
         let child = ChildGuard::spawn("director", cmd, STOP_GRACE)?;
         Ok(Self { child, log, config })
     }

@@ -21,13 +21,15 @@
 pub mod cleanup;
 pub mod director;
 mod echo;
+pub mod ha;
 pub mod netns;
 pub mod process;
+mod servers;
 pub mod topology;
 pub mod wrk;
 pub mod xdp;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Once;
@@ -51,7 +53,6 @@ use crate::udp;
 /// more when other builds and labs share the CPUs: a generous bound, which a director
 /// that exits or never forwards still cannot hide (it only costs time on failure).
 pub const DIRECTOR_READY_TIMEOUT: Duration = Duration::from_secs(60);
-const SERVER_READY_TIMEOUT: Duration = Duration::from_secs(15);
 const LOG_TAIL_LINES: usize = 60;
 
 /// What to build.
@@ -136,7 +137,7 @@ impl Probe {
     }
 
     /// One attempt from the client namespace thread: `Ok` when answered.
-    fn once(self) -> Result<()> {
+    pub(crate) fn once(self) -> Result<()> {
         match self {
             Probe::Http(vip) => {
                 let quick = Timeouts {
@@ -188,21 +189,26 @@ pub struct Lab {
 static NEXT_LAB: AtomicUsize = AtomicUsize::new(0);
 static SWEEP: Once = Once::new();
 
+/// `<prefix><pid>-<n>`, unique among this process's labs. The first call also deletes
+/// what the labs of dead processes left behind.
+pub(crate) fn new_lab_id(prefix: &str) -> String {
+    SWEEP.call_once(|| {
+        for name in sweep_stale() {
+            eprintln!("director-tests: deleted stale lab namespace {name}");
+        }
+    });
+    format!(
+        "{prefix}{}-{}",
+        std::process::id(),
+        NEXT_LAB.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 impl Lab {
     /// Builds the topology and starts the real servers (each answering `GET /` on its
     /// address in [`Lab::real_servers`]). The director is not started.
     pub fn build(spec: LabSpec) -> Result<Self> {
-        SWEEP.call_once(|| {
-            for name in sweep_stale() {
-                eprintln!("director-tests: deleted stale lab namespace {name}");
-            }
-        });
-        let id = format!(
-            "{}{}-{}",
-            cleanup::NAME_PREFIX,
-            std::process::id(),
-            NEXT_LAB.fetch_add(1, Ordering::Relaxed)
-        );
+        let id = new_lab_id(cleanup::NAME_PREFIX);
         let tmp = tempfile::Builder::new()
             .prefix(&format!("director-{id}-"))
             .tempdir()
@@ -419,16 +425,8 @@ impl Lab {
     /// seconds, at most 60). Not waited for: see [`Wrk::wait`]; dropped unwaited, it is
     /// killed by pid.
     pub fn start_wrk(&self, threads: u32, connections: u32, duration: Duration) -> Wrk {
-        let url = format!("http://{}/", self.vip());
-        Wrk::spawn(
-            &self.namespaces.client,
-            self.temp_dir(),
-            threads,
-            connections,
-            duration,
-            &url,
-        )
-        .unwrap_or_else(|e| panic!("start wrk: {e:#}"))
+        let (ns, dir) = (&self.namespaces.client, self.temp_dir());
+        Wrk::on_vip(ns, dir, self.vip(), threads, connections, duration)
     }
 
     /// Puts the VIP on the director namespace's `lo` (director must work either way).
@@ -619,11 +617,6 @@ impl Lab {
     }
 
     fn start_servers(&mut self, server_bin: &Path) -> Result<()> {
-        anyhow::ensure!(
-            server_bin.is_file(),
-            "lab server binary not found at {}",
-            server_bin.display()
-        );
         self.server_bin = server_bin.to_path_buf();
         for i in 0..self.addressing.real_servers.len() {
             let guard = self.spawn_server(i)?;
@@ -640,33 +633,25 @@ impl Lab {
     fn spawn_server(&self, i: usize) -> Result<ChildGuard> {
         let name = format!("rs{}", i + 1);
         let addr = self.addressing.real_servers[i];
-        let log_path = self.temp_dir().join(format!("{name}.log"));
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .with_context(|| format!("open {}", log_path.display()))?;
         // HTTP: dual-stack wildcard. UDP: dual-stack wildcard in NAT; in DR the VIPs
         // themselves, so that answers leave from the VIP (see the topology docs).
         let a = &self.addressing;
-        let udp: Vec<String> = match self.mode {
-            Mode::Nat => vec![format!("[::]:{NAT_UDP_PORT}")],
-            Mode::Dr => vec![a.udp_vip.to_string(), a.udp_vip6.to_string()],
+        let udp: Vec<SocketAddr> = match self.mode {
+            Mode::Nat => vec![(Ipv6Addr::UNSPECIFIED, NAT_UDP_PORT).into()],
+            Mode::Dr => vec![a.udp_vip.into(), a.udp_vip6.into()],
         };
-        let mut cmd = self.namespaces.rs[i].command(&self.server_bin);
-        cmd.args([
-            "--name",
-            &name,
-            "--listen",
-            &format!("[::]:{}", addr.port()),
-        ]);
-        for u in &udp {
-            cmd.args(["--udp", u]);
-        }
-        cmd.stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        ChildGuard::spawn(&name, cmd, Duration::ZERO)
+        let serve = servers::Serve {
+            name: &name,
+            listen: (Ipv6Addr::UNSPECIFIED, addr.port()).into(),
+            udp: &udp,
+            stream: &[],
+        };
+        servers::spawn(
+            &self.server_bin,
+            &self.namespaces.rs[i],
+            self.temp_dir(),
+            &serve,
+        )
     }
 
     /// The index of real server `n` (1-based, `rs{n}`); panics when out of range.
@@ -706,27 +691,13 @@ impl Lab {
 
     /// Waits until real server `i` accepts connections (checked inside its namespace).
     fn wait_for_server(&mut self, i: usize) -> Result<()> {
-        let local: SocketAddr =
-            (Ipv4Addr::LOCALHOST, self.addressing.real_servers[i].port()).into();
-        let deadline = Instant::now() + SERVER_READY_TIMEOUT;
-        loop {
-            let up = self.namespaces.rs[i]
-                .run(|| TcpStream::connect_timeout(&local, Duration::from_millis(200)).is_ok());
-            if up {
-                return Ok(());
-            }
-            let log = self.temp_dir().join(format!("rs{}.log", i + 1));
-            let exited = self.servers[i].try_wait();
-            if exited.is_some() || Instant::now() >= deadline {
-                bail!(
-                    "rs{} not listening on {local} ({}); log:\n{}",
-                    i + 1,
-                    exited.map_or("timed out".to_owned(), |s| format!("exited: {s}")),
-                    director::log_tail(&log, 20)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let port = self.addressing.real_servers[i].port();
+        let dir = self
+            .tmp
+            .as_ref()
+            .expect("temp dir lives as long as the lab")
+            .path();
+        servers::wait_listening(&self.namespaces.rs[i], port, &mut self.servers[i], dir)
     }
 
     /// Runs `program args…` in `role`'s namespace (via `ip netns exec`) to completion.

@@ -124,6 +124,16 @@ impl NetNs {
         cmd
     }
 
+    /// A command that runs `program` inside the namespace through `nsenter --net`,
+    /// which (unlike `ip netns exec`) leaves the host's mounts visible, /sys/fs/bpf
+    /// with them; it execs too.
+    pub fn nsenter(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net={}", self.path().display()))
+            .arg(program);
+        cmd
+    }
+
     /// Runs `program args…` inside the namespace to completion.
     pub fn exec(&self, program: &str, args: &[&str]) -> Result<String> {
         run(self.command(program).args(args))

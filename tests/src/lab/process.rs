@@ -1,7 +1,9 @@
 //! Child processes of a lab: stopped by pid and reaped when their guard drops.
 
+use std::fs::File;
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, ExitStatus};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -9,6 +11,21 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::cleanup;
+
+/// Gives `cmd` no stdin and appends its output to `log` (created if need be), so a
+/// restarted process's log keeps its predecessors' runs. Returns the log, open for
+/// the caller's own lines.
+pub(crate) fn log_to(cmd: &mut Command, log: &Path) -> Result<File> {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("open {}", log.display()))?;
+    cmd.stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out.try_clone()?);
+    Ok(out)
+}
 
 /// A running child. Drop stops it: SIGTERM, up to `grace`, then SIGKILL (straight
 /// SIGKILL when `grace` is zero), always followed by a wait.

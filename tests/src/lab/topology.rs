@@ -237,6 +237,13 @@ pub const IPV6_SYSCTLS: &[&str] = &[
     "net.ipv6.conf.default.accept_dad=0",
 ];
 
+/// A lab namespace `<prefix>-<role>`, with [`IPV6_SYSCTLS`] set.
+pub(crate) fn lab_ns(prefix: &str, role: &str) -> Result<NetNs> {
+    let ns = NetNs::create(&format!("{prefix}-{role}"))?;
+    ns.sysctl(IPV6_SYSCTLS)?;
+    Ok(ns)
+}
+
 /// The namespaces of one lab.
 #[derive(Debug)]
 pub struct Namespaces {
@@ -248,11 +255,7 @@ pub struct Namespaces {
 
 impl Namespaces {
     fn create(prefix: &str, servers: usize) -> Result<Self> {
-        let ns = |role: &str| -> Result<NetNs> {
-            let ns = NetNs::create(&format!("{prefix}-{role}"))?;
-            ns.sysctl(IPV6_SYSCTLS)?;
-            Ok(ns)
-        };
+        let ns = |role: &str| lab_ns(prefix, role);
         let built = Self {
             client: ns("client")?,
             dir: ns("dir")?,
@@ -261,18 +264,7 @@ impl Namespaces {
                 .map(|n| ns(&format!("rs{n}")))
                 .collect::<Result<_>>()?,
         };
-        // No multicast snooping: the switch floods neighbour solicitations to every
-        // port, whatever MLD reports it has or has not seen.
-        built.sw.ip(&[
-            "link",
-            "add",
-            "br0",
-            "type",
-            "bridge",
-            "mcast_snooping",
-            "0",
-        ])?;
-        built.sw.ip(&["link", "set", "br0", "up"])?;
+        add_bridge(&built.sw, "br0")?;
         Ok(built)
     }
 
@@ -322,7 +314,7 @@ pub(crate) fn build(mode: Mode, servers: usize, prefix: &str) -> Result<Built> {
     let client_routes = match mode {
         Mode::Nat => {
             veth(&ns.client, "eth0", &ns.dir, "eth0")?;
-            plug(&ns.sw, &ns.dir, "eth1", "dir")?;
+            plug(&ns.sw, "br0", &ns.dir, "eth1", "dir")?;
             configure(
                 &ns.dir,
                 "eth1",
@@ -335,8 +327,8 @@ pub(crate) fn build(mode: Mode, servers: usize, prefix: &str) -> Result<Built> {
             ]
         }
         Mode::Dr => {
-            plug(&ns.sw, &ns.client, "eth0", "client")?;
-            plug(&ns.sw, &ns.dir, "eth0", "dir")?;
+            plug(&ns.sw, "br0", &ns.client, "eth0", "client")?;
+            plug(&ns.sw, "br0", &ns.dir, "eth0", "dir")?;
             [
                 format!("{}/32 via {}", a.vip.ip(), a.director),
                 format!("{}/128 via {}", a.vip6.ip(), a.director6),
@@ -357,7 +349,7 @@ pub(crate) fn build(mode: Mode, servers: usize, prefix: &str) -> Result<Built> {
         .zip(&a.real_servers6)
         .enumerate()
     {
-        plug(&ns.sw, rs, "eth0", &format!("rs{}", n + 1))?;
+        plug(&ns.sw, "br0", rs, "eth0", &format!("rs{}", n + 1))?;
         let addrs = [cidr24(*addr.ip()), cidr64(*addr6.ip())];
         match mode {
             Mode::Nat => configure(
@@ -371,20 +363,13 @@ pub(crate) fn build(mode: Mode, servers: usize, prefix: &str) -> Result<Built> {
             )?,
             Mode::Dr => {
                 configure(rs, "eth0", &addrs, &[])?;
-                // The VIPs are local (so the server accepts them) but must never be
-                // announced on the segment: only the director answers ARP for the
-                // service. IPv6 needs no setting: neighbour solicitations are answered
-                // only for addresses of the receiving interface, and these are on lo.
-                rs.ip_batch(&[
-                    format!("addr add {}/32 dev lo", a.vip.ip()),
-                    format!("addr add {}/128 dev lo nodad", a.vip6.ip()),
-                ])?;
-                rs.sysctl(&[
-                    "net.ipv4.conf.all.arp_ignore=1",
-                    "net.ipv4.conf.all.arp_announce=2",
-                    "net.ipv4.conf.eth0.arp_ignore=1",
-                    "net.ipv4.conf.eth0.arp_announce=2",
-                ])?;
+                hold_vips_on_lo(
+                    rs,
+                    &[
+                        format!("{}/32", a.vip.ip()),
+                        format!("{}/128 nodad", a.vip6.ip()),
+                    ],
+                )?;
             }
         }
     }
@@ -409,13 +394,39 @@ pub(crate) fn build(mode: Mode, servers: usize, prefix: &str) -> Result<Built> {
 /// The director's IPv6 address on the real servers' side of a NAT lab (their gateway).
 pub const NAT_RS_GATEWAY6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x1, 0, 0, 0, 0, 0x1);
 
+/// Puts `vips` (`192.0.2.10/32`) on a DR real server's `lo`: local, so the server
+/// accepts them, but never announced on the segment (its `eth0`): only the director
+/// answers ARP for the service. IPv6 needs no setting: neighbour solicitations are
+/// answered only for addresses of the receiving interface, and these are on lo.
+pub(crate) fn hold_vips_on_lo(rs: &NetNs, vips: &[String]) -> Result<()> {
+    let add: Vec<String> = vips
+        .iter()
+        .map(|v| format!("addr add {v} dev lo"))
+        .collect();
+    rs.ip_batch(&add)?;
+    rs.sysctl(&[
+        "net.ipv4.conf.all.arp_ignore=1",
+        "net.ipv4.conf.all.arp_announce=2",
+        "net.ipv4.conf.eth0.arp_ignore=1",
+        "net.ipv4.conf.eth0.arp_announce=2",
+    ])
+}
+
+/// A bridge `name` in the switch namespace `sw`, up. No multicast snooping: the
+/// switch floods neighbour solicitations to every port, whatever MLD reports it has or
+/// has not seen.
+pub(crate) fn add_bridge(sw: &NetNs, name: &str) -> Result<()> {
+    sw.ip(&["link", "add", name, "type", "bridge", "mcast_snooping", "0"])?;
+    sw.ip(&["link", "set", name, "up"]).map(drop)
+}
+
 /// A veth pair `a:a_if` ↔ `b:b_if`, created directly in the two namespaces (never in
 /// the default one), both ends tuned, then both up.
 ///
 /// Order matters: a veth end accepts XDP_REDIRECTed frames (advertises ndo_xdp_xmit)
 /// only if its peer had GRO requested when the end came up; turning GRO on while the
 /// link is down does not update the peer. So tune both ends before either goes up.
-fn veth(a: &NetNs, a_if: &str, b: &NetNs, b_if: &str) -> Result<()> {
+pub(crate) fn veth(a: &NetNs, a_if: &str, b: &NetNs, b_if: &str) -> Result<()> {
     a.ip(&[
         "link",
         "add",
@@ -434,10 +445,17 @@ fn veth(a: &NetNs, a_if: &str, b: &NetNs, b_if: &str) -> Result<()> {
     b.ip(&["link", "set", b_if, "up"]).map(drop)
 }
 
-/// Plugs `host:host_if` into the switch's `br0` through a port named `port`.
-fn plug(sw: &NetNs, host: &NetNs, host_if: &str, port: &str) -> Result<()> {
+/// Plugs `host:host_if` into the switch's `bridge` through a port named `port`.
+pub(crate) fn plug(
+    sw: &NetNs,
+    bridge: &str,
+    host: &NetNs,
+    host_if: &str,
+    port: &str,
+) -> Result<()> {
     veth(host, host_if, sw, port)?;
-    sw.ip(&["link", "set", port, "master", "br0"]).map(drop)
+    sw.ip(&["link", "set", "dev", port, "master", bridge])
+        .map(drop)
 }
 
 /// `tx off`: no partial checksums, so XDP sees (and must fix) full checksums as from a
@@ -450,7 +468,12 @@ fn tune(ns: &NetNs, ifname: &str) -> Result<()> {
 
 /// Addresses on `ifname`, then routes, in one batch. IPv6 is switched on for the
 /// interface first (see [`IPV6_SYSCTLS`]).
-fn configure(ns: &NetNs, ifname: &str, cidrs: &[String], routes: &[String]) -> Result<()> {
+pub(crate) fn configure(
+    ns: &NetNs,
+    ifname: &str,
+    cidrs: &[String],
+    routes: &[String],
+) -> Result<()> {
     ns.sysctl(&[&format!("net.ipv6.conf.{ifname}.disable_ipv6=0")])?;
     let addrs = cidrs.iter().map(|c| format!("addr add {c} dev {ifname}"));
     let routes = routes.iter().map(|r| format!("route add {r}"));

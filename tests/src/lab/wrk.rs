@@ -2,6 +2,7 @@
 //! bounded in time (`-d`), stopped by pid if its [`Wrk`] drops unwaited, and its
 //! summary parsed into a [`WrkReport`].
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -79,6 +80,20 @@ impl Wrk {
             duration: Duration::from_secs(secs),
             command,
         })
+    }
+
+    /// [`Wrk::spawn`] of `GET /` on `vip`; panics if wrk cannot start.
+    pub(crate) fn on_vip(
+        ns: &NetNs,
+        dir: &Path,
+        vip: SocketAddr,
+        threads: u32,
+        connections: u32,
+        duration: Duration,
+    ) -> Self {
+        let url = format!("http://{vip}/");
+        Self::spawn(ns, dir, threads, connections, duration, &url)
+            .unwrap_or_else(|e| panic!("start wrk: {e:#}"))
     }
 
     pub fn pid(&self) -> u32 {
