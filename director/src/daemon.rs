@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use aya::programs::XdpMode as AyaXdpMode;
+use director_common::abi::SyncEvent;
 use director_common::entries::Hop;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
@@ -25,8 +26,10 @@ use crate::{
     model::{self, Health},
     netlink::{HopEvent, Neighbours},
     ready::Readiness,
+    replicate::Replication,
     snapshot::{self, HealthNotes, Tallies},
     status::{Counters, Rates},
+    sync::Inbound,
 };
 
 /// How long a start waits for the servers' first next hops, so that the
@@ -56,6 +59,8 @@ struct Daemon {
     reloads: u64,
     transitions: u64,
     ready: Readiness,
+    /// State sync with the other directors, when `[sync]` configures it.
+    sync: Option<Replication>,
 }
 
 fn mode(m: XdpMode) -> AyaXdpMode {
@@ -221,6 +226,9 @@ impl Daemon {
                 "[director] changes (interfaces, xdp_mode, conntrack_max) apply at the next restart"
             );
         }
+        if cfg.sync != self.config.sync {
+            warn!("[sync] changes apply at the next restart");
+        }
         let changes = self.r.reconcile(&cfg, Instant::now())?;
         self.config = cfg;
         self.follow_servers();
@@ -255,9 +263,31 @@ impl Daemon {
         Ok(())
     }
 
+    fn on_sync_inbound(&mut self, i: Inbound) {
+        let Some(s) = &mut self.sync else { return };
+        if let Some(request) = s.on_inbound(&mut self.r, &mut self.ready, i) {
+            s.on_bulk_wanted(&self.r, request);
+        }
+    }
+
+    fn on_sync_events(&mut self, batch: &[SyncEvent]) {
+        if let Some(s) = &mut self.sync {
+            s.on_events(&self.r, batch);
+        }
+    }
+
+    fn on_client_hop(&mut self, ip: IpAddr, hop: anyhow::Result<Hop>) {
+        if let Some(s) = &mut self.sync {
+            s.on_hop(&mut self.r, &mut self.ready, ip, hop);
+        }
+    }
+
     fn sweep(&mut self) {
         let view = self.r.view();
         let s = gc::sweep(self.r.maps_mut(), &view, monotonic_ns());
+        if let Some(sync) = &mut self.sync {
+            sync.check_lost(&self.r);
+        }
         self.conntrack_entries = s.conns_live as u64;
         if s.conns_expired + s.persist_expired > 0 {
             tracing::debug!(
@@ -293,7 +323,11 @@ impl Daemon {
             Err(message) => Response::Error { message },
         };
         match req {
-            Request::Status => Response::Status(snapshot::status(&self.r, &self.tallies())),
+            Request::Status => {
+                let mut s = snapshot::status(&self.r, &self.tallies());
+                s.sync = self.sync.as_ref().map(Replication::report);
+                Response::Status(s)
+            }
             Request::Conns { limit } => snapshot::conns(&self.r, limit),
             Request::Reload => done(self.reload()),
             Request::Ready => done(self.ready.check(Instant::now())),
@@ -329,6 +363,14 @@ impl Daemon {
     }
 }
 
+/// The next message of `rx`, or never when there is no `rx`.
+async fn recv<T>(rx: Option<&mut mpsc::UnboundedReceiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 fn fmt_mac(m: &[u8; 6]) -> String {
     m.iter()
         .map(|b| format!("{b:02x}"))
@@ -351,6 +393,10 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
         .await
         .context("starting the next-hop service (netlink)")?;
     let (health_tx, mut health_rx) = mpsc::unbounded_channel();
+    let ready = match &config.sync {
+        Some(s) => Readiness::new(&s.peers, s.ready_timeout, Instant::now()),
+        None => Readiness::new(&[], Duration::ZERO, Instant::now()),
+    };
     let mut d = Daemon {
         r,
         config,
@@ -363,7 +409,8 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
         conntrack_entries: 0,
         reloads: 0,
         transitions: 0,
-        ready: Readiness::new(&[], Duration::ZERO, Instant::now()),
+        ready,
+        sync: None,
     };
     // Known next hops first, so the first packets find resolved servers.
     let mut unknown = d.follow_servers();
@@ -391,6 +438,15 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
             connections = n,
             "expired connections: servers of a previous run not in this configuration"
         );
+    }
+
+    let (mut inbound, mut events, mut client_hops) = (None, None, None);
+    if let Some(cfg) = d.config.sync.clone() {
+        let (replication, i) = Replication::start(&cfg, &mut d.r, d.neighbours.clone())
+            .await
+            .context("starting state sync")?;
+        d.sync = Some(replication);
+        (inbound, events, client_hops) = (Some(i.inbound), Some(i.events), Some(i.hops));
     }
 
     let ifaces = d.config.director.interfaces.clone();
@@ -456,6 +512,9 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
             }
             Some(t) = health_rx.recv() => d.on_transition(t),
             Some(e) = hop_rx.recv() => d.on_hop(e),
+            Some(i) = recv(inbound.as_mut()) => { d.on_sync_inbound(i); Ok(()) }
+            Some(b) = recv(events.as_mut()) => { d.on_sync_events(&b); Ok(()) }
+            Some((ip, hop)) = recv(client_hops.as_mut()) => { d.on_client_hop(ip, hop); Ok(()) }
             _ = sweep.tick() => { d.sweep(); Ok(()) }
             _ = sample.tick() => { d.sample(); Ok(()) }
             _ = drains.tick() => d.drains(),

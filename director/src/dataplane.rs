@@ -474,6 +474,10 @@ impl Maps for Dataplane {
         self.persist.iter().filter_map(Result::ok).collect()
     }
 
+    fn persist(&self, key: &PersistKey) -> Option<Persist> {
+        self.persist.get(key, 0).ok()
+    }
+
     fn set_persist(&mut self, key: &PersistKey, value: &Persist) -> anyhow::Result<()> {
         self.persist
             .insert(key, value, 0)

@@ -16,6 +16,7 @@ pub mod model;
 pub mod netlink;
 pub mod plan;
 pub mod ready;
+pub mod replicate;
 pub mod ring_alloc;
 pub mod snapshot;
 pub mod status;

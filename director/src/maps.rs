@@ -27,6 +27,7 @@ pub trait Maps {
     /// The connection and, if given, its reply entry; already gone is fine.
     fn remove_conn(&mut self, key: &FlowKey, reply: Option<&FlowKey>);
     fn persist_entries(&self) -> Vec<(PersistKey, Persist)>;
+    fn persist(&self, key: &PersistKey) -> Option<Persist>;
     fn set_persist(&mut self, key: &PersistKey, value: &Persist) -> anyhow::Result<()>;
     /// Already gone is fine.
     fn remove_persist(&mut self, key: &PersistKey);
@@ -133,6 +134,9 @@ mod memory {
         }
         fn persist_entries(&self) -> Vec<(PersistKey, Persist)> {
             self.persist.iter().map(|(k, v)| (*k, *v)).collect()
+        }
+        fn persist(&self, key: &PersistKey) -> Option<Persist> {
+            self.persist.get(key).copied()
         }
         fn set_persist(&mut self, key: &PersistKey, value: &Persist) -> anyhow::Result<()> {
             self.persist.insert(*key, *value);

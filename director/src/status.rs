@@ -5,8 +5,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
+
+use crate::sync::SyncStatus;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
@@ -99,6 +102,39 @@ pub struct VsStatus {
     pub real_servers: Vec<RsStatus>,
 }
 
+/// What became of the records received from one peer.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Installs {
+    /// Connection and persistence entries installed (or removed).
+    pub installed: u64,
+    /// Connections not installed because a SYN here made them (the local
+    /// entry wins).
+    pub kept_local: u64,
+    /// Entries for a virtual or real server this director does not have.
+    pub unknown_server: u64,
+    /// Connections in a TCP state this build does not know.
+    pub unknown_state: u64,
+    /// Connections installed without a next hop toward their client (no
+    /// route or neighbour answer): their replies cannot leave until the
+    /// client sends again.
+    pub no_client_hop: u64,
+}
+
+/// State sync as `director status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncReport {
+    pub transport: SyncStatus,
+    /// By peer address.
+    pub installs: BTreeMap<SocketAddr, Installs>,
+    /// Datapath events read and records published from them.
+    pub events: u64,
+    /// Events the datapath's ring had no room for (each loss is answered
+    /// with a walk of the whole table).
+    pub events_lost: u64,
+    /// Records waiting for their client's next hop.
+    pub waiting: usize,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Status {
     pub config: String,
@@ -110,6 +146,9 @@ pub struct Status {
     pub conntrack_max: u32,
     pub health_transitions: u64,
     pub reloads: u64,
+    /// State sync, when configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncReport>,
 }
 
 fn human(v: f64) -> String {
@@ -226,7 +265,70 @@ pub fn render_text(s: &Status) -> String {
             );
         }
     }
+    if let Some(sync) = &s.sync {
+        render_sync(&mut o, sync);
+    }
     o
+}
+
+/// Per peer: streams, records and messages both ways, rejections, the send
+/// queue, how long since it was last heard, and what became of its records.
+fn render_sync(o: &mut String, s: &SyncReport) {
+    let _ = writeln!(
+        o,
+        "sync: {} datapath events ({} lost), {} records waiting for a client's next hop",
+        s.events, s.events_lost, s.waiting
+    );
+    let up = |b: bool| if b { "up" } else { "down" };
+    for p in &s.transport.peers {
+        let rejected: Vec<String> = p
+            .messages_rejected
+            .iter()
+            .filter(|&(_, &n)| n > 0)
+            .map(|(why, n)| format!("{why} {n}"))
+            .collect();
+        let heard = p
+            .last_received_ms
+            .map_or("never".to_string(), |ms| format!("{ms} ms ago"));
+        let _ = writeln!(
+            o,
+            "  peer {}: send {}, receive {}, {}; last heard {heard}",
+            p.address,
+            up(p.send_connected),
+            up(p.receive_connected),
+            if p.synced { "synced" } else { "not synced" },
+        );
+        let _ = writeln!(
+            o,
+            "    records sent {} received {}, messages sent {} received {}, rejected: {}",
+            p.records_sent,
+            p.records_received,
+            p.messages_sent,
+            p.messages_received,
+            if rejected.is_empty() {
+                "none".to_string()
+            } else {
+                rejected.join(", ")
+            },
+        );
+        let i = s.installs.get(&p.address).cloned().unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "    send queue {} (full {} times), installed {}, kept local {}, unknown server {}, \
+             unknown state {}, without client next hop {}",
+            p.queue_len,
+            p.queue_full_drops,
+            i.installed,
+            i.kept_local,
+            i.unknown_server,
+            i.unknown_state,
+            i.no_client_hop,
+        );
+    }
+    let stray: u64 = s.transport.rejected_unattributed.values().sum();
+    if stray > 0 {
+        let _ = writeln!(o, "  rejected connections from no peer: {stray}");
+    }
 }
 
 #[cfg(test)]
@@ -281,6 +383,60 @@ pub(crate) mod tests {
             conntrack_max: 1024,
             health_transitions: 1,
             reloads: 2,
+            sync: None,
+        }
+    }
+
+    /// Sync with one peer that has had a message rejected.
+    pub(crate) fn sample_sync() -> SyncReport {
+        let peer: SocketAddr = "10.9.0.2:8848".parse().expect("address");
+        SyncReport {
+            transport: SyncStatus {
+                peers: vec![crate::sync::PeerStatus {
+                    address: peer,
+                    send_connected: true,
+                    receive_connected: true,
+                    synced: true,
+                    records_sent: 40,
+                    records_received: 30,
+                    messages_sent: 20,
+                    messages_received: 10,
+                    messages_rejected: [("bad_tag".to_string(), 1), ("replay".to_string(), 0)]
+                        .into(),
+                    queue_len: 3,
+                    queue_full_drops: 0,
+                    last_received_ms: Some(250),
+                }],
+                rejected_unattributed: [("bad_handshake".to_string(), 2)].into(),
+            },
+            installs: [(
+                peer,
+                Installs {
+                    installed: 28,
+                    unknown_server: 2,
+                    ..Installs::default()
+                },
+            )]
+            .into(),
+            events: 50,
+            events_lost: 0,
+            waiting: 0,
+        }
+    }
+
+    #[test]
+    fn text_view_shows_each_sync_peer() {
+        let t = render_text(&Status {
+            sync: Some(sample_sync()),
+            ..sample()
+        });
+        for want in [
+            "peer 10.9.0.2:8848: send up, receive up, synced; last heard 250 ms ago",
+            "records sent 40 received 30, messages sent 20 received 10, rejected: bad_tag 1\n",
+            "send queue 3 (full 0 times), installed 28, kept local 0, unknown server 2",
+            "rejected connections from no peer: 2",
+        ] {
+            assert!(t.contains(want), "{want:?} missing from:\n{t}");
         }
     }
 

@@ -189,18 +189,24 @@ impl<M: Maps> Reconciler<M> {
         })
     }
 
-    /// Removes a connection and its reply entry, if present.
-    pub fn remove_conn(&mut self, id: &ConnId) {
+    /// Removes a connection a peer removed, with its reply entry, if
+    /// present (gone already is done too); as with `install_conn`, a
+    /// connection this datapath created stays.
+    pub fn remove_conn(&mut self, id: &ConnId) -> Installed {
         let key = id.key();
         let Some(conn) = self.maps.conn(&key) else {
-            return;
+            return Installed::Yes;
         };
+        if conn.flags & (CONN_F_PEER | CONN_F_GUESS) == 0 {
+            return Installed::KeptLocal;
+        }
         let reply = self
             .written
             .get(&conn.backend_id)
             .filter(|_| conn.flags & CONN_F_NAT != 0)
             .map(|be| key.reply_via(be));
         self.maps.remove_conn(&key, reply.as_ref());
+        Installed::Yes
     }
 
     fn persist_key(

@@ -504,7 +504,7 @@ fn an_entry_reads_back_as_the_report_that_installed_it() {
 }
 
 #[test]
-fn a_peer_report_never_replaces_a_connection_made_here() {
+fn a_peer_report_never_replaces_or_removes_a_connection_made_here() {
     let mut r = applied(TWO);
     let c = web_conn("10.1.0.12:8080");
     let key = FlowKey::client_side(c.id.client, c.id.virtual_server, PROTO_TCP);
@@ -523,5 +523,13 @@ fn a_peer_report_never_replaces_a_connection_made_here() {
         assert_eq!(got == Installed::Yes, replaced, "flags {local_flags:#x}");
         let now = r.maps().conns[&key];
         assert_eq!(now.backend_id, if replaced { 1 } else { 0 });
+        r.maps_mut().insert_conn(&key, &local).expect("local");
+        let got = r.remove_conn(&c.id);
+        assert_eq!(got == Installed::Yes, replaced, "flags {local_flags:#x}");
+        assert_eq!(
+            r.maps().conns.contains_key(&key),
+            !replaced,
+            "a peer's removal"
+        );
     }
 }

@@ -1,0 +1,298 @@
+//! State sync in the daemon: between the datapath and the transport.
+//!
+//! Out: the datapath's events (`SYNC_EVENTS`) name an entry; its current
+//! value is read from the map, named by stable identity (`apply::SyncedConn`,
+//! `SyncedPersist`) and published to every peer. A peer's stream asks for the
+//! whole table first ([`Inbound::BulkWanted`]): it is walked from the maps.
+//! Events the ring had no room for (`SYNC_LOST`) are answered with a walk too.
+//!
+//! In: a peer's records are installed through the reconciler. A connection
+//! needs this director's own next hop toward its client (NAT replies and
+//! server pushes leave through it); it is looked up through the next-hop
+//! service once per client address and kept for a while, and the records of a
+//! client whose hop is being looked up wait, in order. A peer counts as synced
+//! for readiness once its bulk transfer is in and nothing of it waits.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use director_common::abi::{
+    EVENT_CONN_GONE, EVENT_CONN_NEW, EVENT_CONN_REFRESH, EVENT_CONN_STATE, EVENT_PERSIST_NEW,
+    SyncEvent,
+};
+use director_common::entries::Hop;
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use tracing::{info, warn};
+
+use crate::apply::{ConnId, Installed, Reconciler, SyncedConn, SyncedPersist};
+use crate::config::SyncConfig;
+use crate::dataplane::monotonic_ns;
+use crate::maps::Maps;
+use crate::netlink::Neighbours;
+use crate::ready::Readiness;
+use crate::status::{Installs, SyncReport};
+use crate::sync::{BulkRequest, Inbound, Record, Transport};
+
+/// How long a client's next hop is used without looking it up again.
+const CLIENT_HOP_TTL: Duration = Duration::from_secs(30);
+
+/// What the daemon's loop polls for sync.
+pub struct Inputs {
+    pub inbound: UnboundedReceiver<Inbound>,
+    pub events: UnboundedReceiver<Vec<SyncEvent>>,
+    pub hops: UnboundedReceiver<(IpAddr, anyhow::Result<Hop>)>,
+}
+
+pub struct Replication {
+    transport: Transport,
+    neighbours: Neighbours,
+    client_hops: HashMap<IpAddr, (Hop, Instant)>,
+    /// Records of clients whose next hop is being looked up, in order.
+    waiting: HashMap<IpAddr, Vec<(SocketAddr, Record)>>,
+    hops_tx: UnboundedSender<(IpAddr, anyhow::Result<Hop>)>,
+    /// Peers whose bulk transfer ended while records of theirs waited.
+    synced_later: Vec<SocketAddr>,
+    installs: BTreeMap<SocketAddr, Installs>,
+    events: u64,
+    events_lost: u64,
+}
+
+impl Replication {
+    /// Starts the transport and turns the datapath's events on.
+    pub async fn start(
+        cfg: &SyncConfig,
+        r: &mut Reconciler,
+        neighbours: Neighbours,
+    ) -> anyhow::Result<(Replication, Inputs)> {
+        let key = cfg.read_key()?;
+        let (transport, inbound) = Transport::start(cfg, &key).await?;
+        let dp = r.maps_mut();
+        let ring = dp
+            .take_sync_events()
+            .ok_or_else(|| anyhow::anyhow!("the sync event ring is already taken"))?;
+        let events = crate::events::spawn(ring)?;
+        dp.set_sync(true)?;
+        let events_lost = dp.sync_lost()?;
+        let (hops_tx, hops) = mpsc::unbounded_channel();
+        info!(listen = %cfg.listen, peers = cfg.peers.len(), "state sync on");
+        Ok((
+            Replication {
+                transport,
+                neighbours,
+                client_hops: HashMap::new(),
+                waiting: HashMap::new(),
+                hops_tx,
+                synced_later: Vec::new(),
+                installs: cfg
+                    .peers
+                    .iter()
+                    .map(|p| (*p, Installs::default()))
+                    .collect(),
+                events: 0,
+                events_lost,
+            },
+            Inputs {
+                inbound,
+                events,
+                hops,
+            },
+        ))
+    }
+
+    pub fn report(&self) -> SyncReport {
+        SyncReport {
+            transport: self.transport.status(),
+            installs: self.installs.clone(),
+            events: self.events,
+            events_lost: self.events_lost,
+            waiting: self.waiting.values().map(Vec::len).sum(),
+        }
+    }
+
+    /// Publishes the entries a batch of datapath events names.
+    pub fn on_events<M: Maps>(&mut self, r: &Reconciler<M>, batch: &[SyncEvent]) {
+        self.events += batch.len() as u64;
+        let now = monotonic_ns();
+        let records: Vec<Record> = batch.iter().filter_map(|e| record(r, e, now)).collect();
+        if !records.is_empty() {
+            self.transport.publish(&records);
+        }
+    }
+
+    /// A peer's stream wants our whole table.
+    pub fn on_bulk_wanted<M: Maps>(&self, r: &Reconciler<M>, request: BulkRequest) {
+        let table = table(r);
+        info!(peer = %request.peer, entries = table.len(), "sync: sending the whole table");
+        self.transport.bulk(request, table);
+    }
+
+    /// Answers events the datapath could not report with the whole table.
+    pub fn check_lost(&mut self, r: &Reconciler) {
+        let Ok(lost) = r.maps().sync_lost() else {
+            return;
+        };
+        if lost > self.events_lost {
+            warn!(
+                events = lost - self.events_lost,
+                "sync: the event ring overflowed; sending the whole table again"
+            );
+            self.events_lost = lost;
+            self.transport.publish(&table(r));
+        }
+    }
+
+    pub fn on_inbound<M: Maps>(
+        &mut self,
+        r: &mut Reconciler<M>,
+        ready: &mut Readiness,
+        inbound: Inbound,
+    ) -> Option<BulkRequest> {
+        match inbound {
+            Inbound::Records { peer, records } => {
+                for record in records {
+                    self.receive(r, peer, record);
+                }
+            }
+            Inbound::BulkWanted(request) => return Some(request),
+            Inbound::BulkBegun { peer } => {
+                info!(%peer, "sync: receiving the peer's whole table");
+                ready.sending(peer);
+            }
+            Inbound::Synced { peer } if self.waiting.is_empty() => {
+                info!(%peer, "sync: the peer's whole table is in");
+                ready.synced(peer);
+            }
+            Inbound::Synced { peer } => self.synced_later.push(peer),
+        }
+        None
+    }
+
+    /// A client's next hop was looked up: its waiting records go in.
+    pub fn on_hop<M: Maps>(
+        &mut self,
+        r: &mut Reconciler<M>,
+        ready: &mut Readiness,
+        ip: IpAddr,
+        hop: anyhow::Result<Hop>,
+    ) {
+        let hop = match hop {
+            Ok(hop) => {
+                self.client_hops.insert(ip, (hop, Instant::now()));
+                Some(hop)
+            }
+            Err(e) => {
+                warn!(client = %ip, "sync: no next hop toward the client: {e:#}");
+                None
+            }
+        };
+        for (peer, record) in self.waiting.remove(&ip).unwrap_or_default() {
+            self.install(r, peer, record, hop);
+        }
+        if self.waiting.is_empty() {
+            for peer in self.synced_later.drain(..) {
+                info!(%peer, "sync: the peer's whole table is in");
+                ready.synced(peer);
+            }
+        }
+    }
+
+    fn receive<M: Maps>(&mut self, r: &mut Reconciler<M>, peer: SocketAddr, record: Record) {
+        let client = match &record {
+            Record::Conn(c) => c.client.ip(),
+            Record::ConnGone(g) => g.client.ip(),
+            Record::Persist(_) => return self.install(r, peer, record, None),
+        };
+        if let Some(queue) = self.waiting.get_mut(&client) {
+            queue.push((peer, record));
+            return;
+        }
+        match self.client_hops.get(&client) {
+            Some((hop, at)) if at.elapsed() < CLIENT_HOP_TTL => {
+                let hop = *hop;
+                self.install(r, peer, record, Some(hop));
+            }
+            _ if matches!(record, Record::ConnGone(_)) => self.install(r, peer, record, None),
+            _ => {
+                self.waiting.insert(client, vec![(peer, record)]);
+                let (neighbours, tx) = (self.neighbours.clone(), self.hops_tx.clone());
+                tokio::spawn(async move {
+                    let hop = neighbours.lookup(client).await.map(|h| Hop {
+                        ifindex: h.ifindex,
+                        dst_mac: h.dst_mac,
+                        src_mac: h.src_mac,
+                    });
+                    let _ = tx.send((client, hop));
+                });
+            }
+        }
+    }
+
+    fn install<M: Maps>(
+        &mut self,
+        r: &mut Reconciler<M>,
+        peer: SocketAddr,
+        record: Record,
+        hop: Option<Hop>,
+    ) {
+        let n = self.installs.entry(peer).or_default();
+        let done = match record {
+            Record::Conn(c) => match SyncedConn::try_from(c) {
+                Err(_) => {
+                    n.unknown_state += 1;
+                    return;
+                }
+                Ok(c) => {
+                    if hop.is_none() {
+                        n.no_client_hop += 1;
+                    }
+                    r.install_conn(&c, &hop.unwrap_or_default())
+                        .map(|i| i == Installed::Yes)
+                }
+            },
+            Record::ConnGone(g) => Ok(r.remove_conn(&ConnId::from(g)) == Installed::Yes),
+            Record::Persist(p) => r.install_persist(&SyncedPersist::from(p)).map(|_| true),
+        };
+        match done {
+            Ok(true) => n.installed += 1,
+            Ok(false) => n.kept_local += 1,
+            Err(_) => n.unknown_server += 1,
+        }
+    }
+}
+
+/// The record an event names, read from the maps now; none for an entry
+/// gone meanwhile (its removal is an event of its own) or of a server no
+/// longer configured.
+fn record<M: Maps>(r: &Reconciler<M>, e: &SyncEvent, now_ns: u64) -> Option<Record> {
+    match e.kind {
+        EVENT_CONN_NEW | EVENT_CONN_STATE | EVENT_CONN_REFRESH => {
+            let conn = r.maps().conn(&e.flow)?;
+            Some(Record::Conn(r.synced_conn(&e.flow, &conn, now_ns)?.into()))
+        }
+        EVENT_CONN_GONE => Some(Record::ConnGone(ConnId::of(&e.flow).into())),
+        EVENT_PERSIST_NEW => {
+            let p = r.maps().persist(&e.persist)?;
+            Some(Record::Persist(
+                r.synced_persist(&e.persist, &p, now_ns)?.into(),
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// Every connection and persistence entry, as records.
+fn table<M: Maps>(r: &Reconciler<M>) -> Vec<Record> {
+    let now = monotonic_ns();
+    let conns = r
+        .maps()
+        .conns()
+        .into_iter()
+        .filter_map(|(key, conn)| Some(Record::Conn(r.synced_conn(&key, &conn, now)?.into())));
+    let persist = r
+        .maps()
+        .persist_entries()
+        .into_iter()
+        .filter_map(|(key, p)| Some(Record::Persist(r.synced_persist(&key, &p, now)?.into())));
+    conns.chain(persist).collect()
+}
