@@ -1,6 +1,6 @@
 //! A director pair behind keepalived (VRRP): failover and failback of a NAT and a DR
-//! pair under long-lived connections and `wrk`, the readiness gate, and (ignored
-//! until state sync lands, issue 10) the same with sync on, where nothing may be lost.
+//! pair under long-lived connections and `wrk`, the readiness gate, and the same with
+//! state sync on, where nothing may be lost.
 //!
 //! Each test prints its figures (`cargo xtask test -- netns_ha --nocapture`).
 //! Without sync every connection through the failed director is lost: that is the
@@ -218,14 +218,12 @@ fn dr_pair_fails_over_without_sync() {
 }
 
 #[test]
-#[ignore = "needs state sync (issue 10)"]
 fn nat_pair_fails_over_with_sync_losing_nothing() {
     need_root!();
     failover(Mode::Nat, true);
 }
 
 #[test]
-#[ignore = "needs state sync (issue 10)"]
 fn dr_pair_fails_over_with_sync_losing_nothing() {
     need_root!();
     failover(Mode::Dr, true);
@@ -235,7 +233,6 @@ fn dr_pair_fails_over_with_sync_losing_nothing() {
 /// connection across the failover, and a new connection after it goes to the same
 /// real server (the persistence entries were synced).
 #[test]
-#[ignore = "needs state sync (issue 10)"]
 fn persistent_clients_keep_their_real_server_across_failover() {
     need_root!();
     let mut lab = HaLab::start(HaSpec::new(Mode::Nat, SERVER).sync(true));
@@ -268,7 +265,6 @@ fn persistent_clients_keep_their_real_server_across_failover() {
 /// UDP flows (one source port each, a datagram every 100 ms) keep their real server
 /// and get every answer through the VIP across a NAT failover.
 #[test]
-#[ignore = "needs state sync (issue 10)"]
 fn udp_flows_survive_nat_failover() {
     need_root!();
     let mut lab = HaLab::start(HaSpec::new(Mode::Nat, SERVER).sync(true));
