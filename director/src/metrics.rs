@@ -27,7 +27,8 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info};
 
 use crate::control::{self, Call};
-use crate::status::{Counters, RsStatus, Status};
+use crate::status::{Counters, Installs, RsStatus, Status, SyncReport};
+use crate::sync::PeerStatus;
 
 /// How long a client may take to send its request head.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -228,8 +229,143 @@ impl Collector for Snapshot {
             "director_reloads",
             "Configuration reloads applied.",
             single(s.reloads).map(counter),
-        )
+        )?;
+        match &s.sync {
+            Some(sync) => sync_families(&mut enc, sync),
+            None => Ok(()),
+        }
     }
+}
+
+/// State sync: per peer, both directions of its streams, what it sent us
+/// and what became of it; the datapath's events.
+fn sync_families(enc: &mut DescriptorEncoder, s: &SyncReport) -> fmt::Result {
+    let peers: Vec<(String, &PeerStatus, Installs)> = s
+        .transport
+        .peers
+        .iter()
+        .map(|p| {
+            let installs = s.installs.get(&p.address).cloned().unwrap_or_default();
+            (p.address.to_string(), p, installs)
+        })
+        .collect();
+    let per_peer = |f: fn(&PeerStatus) -> u64| {
+        peers
+            .iter()
+            .map(move |(name, p, _)| (vec![("peer", name.as_str())], f(p)))
+    };
+    let both_ways = |f: fn(&PeerStatus) -> (u64, u64)| {
+        peers.iter().flat_map(move |(name, p, _)| {
+            let (sent, received) = f(p);
+            [
+                (vec![("peer", name.as_str()), ("direction", "sent")], sent),
+                (
+                    vec![("peer", name.as_str()), ("direction", "received")],
+                    received,
+                ),
+            ]
+        })
+    };
+    family(
+        enc,
+        "director_sync_stream_up",
+        "1 while the stream to (sent) or from (received) the peer is up.",
+        both_ways(|p| (p.send_connected.into(), p.receive_connected.into())).map(gauge),
+    )?;
+    family(
+        enc,
+        "director_sync_peer_synced",
+        "1 once the peer's whole table has arrived on its current stream.",
+        per_peer(|p| p.synced.into()).map(gauge),
+    )?;
+    family(
+        enc,
+        "director_sync_records",
+        "Connection and persistence records sent to and received from the peer.",
+        both_ways(|p| (p.records_sent, p.records_received)).map(counter),
+    )?;
+    family(
+        enc,
+        "director_sync_messages",
+        "Authenticated messages sent to and received from the peer.",
+        both_ways(|p| (p.messages_sent, p.messages_received)).map(counter),
+    )?;
+    let rejected = peers
+        .iter()
+        .flat_map(|(name, p, _)| {
+            p.messages_rejected
+                .iter()
+                .map(move |(why, n)| (vec![("peer", name.as_str()), ("reason", why.as_str())], *n))
+        })
+        .chain(
+            s.transport
+                .rejected_unattributed
+                .iter()
+                .map(|(why, n)| (vec![("peer", "none"), ("reason", why.as_str())], *n)),
+        );
+    family(
+        enc,
+        "director_sync_rejected",
+        "Streams closed on a rejected message, by reason (peer \"none\": from no peer's address).",
+        rejected.map(counter),
+    )?;
+    family(
+        enc,
+        "director_sync_send_queue",
+        "Records waiting to be sent to the peer.",
+        per_peer(|p| p.queue_len as u64).map(gauge),
+    )?;
+    family(
+        enc,
+        "director_sync_send_queue_full",
+        "Streams to the peer closed (and resynced) because its send queue was full.",
+        per_peer(|p| p.queue_full_drops).map(counter),
+    )?;
+    family(
+        enc,
+        "director_sync_silence_milliseconds",
+        "Since the peer's last message (a live stream carries one every second).",
+        peers
+            .iter()
+            .filter_map(|(name, p, _)| Some((vec![("peer", name.as_str())], p.last_received_ms?)))
+            .map(gauge),
+    )?;
+    let outcomes = peers.iter().flat_map(|(name, _, i)| {
+        [
+            ("installed", i.installed),
+            ("kept_local", i.kept_local),
+            ("unknown_server", i.unknown_server),
+            ("unknown_state", i.unknown_state),
+            ("no_client_hop", i.no_client_hop),
+        ]
+        .map(|(outcome, n)| (vec![("peer", name.as_str()), ("outcome", outcome)], n))
+    });
+    family(
+        enc,
+        "director_sync_installs",
+        "What became of the peer's records: installed, kept_local (a connection made here \
+         wins), unknown_server, unknown_state, no_client_hop (installed without a next hop).",
+        outcomes.map(counter),
+    )?;
+    let single = |v: u64| [(Labels::new(), v)];
+    family(
+        enc,
+        "director_sync_datapath_events",
+        "New and changed entries the datapath reported for sync.",
+        single(s.events).map(counter),
+    )?;
+    family(
+        enc,
+        "director_sync_datapath_events_lost",
+        "Events the datapath's ring had no room for (each answered with the whole table).",
+        single(s.events_lost).map(counter),
+    )?;
+    family(
+        enc,
+        "director_sync_waiting_records",
+        "Received records waiting for their client's next hop.",
+        single(s.waiting as u64).map(gauge),
+    )
 }
 
 /// The families virtual and real servers share, `director_{level}_*`.
@@ -319,7 +455,7 @@ mod tests {
     use http_body_util::{BodyExt as _, Empty};
 
     use super::*;
-    use crate::status::tests::sample;
+    use crate::status::tests::{sample, sample_sync};
 
     /// The exposition parsed back: the type of every family (from its
     /// `# TYPE` line, which must follow its `# HELP` line), and every
@@ -425,6 +561,62 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn sync_families_show_each_peer() {
+        let text = exposition(Status {
+            sync: Some(sample_sync()),
+            ..sample()
+        })
+        .unwrap();
+        let (types, samples) = parse(&text);
+        let sync: Vec<&str> = types
+            .keys()
+            .filter(|n| n.starts_with("director_sync_"))
+            .map(String::as_str)
+            .collect();
+        assert_eq!(sync.len(), 12, "{sync:?}");
+        let peer = r#"peer="10.9.0.2:8848""#;
+        for (series, value) in [
+            (
+                format!(r#"director_sync_stream_up{{{peer},direction="sent"}}"#),
+                1.0,
+            ),
+            (format!("director_sync_peer_synced{{{peer}}}"), 1.0),
+            (
+                format!(r#"director_sync_records_total{{{peer},direction="received"}}"#),
+                30.0,
+            ),
+            (
+                format!(r#"director_sync_messages_total{{{peer},direction="sent"}}"#),
+                20.0,
+            ),
+            (
+                format!(r#"director_sync_rejected_total{{{peer},reason="bad_tag"}}"#),
+                1.0,
+            ),
+            (
+                r#"director_sync_rejected_total{peer="none",reason="bad_handshake"}"#.to_owned(),
+                2.0,
+            ),
+            (format!("director_sync_send_queue{{{peer}}}"), 3.0),
+            (
+                format!("director_sync_silence_milliseconds{{{peer}}}"),
+                250.0,
+            ),
+            (
+                format!(r#"director_sync_installs_total{{{peer},outcome="installed"}}"#),
+                28.0,
+            ),
+            (
+                format!(r#"director_sync_installs_total{{{peer},outcome="unknown_server"}}"#),
+                2.0,
+            ),
+            ("director_sync_datapath_events_total".to_owned(), 50.0),
+        ] {
+            assert_eq!(samples.get(&series), Some(&value), "{series} in\n{text}");
+        }
     }
 
     #[test]
