@@ -98,6 +98,10 @@ pub struct HaSpec {
     /// The `director-lab-server` binary.
     pub server_bin: PathBuf,
     pub director_bin: PathBuf,
+    /// B's key file differs from A's (a misconfigured or rogue peer).
+    pub different_keys: bool,
+    /// `[sync] ready_timeout`, when not the director's default.
+    pub ready_timeout: Option<Duration>,
 }
 
 impl HaSpec {
@@ -109,11 +113,25 @@ impl HaSpec {
             servers: 3,
             server_bin: server_bin.into(),
             director_bin: crate::paths::director_bin(),
+            different_keys: false,
+            ready_timeout: None,
         }
     }
 
     pub fn sync(mut self, on: bool) -> Self {
         self.sync = on;
+        self
+    }
+
+    /// Sync on, with a key file for B that is not A's.
+    pub fn different_keys(mut self) -> Self {
+        self.sync = true;
+        self.different_keys = true;
+        self
+    }
+
+    pub fn ready_timeout(mut self, timeout: Duration) -> Self {
+        self.ready_timeout = Some(timeout);
         self
     }
 }
@@ -182,7 +200,10 @@ impl HaLab {
             tmp: Some(tmp),
         };
         if lab.spec.sync {
-            lab.write_sync_key()?;
+            lab.write_sync_key(Side::A)?;
+            if lab.spec.different_keys {
+                lab.write_sync_key(Side::B)?;
+            }
         }
         lab.start_servers()?;
         Ok(lab)
@@ -306,23 +327,27 @@ impl HaLab {
             )
             .to_toml();
         if self.spec.sync {
-            text += &sync_table(side, &self.sync_key_path());
+            text += &sync_table(side, &self.sync_key_path(side), self.spec.ready_timeout);
         }
         text
     }
 
-    fn sync_key_path(&self) -> PathBuf {
-        self.temp_dir().join("sync.key")
+    /// One key file for both, unless the spec gives B its own.
+    fn sync_key_path(&self, side: Side) -> PathBuf {
+        match side {
+            Side::B if self.spec.different_keys => self.temp_dir().join("sync-b.key"),
+            _ => self.temp_dir().join("sync.key"),
+        }
     }
 
     /// 32 random bytes, readable by root only (the director refuses a key anyone
     /// else can read).
-    fn write_sync_key(&self) -> Result<()> {
+    fn write_sync_key(&self, side: Side) -> Result<()> {
         let mut key = [0u8; 32];
         std::fs::File::open("/dev/urandom")
             .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut key))
             .context("read /dev/urandom")?;
-        let path = self.sync_key_path();
+        let path = self.sync_key_path(side);
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -367,6 +392,55 @@ impl HaLab {
             Ok(())
         } else {
             Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+        }
+    }
+
+    /// `director <args> --socket <side's> --json`: what it printed, or why it failed.
+    pub fn ask(&self, side: Side, args: &[&str]) -> Result<String> {
+        let out = Command::new(&self.spec.director_bin)
+            .args(args)
+            .arg("--socket")
+            .arg(self.nodes[side.index()].socket())
+            .arg("--json")
+            .stdin(Stdio::null())
+            .output()
+            .context("run director")?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() {
+            bail!(
+                "director {} of {}: {}{}",
+                args.join(" "),
+                side.name(),
+                stdout,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(stdout)
+    }
+
+    /// Stops `side`'s director (SIGTERM: its datapath stays pinned and
+    /// forwarding) and, with `teardown`, removes the datapath as `director
+    /// teardown` does (as after a reboot).
+    pub fn stop_director(&mut self, side: Side, teardown: bool) {
+        let node = &mut self.nodes[side.index()];
+        if let Some(mut d) = node.director.take() {
+            d.stop()
+                .unwrap_or_else(|e| panic!("stop director {}: {e:#}", side.name()));
+        }
+        if teardown {
+            let out = Command::new(&self.spec.director_bin)
+                .arg("teardown")
+                .arg("--pin-dir")
+                .arg(self.pin_dir(side))
+                .stdin(Stdio::null())
+                .output()
+                .unwrap_or_else(|e| panic!("run director teardown: {e}"));
+            assert!(
+                out.status.success(),
+                "director teardown of {}: {}",
+                side.name(),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
 
@@ -591,14 +665,18 @@ impl HaLab {
 
 /// The `[sync]` table of `side`'s config: listen on its sync address, the other's
 /// as the peer, one key file for both.
-fn sync_table(side: Side, key_file: &Path) -> String {
+fn sync_table(side: Side, key_file: &Path, ready_timeout: Option<Duration>) -> String {
     let addr = |s: Side| SocketAddrV4::new(wiring::SYNC[s.index()], SYNC_PORT);
-    format!(
+    let mut table = format!(
         "\n[sync]\nlisten = \"{}\"\npeers = [\"{}\"]\nkey_file = \"{}\"\n",
         addr(side),
         addr(side.other()),
         key_file.display()
-    )
+    );
+    if let Some(t) = ready_timeout {
+        table += &format!("ready_timeout = \"{}ms\"\n", t.as_millis());
+    }
+    table
 }
 
 impl Drop for HaLab {
