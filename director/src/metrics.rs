@@ -317,6 +317,12 @@ fn sync_families(enc: &mut DescriptorEncoder, s: &SyncReport) -> fmt::Result {
     )?;
     family(
         enc,
+        "director_sync_send_lag_milliseconds",
+        "How long the oldest record waiting to be sent to the peer has waited.",
+        per_peer(|p| p.send_lag_ms).map(gauge),
+    )?;
+    family(
+        enc,
         "director_sync_send_queue_full",
         "Streams to the peer closed (and resynced) because its send queue was full.",
         per_peer(|p| p.queue_full_drops).map(counter),
@@ -576,7 +582,7 @@ mod tests {
             .filter(|n| n.starts_with("director_sync_"))
             .map(String::as_str)
             .collect();
-        assert_eq!(sync.len(), 12, "{sync:?}");
+        assert_eq!(sync.len(), 13, "{sync:?}");
         let peer = r#"peer="10.9.0.2:8848""#;
         for (series, value) in [
             (
@@ -601,6 +607,10 @@ mod tests {
                 2.0,
             ),
             (format!("director_sync_send_queue{{{peer}}}"), 3.0),
+            (
+                format!("director_sync_send_lag_milliseconds{{{peer}}}"),
+                12.0,
+            ),
             (
                 format!("director_sync_silence_milliseconds{{{peer}}}"),
                 250.0,

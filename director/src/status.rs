@@ -314,9 +314,10 @@ fn render_sync(o: &mut String, s: &SyncReport) {
         let i = s.installs.get(&p.address).cloned().unwrap_or_default();
         let _ = writeln!(
             o,
-            "    send queue {} (full {} times), installed {}, kept local {}, unknown server {}, \
+            "    send queue {} (oldest {} ms, full {} times), installed {}, kept local {}, unknown server {}, \
              unknown state {}, without client next hop {}",
             p.queue_len,
+            p.send_lag_ms,
             p.queue_full_drops,
             i.installed,
             i.kept_local,
@@ -404,6 +405,7 @@ pub(crate) mod tests {
                     messages_rejected: [("bad_tag".to_string(), 1), ("replay".to_string(), 0)]
                         .into(),
                     queue_len: 3,
+                    send_lag_ms: 12,
                     queue_full_drops: 0,
                     last_received_ms: Some(250),
                 }],
@@ -433,7 +435,7 @@ pub(crate) mod tests {
         for want in [
             "peer 10.9.0.2:8848: send up, receive up, synced; last heard 250 ms ago",
             "records sent 40 received 30, messages sent 20 received 10, rejected: bad_tag 1\n",
-            "send queue 3 (full 0 times), installed 28, kept local 0, unknown server 2",
+            "send queue 3 (oldest 12 ms, full 0 times), installed 28, kept local 0, unknown server 2",
             "rejected connections from no peer: 2",
         ] {
             assert!(t.contains(want), "{want:?} missing from:\n{t}");

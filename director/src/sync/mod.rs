@@ -152,7 +152,7 @@ impl Transport {
         let peers = s
             .peers
             .iter()
-            .map(|p| p.stats.snapshot(p.address, p.queue.len(), s.epoch))
+            .map(|p| p.stats.snapshot(p.address, &p.queue, s.epoch))
             .collect();
         SyncStatus::new(peers, &s.unattributed)
     }

@@ -7,7 +7,11 @@
 //! records waiting reach [`CAPACITY`], the stream is dropped rather than a
 //! record: its reconnect's bulk transfer resyncs the peer.
 
-use std::{collections::VecDeque, sync::Mutex};
+use std::{
+    collections::VecDeque,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
 use tokio::sync::Notify;
 
@@ -34,7 +38,8 @@ pub(super) enum Next {
 pub(super) struct Full;
 
 enum Entry {
-    Record(Record),
+    /// A live record, and when it was published.
+    Record(Instant, Record),
     Bulk(Vec<Record>),
 }
 
@@ -106,7 +111,9 @@ impl Queue {
             self.ready.notify_one();
             return Err(Full);
         }
-        s.entries.extend(records.iter().copied().map(Entry::Record));
+        let now = Instant::now();
+        s.entries
+            .extend(records.iter().map(|&r| Entry::Record(now, r)));
         s.records += records.len();
         drop(s);
         self.ready.notify_one();
@@ -133,6 +140,19 @@ impl Queue {
         self.state().records
     }
 
+    /// How long the oldest live record waiting has waited: the sync lag on
+    /// our side of the stream.
+    pub(super) fn lag(&self) -> Duration {
+        self.state()
+            .entries
+            .iter()
+            .find_map(|e| match e {
+                Entry::Record(at, _) => Some(at.elapsed()),
+                Entry::Bulk(_) => None,
+            })
+            .unwrap_or_default()
+    }
+
     /// Waits for what to send next on the open stream.
     pub(super) async fn next(&self) -> Next {
         loop {
@@ -155,10 +175,10 @@ impl Queue {
         }
         match s.entries.pop_front()? {
             Entry::Bulk(bulk) => Some(Next::Bulk(bulk)),
-            Entry::Record(first) => {
+            Entry::Record(_, first) => {
                 let mut records = vec![first];
                 while records.len() < BATCH
-                    && let Some(Entry::Record(r)) = s.entries.front()
+                    && let Some(Entry::Record(_, r)) = s.entries.front()
                 {
                     records.push(*r);
                     s.entries.pop_front();

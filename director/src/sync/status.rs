@@ -101,7 +101,7 @@ impl PeerStats {
     pub(super) fn snapshot(
         &self,
         address: SocketAddr,
-        queue_len: usize,
+        queue: &super::queue::Queue,
         epoch: Instant,
     ) -> PeerStatus {
         let last = self.last_received.load(Relaxed);
@@ -119,7 +119,8 @@ impl PeerStats {
             messages_sent: self.messages_sent.load(Relaxed),
             messages_received: self.messages_received.load(Relaxed),
             messages_rejected: self.rejected.snapshot(),
-            queue_len,
+            queue_len: queue.len(),
+            send_lag_ms: queue.lag().as_millis() as u64,
             queue_full_drops: self.queue_full_drops.load(Relaxed),
             last_received_ms,
         }
@@ -149,6 +150,8 @@ pub struct PeerStatus {
     pub messages_rejected: BTreeMap<String, u64>,
     /// Records waiting to be sent to it.
     pub queue_len: usize,
+    /// How long the oldest of them has waited (0 when none waits).
+    pub send_lag_ms: u64,
     /// Streams closed because its send queue was full (each resyncs).
     pub queue_full_drops: u64,
     /// Since its last authentic message (an idle stream carries a keepalive

@@ -102,6 +102,7 @@ async fn tables_then_live_records_both_ways() {
             messages_received: 0,
             messages_rejected: zero.clone(),
             queue_len: 0,
+            send_lag_ms: 0,
             queue_full_drops: 0,
             last_received_ms: None,
         }

@@ -44,11 +44,14 @@ async fn a_full_queue_drops_the_stream_counted_and_it_resyncs() {
     for i in 0..CAPACITY as u32 {
         a.publish(&[conn(i)]);
     }
+    tokio::time::sleep(Duration::from_millis(20)).await;
     let s = &a.status().peers[0];
     assert_eq!((s.queue_len, s.queue_full_drops), (CAPACITY, 0), "{s:?}");
+    assert!(s.send_lag_ms >= 20, "the oldest record has waited: {s:?}");
     a.publish(&[conn(CAPACITY as u32)]);
     let s = &a.status().peers[0];
     assert_eq!((s.queue_len, s.queue_full_drops), (0, 1), "{s:?}");
+    assert_eq!(s.send_lag_ms, 0, "nothing waits: {s:?}");
     // The answer to the dropped stream's request is not sent on the next.
     a.bulk(first, conns(0..1));
     let second = next_bulk_request(&mut rx).await;
