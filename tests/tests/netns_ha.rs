@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use director_tests::lab::ha::{HaLab, HaSpec, Side, TAKEOVER_TIMEOUT};
 use director_tests::lab::{DIRECTOR_READY_TIMEOUT, Mode, WrkReport};
 use director_tests::long_lived::{Flows, STALL_LIMIT, Spec, Tally};
-use director_tests::need_root;
+use director_tests::{need_root, per_mode};
 
 const SERVER: &str = env!("CARGO_BIN_EXE_director-lab-server");
 
@@ -205,29 +205,19 @@ fn failover(mode: Mode, sync: bool) {
     }
 }
 
-#[test]
-fn nat_pair_fails_over_without_sync() {
-    need_root!();
-    failover(Mode::Nat, false);
+fn failover_without_sync(mode: Mode) {
+    failover(mode, false);
 }
 
-#[test]
-fn dr_pair_fails_over_without_sync() {
-    need_root!();
-    failover(Mode::Dr, false);
+fn failover_with_sync(mode: Mode) {
+    failover(mode, true);
 }
 
-#[test]
-fn nat_pair_fails_over_with_sync_losing_nothing() {
-    need_root!();
-    failover(Mode::Nat, true);
-}
-
-#[test]
-fn dr_pair_fails_over_with_sync_losing_nothing() {
-    need_root!();
-    failover(Mode::Dr, true);
-}
+per_mode!(failover_without_sync: nat_pair_fails_over_without_sync, dr_pair_fails_over_without_sync);
+per_mode!(
+    failover_with_sync: nat_pair_fails_over_with_sync_losing_nothing,
+    dr_pair_fails_over_with_sync_losing_nothing
+);
 
 /// Sixteen clients on the persistent virtual server, one connection each, keep their
 /// connection across the failover, and a new connection after it goes to the same

@@ -17,7 +17,7 @@ use director_common::abi::{Conn, FlowKey, PROTO_UDP};
 use director_common::entries::map;
 use director_tests::lab::DIRECTOR_READY_TIMEOUT;
 use director_tests::lab::Mode;
-use director_tests::lab::ha::{HaLab, HaSpec, Side, TAKEOVER_TIMEOUT, wiring};
+use director_tests::lab::ha::{HaLab, HaSpec, Side, wiring};
 use director_tests::long_lived::{Flows, Spec};
 use director_tests::need_root;
 
@@ -120,13 +120,7 @@ fn readiness_with_sync_cold_start_crash_and_teardown_with_the_peer_up_and_down()
             side.name()
         );
     }
-    for side in [Side::A, Side::B] {
-        lab.start_keepalived(side);
-    }
-    lab.wait_master(Side::A, TAKEOVER_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    lab.wait_vip(TAKEOVER_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    lab.take_vip();
     let flows = Flows::open(lab.client_ns(), &Spec::tcp(lab.stream_vip(), 50));
     std::thread::sleep(Duration::from_secs(1));
 

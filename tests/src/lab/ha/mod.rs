@@ -220,14 +220,20 @@ impl HaLab {
             lab.wait_ready(side, DIRECTOR_READY_TIMEOUT)
                 .unwrap_or_else(|e| panic!("{e:#}"));
         }
-        for side in [Side::A, Side::B] {
-            lab.start_keepalived(side);
-        }
-        lab.wait_master(Side::A, TAKEOVER_TIMEOUT)
-            .unwrap_or_else(|e| panic!("{e:#}"));
-        lab.wait_vip(TAKEOVER_TIMEOUT)
-            .unwrap_or_else(|e| panic!("{e:#}"));
+        lab.take_vip();
         lab
+    }
+
+    /// Starts both keepalived and waits until A is master and the VIP answers.
+    /// Panics with the logs on failure.
+    pub fn take_vip(&mut self) {
+        for side in [Side::A, Side::B] {
+            self.start_keepalived(side);
+        }
+        self.wait_master(Side::A, TAKEOVER_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        self.wait_vip(TAKEOVER_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e:#}"));
     }
 
     pub fn id(&self) -> &str {
