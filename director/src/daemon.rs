@@ -115,11 +115,7 @@ impl Daemon {
     fn record_hop(&mut self, HopEvent { ip, hop }: HopEvent) -> bool {
         match hop {
             Ok(hop) => {
-                let l2 = Hop {
-                    ifindex: hop.ifindex,
-                    dst_mac: hop.dst_mac,
-                    src_mac: hop.src_mac,
-                };
+                let l2 = hop.hop();
                 if self.hops.insert(ip, l2) == Some(l2) {
                     return false;
                 }

@@ -13,9 +13,11 @@
 //! client whose hop is being looked up wait, in order. A peer counts as synced
 //! for readiness once its bulk transfer is in and nothing of it waits.
 
-use std::collections::{BTreeMap, HashMap};
+mod client_hops;
+
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use director_common::abi::{
     EVENT_CONN_GONE, EVENT_CONN_NEW, EVENT_CONN_REFRESH, EVENT_CONN_STATE, EVENT_PERSIST_NEW,
@@ -25,6 +27,7 @@ use director_common::entries::Hop;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tracing::{info, warn};
 
+use self::client_hops::{ClientHops, Next};
 use crate::apply::{ConnId, Installed, Reconciler, SyncedConn, SyncedPersist};
 use crate::config::SyncConfig;
 use crate::dataplane::monotonic_ns;
@@ -33,9 +36,6 @@ use crate::netlink::Neighbours;
 use crate::ready::Readiness;
 use crate::status::{Installs, SyncReport};
 use crate::sync::{BulkRequest, Inbound, Record, Transport};
-
-/// How long a client's next hop is used without looking it up again.
-const CLIENT_HOP_TTL: Duration = Duration::from_secs(30);
 
 /// What the daemon's loop polls for sync.
 pub struct Inputs {
@@ -47,9 +47,7 @@ pub struct Inputs {
 pub struct Replication {
     transport: Transport,
     neighbours: Neighbours,
-    client_hops: HashMap<IpAddr, (Hop, Instant)>,
-    /// Records of clients whose next hop is being looked up, in order.
-    waiting: HashMap<IpAddr, Vec<(SocketAddr, Record)>>,
+    client_hops: ClientHops,
     hops_tx: UnboundedSender<(IpAddr, anyhow::Result<Hop>)>,
     /// Peers whose bulk transfer ended while records of theirs waited.
     synced_later: Vec<SocketAddr>,
@@ -80,8 +78,7 @@ impl Replication {
             Replication {
                 transport,
                 neighbours,
-                client_hops: HashMap::new(),
-                waiting: HashMap::new(),
+                client_hops: ClientHops::default(),
                 hops_tx,
                 synced_later: Vec::new(),
                 installs: cfg
@@ -106,7 +103,7 @@ impl Replication {
             installs: self.installs.clone(),
             events: self.events,
             events_lost: self.events_lost,
-            waiting: self.waiting.values().map(Vec::len).sum(),
+            waiting: self.client_hops.waiting(),
         }
     }
 
@@ -159,7 +156,7 @@ impl Replication {
                 info!(%peer, "sync: receiving the peer's whole table");
                 ready.sending(peer);
             }
-            Inbound::Synced { peer } if self.waiting.is_empty() => {
+            Inbound::Synced { peer } if self.client_hops.waiting() == 0 => {
                 info!(%peer, "sync: the peer's whole table is in");
                 ready.synced(peer);
             }
@@ -176,20 +173,13 @@ impl Replication {
         ip: IpAddr,
         hop: anyhow::Result<Hop>,
     ) {
-        let hop = match hop {
-            Ok(hop) => {
-                self.client_hops.insert(ip, (hop, Instant::now()));
-                Some(hop)
-            }
-            Err(e) => {
-                warn!(client = %ip, "sync: no next hop toward the client: {e:#}");
-                None
-            }
-        };
-        for (peer, record) in self.waiting.remove(&ip).unwrap_or_default() {
+        let hop = hop
+            .inspect_err(|e| warn!(client = %ip, "sync: no next hop toward the client: {e:#}"))
+            .ok();
+        for (peer, record) in self.client_hops.resolved(ip, hop, Instant::now()) {
             self.install(r, peer, record, hop);
         }
-        if self.waiting.is_empty() {
+        if self.client_hops.waiting() == 0 {
             for peer in self.synced_later.drain(..) {
                 info!(%peer, "sync: the peer's whole table is in");
                 ready.synced(peer);
@@ -198,30 +188,13 @@ impl Replication {
     }
 
     fn receive<M: Maps>(&mut self, r: &mut Reconciler<M>, peer: SocketAddr, record: Record) {
-        let client = match &record {
-            Record::Conn(c) => c.client.ip(),
-            Record::ConnGone(g) => g.client.ip(),
-            Record::Persist(_) => return self.install(r, peer, record, None),
-        };
-        if let Some(queue) = self.waiting.get_mut(&client) {
-            queue.push((peer, record));
-            return;
-        }
-        match self.client_hops.get(&client) {
-            Some((hop, at)) if at.elapsed() < CLIENT_HOP_TTL => {
-                let hop = *hop;
-                self.install(r, peer, record, Some(hop));
-            }
-            _ if matches!(record, Record::ConnGone(_)) => self.install(r, peer, record, None),
-            _ => {
-                self.waiting.insert(client, vec![(peer, record)]);
+        match self.client_hops.route(peer, record, Instant::now()) {
+            Next::Install(record, hop) => self.install(r, peer, record, hop),
+            Next::Wait => {}
+            Next::LookUp(client) => {
                 let (neighbours, tx) = (self.neighbours.clone(), self.hops_tx.clone());
                 tokio::spawn(async move {
-                    let hop = neighbours.lookup(client).await.map(|h| Hop {
-                        ifindex: h.ifindex,
-                        dst_mac: h.dst_mac,
-                        src_mac: h.src_mac,
-                    });
+                    let hop = neighbours.lookup(client).await.map(|h| h.hop());
                     let _ = tx.send((client, hop));
                 });
             }

@@ -39,6 +39,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
+use director_common::entries::Hop;
 use rtnetlink::MulticastGroup;
 use rtnetlink::sys::AsyncSocket as _;
 use tokio::sync::{mpsc, oneshot};
@@ -67,6 +68,17 @@ pub struct NextHop {
     pub dst_mac: [u8; 6],
     /// The egress interface's own address.
     pub src_mac: [u8; 6],
+}
+
+impl NextHop {
+    /// What the datapath needs of it.
+    pub fn hop(&self) -> Hop {
+        Hop {
+            ifindex: self.ifindex,
+            dst_mac: self.dst_mac,
+            src_mac: self.src_mac,
+        }
+    }
 }
 
 /// A followed address's next hop changed: resolved anew, or why it cannot
