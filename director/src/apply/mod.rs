@@ -53,10 +53,21 @@ impl Sizes {
     }
 }
 
-/// The most `RING` slots a virtual server's three lists can take.
+/// The most `RING` slots a virtual server's three lists take with its
+/// configured weights. Health and drains only shrink a wrr ring (a subset's
+/// weights reduce by a multiple of the whole set's divisor), so the room of
+/// `Sizes::for_config` is for reloads and weight overrides; sizing every
+/// wrr ring at its 65 536-slot maximum made 1000 virtual servers a 1 GiB map.
 fn longest_lists(vs: &VirtualServer) -> u64 {
     let table = match vs.scheduler {
-        Scheduler::Rr | Scheduler::Wrr => wrr::MAX_RING as u64,
+        Scheduler::Rr => vs.real_servers.len() as u64,
+        Scheduler::Wrr => {
+            let weights: Vec<u32> = vs.real_servers.iter().map(|rs| rs.weight).collect();
+            wrr::reduce(&weights, wrr::MAX_RING)
+                .iter()
+                .map(|&w| u64::from(w))
+                .sum()
+        }
         Scheduler::Sh => sh::DEFAULT_TABLE_SIZE.into(),
         Scheduler::Mh => vs.mh_table_size.into(),
         Scheduler::Lc | Scheduler::Wlc => 0,

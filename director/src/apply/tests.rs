@@ -145,6 +145,31 @@ fn sizes_leave_room_for_every_list_twice() {
     assert!(Sizes::for_config(&cfg(&text)).ring >= 2 * 1_000_005);
 }
 
+#[test]
+fn wrr_rings_are_sized_by_their_weights_not_their_maximum() {
+    let mut text = "[director]\ninterfaces = [\"eth0\"]\n".to_string();
+    for v in 0..2000 {
+        text += &format!(
+            "[[virtual_server]]\nname = \"v{v}\"\naddress = \"192.0.2.{}:{}\"\nscheduler = \"wrr\"\n",
+            v / 250,
+            1000 + v
+        );
+        for (i, w) in [(1, 30), (2, 10), (3, 20)] {
+            text += &format!(
+                "[[virtual_server.real_server]]\naddress = \"10.1.0.{i}:80\"\nweight = {w}\n"
+            );
+        }
+    }
+    // Each ring is 3 + 1 + 2 = 6 slots (weights over their divisor 10), plus
+    // three members: 9 slots, so 18 000 in all.
+    let ring = Sizes::for_config(&cfg(&text)).ring;
+    assert!(ring >= 2 * 18_000, "room for every list twice: {ring}");
+    assert!(
+        ring <= 1 << 20,
+        "{ring} slots: sized at the 65 536-slot maximum"
+    );
+}
+
 fn one_vs_head() -> String {
     "[director]\ninterfaces = [\"eth0\"]\n[[virtual_server]]\nname = \"v\"\naddress = \"192.0.2.10:80\"".into()
 }
