@@ -210,13 +210,15 @@ fn maglev_ms(runs: usize) -> Summary {
 fn backend_change_us(r: &mut Reconciler, runs: usize) -> Result<Summary> {
     let mut samples = Vec::with_capacity(runs);
     for i in 0..runs.max(1) {
-        let first = r
-            .model_mut()
-            .vss
-            .first_mut()
-            .and_then(|vs| vs.servers.first_mut())
-            .context("virtual server 0 has backends")?;
+        ensure!(
+            r.model()
+                .vss
+                .first()
+                .is_some_and(|vs| !vs.servers.is_empty()),
+            "virtual server 0 has backends"
+        );
         let t = Instant::now();
+        let first = r.server_mut(0, 0);
         first.weight_override = (i % 2 == 0).then_some(0);
         r.apply()?;
         samples.push(t.elapsed().as_secs_f64() * 1e6);

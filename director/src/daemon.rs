@@ -181,18 +181,18 @@ impl Daemon {
             .or_default();
         note.0 = t.reason.clone();
         note.1 += 1;
-        let model = self.r.model_mut();
+        let model = self.r.model();
         let Some((i, j)) = model.find(&t.vs, &t.server.to_string()) else {
             return Ok(());
         };
         let up = t.to == health::Health::Up;
-        let vs = &mut model.vss[i];
+        let vs = &model.vss[i];
         let reset = !up
             && vs
                 .cfg
                 .check_for(&vs.servers[j].cfg)
                 .is_some_and(|c| c.on_failure == OnFailure::Reset);
-        let rs = &mut vs.servers[j];
+        let rs = self.r.server_mut(i, j);
         rs.health = if up { Health::Up } else { Health::Down };
         let id = rs.id;
         self.r.apply()?;
@@ -346,11 +346,12 @@ impl Daemon {
         server: &str,
         change: impl FnOnce(&mut model::RsEntry) -> String,
     ) -> Result<String, String> {
-        let model = self.r.model_mut();
-        let (i, j) = model
+        let (i, j) = self
+            .r
+            .model()
             .find(vs, server)
             .ok_or_else(|| format!("no real server {server} in virtual server {vs}"))?;
-        let rs = &mut model.vss[i].servers[j];
+        let rs = self.r.server_mut(i, j);
         let what = change(rs);
         let msg = format!("{vs}/{}: {what}", rs.cfg.address);
         self.r.apply().map_err(|e| format!("{e:#}"))?;

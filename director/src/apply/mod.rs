@@ -31,7 +31,7 @@ use crate::gc;
 use crate::maps::Maps;
 #[cfg(test)]
 use crate::maps::Memory;
-use crate::model::{self, Changes, Model, Written};
+use crate::model::{self, Changes, Model, RsEntry, Written};
 use crate::plan;
 use crate::ring_alloc::RingAlloc;
 
@@ -95,6 +95,11 @@ pub struct Reconciler<M: Maps = Dataplane> {
     written: HashMap<u32, Backend>,
     /// `NAT_SERVERS` as last written.
     nat_servers: Option<HashMap<VipKey, NatServer>>,
+    /// Virtual servers (indices in the model) whose lists may have changed
+    /// since the last `apply`; `None`: any of them. A health or operator
+    /// change through `server_mut` recomputes one virtual server's lists,
+    /// not a thousand's.
+    dirty: Option<HashSet<usize>>,
     /// The set of virtual and real servers may have changed since the last
     /// `apply` (a reload, a finished drain): every backend and NAT server is
     /// checked, not only those of changed lists and next hops.
@@ -145,6 +150,7 @@ impl<M: Maps> Reconciler<M> {
             nat_servers: None,
             servers_changed: true,
             new_hops: HashSet::new(),
+            dirty: None,
         }
     }
 
@@ -160,9 +166,20 @@ impl<M: Maps> Reconciler<M> {
         &self.model
     }
 
-    /// For health and operator changes; `apply` writes their effect.
+    /// For changes `server_mut` does not cover; the next `apply` checks
+    /// every virtual server.
     pub fn model_mut(&mut self) -> &mut Model {
+        self.dirty = None;
         &mut self.model
+    }
+
+    /// For a health or operator change of real server `j` of virtual server
+    /// `i` (as `Model::find` names them); `apply` writes its effect.
+    pub fn server_mut(&mut self, i: usize, j: usize) -> &mut RsEntry {
+        if let Some(dirty) = &mut self.dirty {
+            dirty.insert(i);
+        }
+        &mut self.model.vss[i].servers[j]
     }
 
     /// Takes over the ids and ring slots of what the maps already hold;
@@ -180,6 +197,7 @@ impl<M: Maps> Reconciler<M> {
     /// Brings the model to `cfg` (see `Model::reconcile`); `apply` writes it.
     pub fn reconcile(&mut self, cfg: &Config, now: Instant) -> Result<Changes, String> {
         self.servers_changed = true;
+        self.dirty = None;
         self.model.reconcile(cfg, now)
     }
 
@@ -210,6 +228,7 @@ impl<M: Maps> Reconciler<M> {
         }
         self.servers_changed = false;
         self.new_hops.clear();
+        self.dirty = Some(HashSet::new());
         Ok(())
     }
 
@@ -219,6 +238,9 @@ impl<M: Maps> Reconciler<M> {
         let now = Instant::now();
         let mut relisted = HashSet::new();
         for (i, vs) in self.model.vss.iter_mut().enumerate() {
+            if self.dirty.as_ref().is_some_and(|d| !d.contains(&i)) {
+                continue;
+            }
             let members = vs.members();
             let same_inputs = |w: &Written| {
                 w.inputs
@@ -459,6 +481,7 @@ impl<M: Maps> Reconciler<M> {
         }
         let gone = self.expire(&removed.iter().copied().collect());
         self.servers_changed = true;
+        self.dirty = None;
         for id in &removed {
             self.maps.set_backends(&[(*id, Backend::default())])?;
             self.written.remove(id);

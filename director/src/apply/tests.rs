@@ -255,7 +255,7 @@ fn a_next_hop_resolves_only_its_backend() {
 fn a_failed_server_leaves_the_lists_and_is_marked_down() {
     let mut r = applied(TWO);
     let before = info(&r, 0);
-    r.model_mut().vss[0].servers[1].health = Health::Down;
+    r.server_mut(0, 1).health = Health::Down;
     r.apply().expect("apply");
     let after = info(&r, 0);
     assert_ne!(after.ring_base, before.ring_base, "new lists in new slots");
