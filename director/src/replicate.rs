@@ -223,7 +223,7 @@ impl Replication {
                         .map(|i| i == Installed::Yes)
                 }
             },
-            Record::ConnGone(g) => Ok(r.remove_conn(&ConnId::from(g)) == Installed::Yes),
+            Record::ConnGone(g) => Ok(r.remove_synced_conn(&ConnId::from(g)) == Installed::Yes),
             Record::Persist(p) => r.install_persist(&SyncedPersist::from(p)).map(|_| true),
         };
         match done {

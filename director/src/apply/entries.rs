@@ -80,6 +80,13 @@ pub enum Installed {
     KeptLocal,
 }
 
+/// A connection this datapath created (a SYN or a UDP datagram here), not
+/// a peer's report or a guess for a mid-flow packet: no peer replaces or
+/// removes it.
+fn made_here(conn: &Conn) -> bool {
+    conn.flags & (CONN_F_PEER | CONN_F_GUESS) == 0
+}
+
 /// Time since `then_ns` (monotonic) at `now_ns`.
 fn idle(then_ns: u64, now_ns: u64) -> Duration {
     Duration::from_nanos(now_ns.saturating_sub(then_ns))
@@ -122,11 +129,7 @@ impl<M: Maps> Reconciler<M> {
             self.server_id(c.id.protocol, c.id.virtual_server, c.real_server)?;
         let nat = forward == Forward::Nat;
         let key = c.id.key();
-        if self
-            .maps
-            .conn(&key)
-            .is_some_and(|old| old.flags & (CONN_F_PEER | CONN_F_GUESS) == 0)
-        {
+        if self.maps.conn(&key).is_some_and(|old| made_here(&old)) {
             return Ok(Installed::KeptLocal);
         }
         let conn = Conn {
@@ -189,24 +192,28 @@ impl<M: Maps> Reconciler<M> {
         })
     }
 
-    /// Removes a connection a peer removed, with its reply entry, if
-    /// present (gone already is done too); as with `install_conn`, a
-    /// connection this datapath created stays.
-    pub fn remove_conn(&mut self, id: &ConnId) -> Installed {
-        let key = id.key();
-        let Some(conn) = self.maps.conn(&key) else {
-            return Installed::Yes;
-        };
-        if conn.flags & (CONN_F_PEER | CONN_F_GUESS) == 0 {
+    /// A connection a peer removed: removed here too (gone already is done
+    /// too), unless this datapath made it, as with `install_conn`.
+    pub fn remove_synced_conn(&mut self, id: &ConnId) -> Installed {
+        if self.maps.conn(&id.key()).is_some_and(|c| made_here(&c)) {
             return Installed::KeptLocal;
         }
+        self.remove_conn(id);
+        Installed::Yes
+    }
+
+    /// Removes a connection and its reply entry, if present.
+    pub fn remove_conn(&mut self, id: &ConnId) {
+        let key = id.key();
+        let Some(conn) = self.maps.conn(&key) else {
+            return;
+        };
         let reply = self
             .written
             .get(&conn.backend_id)
             .filter(|_| conn.flags & CONN_F_NAT != 0)
             .map(|be| key.reply_via(be));
         self.maps.remove_conn(&key, reply.as_ref());
-        Installed::Yes
     }
 
     fn persist_key(

@@ -549,7 +549,7 @@ fn a_peer_report_never_replaces_or_removes_a_connection_made_here() {
         let now = r.maps().conns[&key];
         assert_eq!(now.backend_id, if replaced { 1 } else { 0 });
         r.maps_mut().insert_conn(&key, &local).expect("local");
-        let got = r.remove_conn(&c.id);
+        let got = r.remove_synced_conn(&c.id);
         assert_eq!(got == Installed::Yes, replaced, "flags {local_flags:#x}");
         assert_eq!(
             r.maps().conns.contains_key(&key),
