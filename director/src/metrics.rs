@@ -323,6 +323,16 @@ fn sync_families(enc: &mut DescriptorEncoder, s: &SyncReport) -> fmt::Result {
     )?;
     family(
         enc,
+        "director_sync_receive_lag_milliseconds",
+        "The peer's last message's delay from its start there to its arrival here, by the two \
+         wall clocks (wire format 2).",
+        peers
+            .iter()
+            .filter_map(|(name, p, _)| Some((vec![("peer", name.as_str())], p.receive_lag_ms?)))
+            .map(gauge),
+    )?;
+    family(
+        enc,
         "director_sync_send_queue_full",
         "Streams to the peer closed (and resynced) because its send queue was full.",
         per_peer(|p| p.queue_full_drops).map(counter),
@@ -582,7 +592,7 @@ mod tests {
             .filter(|n| n.starts_with("director_sync_"))
             .map(String::as_str)
             .collect();
-        assert_eq!(sync.len(), 13, "{sync:?}");
+        assert_eq!(sync.len(), 14, "{sync:?}");
         let peer = r#"peer="10.9.0.2:8848""#;
         for (series, value) in [
             (
@@ -610,6 +620,10 @@ mod tests {
             (
                 format!("director_sync_send_lag_milliseconds{{{peer}}}"),
                 12.0,
+            ),
+            (
+                format!("director_sync_receive_lag_milliseconds{{{peer}}}"),
+                3.0,
             ),
             (
                 format!("director_sync_silence_milliseconds{{{peer}}}"),

@@ -290,9 +290,12 @@ fn render_sync(o: &mut String, s: &SyncReport) {
         let heard = p
             .last_received_ms
             .map_or("never".to_string(), |ms| format!("{ms} ms ago"));
+        let lag = p
+            .receive_lag_ms
+            .map_or(String::new(), |ms| format!(", lag {ms} ms"));
         let _ = writeln!(
             o,
-            "  peer {}: send {}, receive {}, {}; last heard {heard}",
+            "  peer {}: send {}, receive {}, {}; last heard {heard}{lag}",
             p.address,
             up(p.send_connected),
             up(p.receive_connected),
@@ -406,6 +409,7 @@ pub(crate) mod tests {
                         .into(),
                     queue_len: 3,
                     send_lag_ms: 12,
+                    receive_lag_ms: Some(3),
                     queue_full_drops: 0,
                     last_received_ms: Some(250),
                 }],
@@ -433,7 +437,7 @@ pub(crate) mod tests {
             ..sample()
         });
         for want in [
-            "peer 10.9.0.2:8848: send up, receive up, synced; last heard 250 ms ago",
+            "peer 10.9.0.2:8848: send up, receive up, synced; last heard 250 ms ago, lag 3 ms",
             "records sent 40 received 30, messages sent 20 received 10, rejected: bad_tag 1\n",
             "send queue 3 (oldest 12 ms, full 0 times), installed 28, kept local 0, unknown server 2",
             "rejected connections from no peer: 2",

@@ -86,15 +86,16 @@ impl Transport {
         let listener = TcpListener::bind(cfg.listen)
             .await
             .with_context(|| format!("cannot listen for sync peers on {}", cfg.listen))?;
-        Transport::on(listener, &cfg.peers, key)
+        Transport::on(listener, &cfg.peers, key, wire::VERSION)
     }
 
     /// The transport on a bound `listener`, whose address names us to the
-    /// peers.
+    /// peers, speaking wire formats up to `version`.
     fn on(
         listener: TcpListener,
         peers: &[SocketAddr],
         key: &[u8],
+        version: u16,
     ) -> anyhow::Result<(Transport, UnboundedReceiver<Inbound>)> {
         let (inbound, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
@@ -111,6 +112,7 @@ impl Transport {
             inbound,
             unattributed: status::Rejections::default(),
             epoch: Instant::now(),
+            version,
         });
         let mut tasks = vec![tokio::spawn(receive::listen(shared.clone(), listener))];
         tasks.extend((0..peers.len()).map(|i| tokio::spawn(send::run(shared.clone(), i))));
@@ -179,6 +181,8 @@ struct Shared {
     /// Rejections of connections from no peer's address.
     unattributed: status::Rejections,
     epoch: Instant,
+    /// The newest wire format we speak ([`wire::VERSION`]; older in tests).
+    version: u16,
 }
 
 struct Peer {
@@ -190,7 +194,7 @@ struct Peer {
 impl Shared {
     fn hello(&self) -> wire::Hello {
         wire::Hello {
-            version: wire::VERSION,
+            version: self.version,
             listen: self.listen,
         }
     }

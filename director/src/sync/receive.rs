@@ -65,9 +65,10 @@ async fn receive(shared: Arc<Shared>, mut stream: TcpStream, from: SocketAddr) {
         );
         return shared.reject(shared.peer_at_ip(from), Reason::UnknownPeer, &why);
     };
-    let mut open = Stream::new(peer);
+    let version = wire::agreed(shared.version, theirs.version);
+    let mut open = Stream::new(peer, version);
     tracing::info!(
-        "sync: receiving from peer {} (connected from {from})",
+        "sync: receiving from peer {} (connected from {from}, wire format version {version})",
         peer.address
     );
     let mut msg = Vec::new();
@@ -100,11 +101,14 @@ async fn receive(shared: Arc<Shared>, mut stream: TcpStream, from: SocketAddr) {
         let delivered = wire::decode(plaintext)
             .map_err(|e| e.to_string())
             .and_then(|items| open.progress.take(peer.address, items));
-        let (inbound, records) = match delivered {
+        let (inbound, records, sent_at) = match delivered {
             Ok(delivered) => delivered,
             Err(e) => return shared.reject(Some(peer), Reason::Malformed, &e),
         };
         peer.stats.received_at(shared.epoch);
+        if let Some(sent) = sent_at {
+            peer.stats.lag(wire::unix_ms().saturating_sub(sent));
+        }
         peer.stats.messages_received.fetch_add(1, Relaxed);
         peer.stats.records_received.fetch_add(records, Relaxed);
         open.mark_synced();
@@ -124,11 +128,14 @@ struct Stream<'a> {
 }
 
 impl<'a> Stream<'a> {
-    fn new(peer: &'a Peer) -> Stream<'a> {
+    fn new(peer: &'a Peer, version: u16) -> Stream<'a> {
         peer.stats.receive_streams.fetch_add(1, Relaxed);
         Stream {
             peer,
-            progress: Progress::default(),
+            progress: Progress {
+                version,
+                ..Progress::default()
+            },
             synced: false,
         }
     }
@@ -157,19 +164,27 @@ struct Progress {
     bulk: Option<u64>,
     /// A bulk transfer has ended.
     synced: bool,
+    /// The stream's wire format version: an item of a later one is
+    /// malformed, as it would be to a director of that version.
+    version: u16,
 }
 
 impl Progress {
-    /// What one message's `items` deliver, and how many records; moves on
-    /// only if the whole message is valid, so that a bad one delivers
-    /// nothing.
-    fn take(&mut self, peer: SocketAddr, items: Vec<Item>) -> Result<(Vec<Inbound>, u64), String> {
+    /// What one message's `items` deliver, how many records, and when the
+    /// sender began it (version 2); moves on only if the whole message is
+    /// valid, so that a bad one delivers nothing.
+    fn take(
+        &mut self,
+        peer: SocketAddr,
+        items: Vec<Item>,
+    ) -> Result<(Vec<Inbound>, u64, Option<u64>), String> {
         let mut next = *self;
         let mut out = Delivery {
             peer,
             inbound: Vec::new(),
             records: Vec::new(),
             count: 0,
+            sent_at: None,
         };
         for item in items {
             match item {
@@ -201,6 +216,10 @@ impl Progress {
                     next.synced = true;
                     out.event(Inbound::Synced { peer });
                 }
+                Item::SentAt { .. } if next.version < 2 => {
+                    return Err("a version 2 item on a version 1 stream".to_owned());
+                }
+                Item::SentAt { unix_ms } => out.sent_at = Some(unix_ms),
             }
         }
         *self = next;
@@ -215,6 +234,7 @@ struct Delivery {
     /// The run of records since the last event.
     records: Vec<Record>,
     count: u64,
+    sent_at: Option<u64>,
 }
 
 impl Delivery {
@@ -233,8 +253,8 @@ impl Delivery {
         }
     }
 
-    fn finish(mut self) -> (Vec<Inbound>, u64) {
+    fn finish(mut self) -> (Vec<Inbound>, u64, Option<u64>) {
         self.end_run();
-        (self.inbound, self.count)
+        (self.inbound, self.count, self.sent_at)
     }
 }

@@ -39,10 +39,13 @@ pub(super) async fn run(shared: Arc<Shared>, peer: usize) {
     let mut reported = false;
     loop {
         match connect(&shared, peer).await {
-            Ok((stream, session)) => {
+            Ok((stream, session, version)) => {
                 (delay, reported) = (BACKOFF_MIN, false);
-                tracing::info!("sync: sending to peer {}", peer.address);
-                let why = serve(&shared, peer, stream, session).await;
+                tracing::info!(
+                    "sync: sending to peer {} (wire format version {version})",
+                    peer.address
+                );
+                let why = serve(&shared, peer, stream, session, version).await;
                 tracing::warn!("sync: stream to peer {} closed: {why:#}", peer.address);
             }
             Err(e) if reported => {
@@ -61,8 +64,9 @@ pub(super) async fn run(shared: Arc<Shared>, peer: usize) {
     }
 }
 
-/// A stream to `peer`, its handshake done.
-async fn connect(shared: &Shared, peer: &Peer) -> anyhow::Result<(TcpStream, Session)> {
+/// A stream to `peer`, its handshake done, and the wire format version it
+/// speaks.
+async fn connect(shared: &Shared, peer: &Peer) -> anyhow::Result<(TcpStream, Session, u16)> {
     let socket = if peer.address.is_ipv4() {
         TcpSocket::new_v4()
     } else {
@@ -87,7 +91,7 @@ async fn connect(shared: &Shared, peer: &Peer) -> anyhow::Result<(TcpStream, Ses
     let handshake = noise::initiate(&mut stream, &shared.psk, shared.hello());
     // The peer's hello names it, but we know whom we dialed: a peer behind
     // an address translation is reached on another address than its own.
-    let (session, _) = match timeout(HANDSHAKE_TIMEOUT, handshake).await {
+    let (session, theirs) = match timeout(HANDSHAKE_TIMEOUT, handshake).await {
         Err(_) => bail!("handshake timed out"),
         Ok(Ok(done)) => done,
         Ok(Err(e)) => {
@@ -97,7 +101,11 @@ async fn connect(shared: &Shared, peer: &Peer) -> anyhow::Result<(TcpStream, Ses
             return Err(e).context("handshake");
         }
     };
-    Ok((stream, session))
+    Ok((
+        stream,
+        session,
+        wire::agreed(shared.version, theirs.version),
+    ))
 }
 
 /// Runs an established stream until it fails; returns why it ended.
@@ -106,6 +114,7 @@ async fn serve(
     peer: &Peer,
     mut stream: TcpStream,
     session: Session,
+    version: u16,
 ) -> anyhow::Error {
     let _open = Open::new(peer);
     let request = BulkRequest {
@@ -120,6 +129,7 @@ async fn serve(
         session,
         payload: Vec::with_capacity(wire::MAX_PAYLOAD),
         begun: false,
+        version,
     };
     let mut byte = [0];
     tokio::select! {
@@ -159,6 +169,8 @@ struct Writer<'a> {
     payload: Vec<u8>,
     /// A bulk transfer's beginning went out ahead of its records.
     begun: bool,
+    /// The wire format version of the stream.
+    version: u16,
 }
 
 impl Writer<'_> {
@@ -222,13 +234,25 @@ impl Writer<'_> {
     }
 
     async fn item(&mut self, peer: &Peer, item: &Item) -> anyhow::Result<()> {
+        self.start();
         if !wire::append(&mut self.payload, item) {
             self.seal(peer).await?;
+            self.start();
             if !wire::append(&mut self.payload, item) {
                 bail!("{item:?} does not fit in a message");
             }
         }
         Ok(())
+    }
+
+    /// From version 2 a message begins with the time it was begun.
+    fn start(&mut self) {
+        if self.payload.is_empty() && self.version >= 2 {
+            let sent = Item::SentAt {
+                unix_ms: wire::unix_ms(),
+            };
+            wire::append(&mut self.payload, &sent);
+        }
     }
 
     /// Writes the message filled so far (an empty one is a keepalive).

@@ -90,12 +90,21 @@ pub(super) struct PeerStats {
     /// Milliseconds after the transport's start, plus one, of the last
     /// authentic message from the peer; 0 before the first.
     last_received: AtomicU64,
+    /// The last message's delay from the peer's send to our receipt, in
+    /// milliseconds plus one; 0 before the first (or from a version 1 peer).
+    lag: AtomicU64,
 }
 
 impl PeerStats {
     pub(super) fn received_at(&self, epoch: Instant) {
         let ms = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_received.store(ms.saturating_add(1), Relaxed);
+    }
+
+    /// A message that the peer began `ms` milliseconds ago (by the two
+    /// wall clocks) arrived.
+    pub(super) fn lag(&self, ms: u64) {
+        self.lag.store(ms.saturating_add(1), Relaxed);
     }
 
     pub(super) fn snapshot(
@@ -121,6 +130,7 @@ impl PeerStats {
             messages_rejected: self.rejected.snapshot(),
             queue_len: queue.len(),
             send_lag_ms: queue.lag().as_millis() as u64,
+            receive_lag_ms: self.lag.load(Relaxed).checked_sub(1),
             queue_full_drops: self.queue_full_drops.load(Relaxed),
             last_received_ms,
         }
@@ -152,6 +162,11 @@ pub struct PeerStatus {
     pub queue_len: usize,
     /// How long the oldest of them has waited (0 when none waits).
     pub send_lag_ms: u64,
+    /// The sync lag from the peer to us: its last message's delay from
+    /// being begun on the peer to its arrival here, by the two hosts' wall
+    /// clocks (so their offset is in it); None before its first message
+    /// with records, or from a peer speaking wire format version 1.
+    pub receive_lag_ms: Option<u64>,
     /// Streams closed because its send queue was full (each resyncs).
     pub queue_full_drops: u64,
     /// Since its last authentic message (an idle stream carries a keepalive

@@ -2,16 +2,24 @@
 //! the handshake says about the sender, and the records a message carries.
 //!
 //! A message's plaintext is a sequence of postcard-encoded [`Item`]s, as
-//! many as fit in one Noise message. A change to any type here that is not
-//! an added enum variant at the end is a new [`VERSION`]; the golden bytes
-//! in the tests keep version 1 decodable.
+//! many as fit in one Noise message. A change to any type here is a new
+//! [`VERSION`] (an older reader refuses an enum variant it does not know);
+//! a stream speaks the older of its two ends' versions, so a group upgrades
+//! one director at a time. The golden bytes in the tests keep every version
+//! since [`OLDEST`] decodable.
+//!
+//! - Version 1: records, and the bounds of bulk transfers.
+//! - Version 2: a message that carries items begins with [`Item::SentAt`],
+//!   the sender's wall clock, from which the receiver tells its sync lag.
 
 use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
-/// The format this build speaks.
-pub const VERSION: u16 = 1;
+/// The newest format this build speaks.
+pub const VERSION: u16 = 2;
+/// The oldest format this build still speaks.
+pub const OLDEST: u16 = 1;
 /// Longest Noise message (its length travels as a u16).
 pub(super) const MAX_MESSAGE: usize = u16::MAX as usize;
 /// Longest plaintext of a message: a Noise message less its AEAD tag.
@@ -74,6 +82,24 @@ pub(super) enum Item {
     BulkEnd {
         entries: u64,
     },
+    /// When the sender began the message: milliseconds since the Unix
+    /// epoch on its wall clock (version 2).
+    SentAt {
+        unix_ms: u64,
+    },
+}
+
+/// Milliseconds since the Unix epoch now, on this host's wall clock: the
+/// only clock two hosts share (to within their NTP offset).
+pub(super) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The version a stream between two ends speaks: the older of theirs.
+pub(super) fn agreed(ours: u16, theirs: u16) -> u16 {
+    ours.min(theirs)
 }
 
 /// Appends `item` to the plaintext `payload` if the result fits in one
@@ -112,7 +138,7 @@ pub(super) struct Hello {
 /// Why a handshake payload is refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub(super) enum HelloError {
-    #[error("wire format version {0}, this director speaks version {VERSION}")]
+    #[error("wire format version {0}, this director speaks versions {OLDEST} to {VERSION}")]
     Version(u16),
     #[error("malformed handshake payload")]
     Malformed,
@@ -124,11 +150,11 @@ impl Hello {
             .expect("postcard encodes an address into a Vec without fail")
     }
 
-    /// Refuses any version but [`VERSION`].
+    /// Refuses a version this build does not speak.
     pub(super) fn decode(payload: &[u8]) -> Result<Hello, HelloError> {
         let (version, rest) = payload.split_first_chunk().ok_or(HelloError::Malformed)?;
         let version = u16::from_be_bytes(*version);
-        if version != VERSION {
+        if !(OLDEST..=VERSION).contains(&version) {
             return Err(HelloError::Version(version));
         }
         match postcard::take_from_bytes(rest) {

@@ -89,6 +89,7 @@ async fn tables_then_live_records_both_ways() {
             messages_sent: 0,
             messages_received: 0,
             last_received_ms: None,
+            receive_lag_ms: None,
             ..status.clone()
         },
         PeerStatus {
@@ -103,9 +104,14 @@ async fn tables_then_live_records_both_ways() {
             messages_rejected: zero.clone(),
             queue_len: 0,
             send_lag_ms: 0,
+            receive_lag_ms: None,
             queue_full_drops: 0,
             last_received_ms: None,
         }
+    );
+    assert!(
+        status.receive_lag_ms.is_some_and(|ms| ms < 1000),
+        "version 2 tells the lag: {status:?}"
     );
     assert!(
         status.messages_sent >= 2 && status.messages_received >= 2,
@@ -163,4 +169,39 @@ async fn bulk_first_then_records_published_before_it() {
         [conn(0), conn(1), conn(100), conn(101)]
     );
     assert_eq!(b.synced_from(a_addr), 1);
+}
+
+/// A director speaking version 1 of the wire format (the one before this
+/// build's) and one speaking version 2 sync both ways: each stream speaks
+/// version 1, so neither side tells a lag it cannot measure; two version 2
+/// directors do (the exchange above).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_previous_format_version_and_this_one_sync_both_ways() {
+    let (la, lb) = (listener("127.0.0.1").await, listener("127.0.0.2").await);
+    let (a_addr, b_addr) = (la.local_addr().unwrap(), lb.local_addr().unwrap());
+    let new = Node::start(la, &[b_addr], KEY, conns(0..3));
+    let old = Node::speaking(1, lb, &[a_addr], KEY, vec![persist()]);
+    until_synced(&new, &old).await;
+    assert_eq!(old.records_from(new.addr), conns(0..3));
+    assert_eq!(new.records_from(old.addr), [persist()]);
+    new.transport.publish(&[conn(10), gone()]);
+    old.transport.publish(&[conn(20)]);
+    until("the live records arrive", || {
+        old.records_from(new.addr).len() == 5 && new.records_from(old.addr).len() == 2
+    })
+    .await;
+    assert_eq!(old.records_from(new.addr)[3..], [conn(10), gone()]);
+    assert_eq!(new.records_from(old.addr), [persist(), conn(20)]);
+    for (node, peer) in [(&new, old.addr), (&old, new.addr)] {
+        let status = node.peer(peer);
+        assert_eq!(
+            status.receive_lag_ms, None,
+            "a version 1 stream: {status:?}"
+        );
+        assert_eq!(
+            status.messages_rejected.values().sum::<u64>(),
+            0,
+            "{status:?}"
+        );
+    }
 }

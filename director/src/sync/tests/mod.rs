@@ -57,8 +57,19 @@ struct Node {
 
 impl Node {
     fn start(listener: TcpListener, peers: &[SocketAddr], key: &[u8], table: Vec<Record>) -> Node {
+        Node::speaking(super::wire::VERSION, listener, peers, key, table)
+    }
+
+    /// A node whose newest wire format is `version`.
+    fn speaking(
+        version: u16,
+        listener: TcpListener,
+        peers: &[SocketAddr],
+        key: &[u8],
+        table: Vec<Record>,
+    ) -> Node {
         let addr = listener.local_addr().unwrap();
-        let (transport, mut rx) = Transport::on(listener, peers, key).unwrap();
+        let (transport, mut rx) = Transport::on(listener, peers, key, version).unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let daemon = tokio::spawn({
             let transport = transport.clone();
@@ -183,7 +194,7 @@ async fn by_hand_and_node() -> (Transport, UnboundedReceiver<Inbound>, Node) {
     let (la, lb) = (listener("127.0.0.1").await, listener("127.0.0.2").await);
     let (a_addr, b_addr) = (la.local_addr().unwrap(), lb.local_addr().unwrap());
     let b = Node::start(lb, &[a_addr], KEY, vec![]);
-    let (a, rx) = Transport::on(la, &[b_addr], KEY).unwrap();
+    let (a, rx) = Transport::on(la, &[b_addr], KEY, super::wire::VERSION).unwrap();
     (a, rx, b)
 }
 

@@ -9,7 +9,7 @@ use crate::apply::{ConnId, SyncedConn, SyncedPersist};
 use crate::config;
 use crate::sync::{
     UnknownState,
-    wire::{self, ConnGone, Hello, HelloError, Item, MAX_PAYLOAD, Persist, VERSION},
+    wire::{self, ConnGone, Hello, HelloError, Item, MAX_PAYLOAD, OLDEST, Persist, VERSION},
 };
 
 /// One of each item, IPv4 and IPv6.
@@ -71,11 +71,28 @@ const VERSION_1: [u8; 96] = [
 #[test]
 fn version_1_messages_decode() {
     assert_eq!(
-        VERSION, 1,
-        "a new version keeps a test that decodes version 1"
+        OLDEST, 1,
+        "a build that still speaks version 1 keeps this test"
     );
     assert_eq!(wire::decode(&VERSION_1), Ok(sample()));
     assert_eq!(encode(&sample()), VERSION_1);
+}
+
+/// Version 2's one addition, as it begins a message: the sender's wall
+/// clock, here `SentAt` of 1 765 000 000 000 ms. Never change these bytes.
+const VERSION_2_SENT_AT: [u8; 7] = [3, 128, 228, 202, 145, 175, 51];
+
+#[test]
+fn version_2_messages_begin_with_the_senders_clock_and_read_version_1_items() {
+    assert_eq!(VERSION, 2, "a new version adds its own golden bytes");
+    let sent = Item::SentAt {
+        unix_ms: 1_765_000_000_000,
+    };
+    assert_eq!(encode(&[sent]), VERSION_2_SENT_AT);
+    let message = [&VERSION_2_SENT_AT[..], &VERSION_1[..]].concat();
+    let mut items = vec![sent];
+    items.extend(sample());
+    assert_eq!(wire::decode(&message), Ok(items));
 }
 
 #[test]
@@ -87,8 +104,15 @@ fn version_1_hello() {
     };
     assert_eq!(hello.encode(), bytes);
     assert_eq!(Hello::decode(&bytes), Ok(hello));
-    // Any other version is refused before the rest is read.
-    assert_eq!(Hello::decode(&[0, 2, 0xff]), Err(HelloError::Version(2)));
+    // Version 2's hello is version 1's with another number.
+    let two = Hello {
+        version: 2,
+        ..hello
+    };
+    assert_eq!(Hello::decode(&[&[0, 2][..], &bytes[2..]].concat()), Ok(two));
+    // A version this build does not speak is refused before the rest is read.
+    assert_eq!(Hello::decode(&[0, 3, 0xff]), Err(HelloError::Version(3)));
+    assert_eq!(Hello::decode(&[0, 0, 0xff]), Err(HelloError::Version(0)));
     assert_eq!(Hello::decode(&[0]), Err(HelloError::Malformed));
     assert_eq!(Hello::decode(&bytes[..8]), Err(HelloError::Malformed));
     assert_eq!(
