@@ -10,26 +10,17 @@ pub struct Tool {
     pub package: &'static str,
 }
 
-pub const TRAFGEN: Tool = Tool {
-    bin: "trafgen",
-    package: "netsniff-ng",
-};
-pub const NFT: Tool = Tool {
-    bin: "nft",
-    package: "nftables",
-};
-pub const WRK: Tool = Tool {
-    bin: "wrk",
-    package: "wrk",
-};
-pub const HAPROXY: Tool = Tool {
-    bin: "haproxy",
-    package: "haproxy",
-};
-pub const BPFTOOL: Tool = Tool {
-    bin: "bpftool",
-    package: "bpftool",
-};
+impl Tool {
+    const fn new(bin: &'static str, package: &'static str) -> Tool {
+        Tool { bin, package }
+    }
+}
+
+pub const TRAFGEN: Tool = Tool::new("trafgen", "netsniff-ng");
+pub const NFT: Tool = Tool::new("nft", "nftables");
+pub const WRK: Tool = Tool::new("wrk", "wrk");
+pub const HAPROXY: Tool = Tool::new("haproxy", "haproxy");
+pub const BPFTOOL: Tool = Tool::new("bpftool", "bpftool");
 
 /// `bin` on PATH (or in the sbin directories root's PATH may lack).
 pub fn find(bin: &str) -> Option<PathBuf> {

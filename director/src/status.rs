@@ -341,6 +341,14 @@ pub(crate) mod tests {
 
     /// One virtual server with one real server that is down.
     pub(crate) fn sample() -> Status {
+        // The one real server has all of its virtual server's traffic.
+        let totals = Counters {
+            conns: 10,
+            packets_in: 100,
+            packets_out: 90,
+            bytes_in: 1000,
+            bytes_out: 9000,
+        };
         Status {
             config: "/etc/director.toml".into(),
             virtual_servers: vec![VsStatus {
@@ -353,13 +361,7 @@ pub(crate) mod tests {
                 removed: false,
                 active: 3,
                 inactive: 1,
-                totals: Counters {
-                    conns: 10,
-                    packets_in: 100,
-                    packets_out: 90,
-                    bytes_in: 1000,
-                    bytes_out: 9000,
-                },
+                totals,
                 rates: Rates::default(),
                 real_servers: vec![RsStatus {
                     address: "10.1.0.11:8080".into(),
@@ -372,13 +374,7 @@ pub(crate) mod tests {
                     draining: false,
                     active: 3,
                     inactive: 1,
-                    totals: Counters {
-                        conns: 10,
-                        packets_in: 100,
-                        packets_out: 90,
-                        bytes_in: 1000,
-                        bytes_out: 9000,
-                    },
+                    totals,
                     rates: Rates::default(),
                 }],
             }],
