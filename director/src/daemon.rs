@@ -459,6 +459,7 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(pins.link(&stale));
         info!(iface = %stale, "detached from an interface no longer configured");
     }
+    d.r.maps_mut().finish_upgrade()?;
     d.monitor.set_targets(d.health_targets());
     d.ready.attached();
 

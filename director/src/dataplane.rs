@@ -24,6 +24,8 @@ use director_common::entries::map;
 
 use crate::maps::Maps;
 
+mod migrate;
+
 /// Map capacities, fixed when the maps are created.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sizes {
@@ -89,6 +91,8 @@ pub struct Dataplane {
     pins: Option<PinDir>,
     /// The verified program of a previous run of this same build.
     pinned_prog: Option<Xdp>,
+    /// A previous layout's maps being migrated from (`migrate`).
+    previous: Option<migrate::Old>,
 }
 
 /// FNV-1a of the eBPF object: names the pinned program of this exact build.
@@ -159,6 +163,9 @@ impl Dataplane {
             anyhow::bail!("this binary was built with AYA_BUILD_SKIP=1 and has no eBPF program");
         }
         let mut loader = EbpfLoader::new();
+        // Before this layout's directory exists: its absence is what makes
+        // this a first start over a previous layout.
+        let previous = pins.map(migrate::Old::find).transpose()?.flatten();
         let map_dir = pins.map(PinDir::maps);
         let paths: Vec<(&str, PathBuf)> = match &map_dir {
             Some(dir) => {
@@ -199,7 +206,7 @@ impl Dataplane {
                 None
             }
         };
-        Ok(Dataplane {
+        let mut dp = Dataplane {
             vips: take(&mut ebpf, map::VIPS)?,
             backends: take(&mut ebpf, map::BACKENDS)?,
             ring: take(&mut ebpf, map::RING)?,
@@ -218,7 +225,23 @@ impl Dataplane {
             links: Vec::new(),
             pins: pins.cloned(),
             pinned_prog,
-        })
+            previous: None,
+        };
+        if let Some(old) = previous {
+            migrate::report("before adopting", old.copy_all(&mut dp));
+            dp.previous = Some(old);
+        }
+        Ok(dp)
+    }
+
+    /// After an upgrade over a previous map layout, once every interface
+    /// runs this build's program: copies the connections the old program
+    /// made since the first pass, and unpins the old maps.
+    pub fn finish_upgrade(&mut self) -> anyhow::Result<()> {
+        if let Some(old) = self.previous.take() {
+            migrate::report("after attaching", old.finish(self)?);
+        }
+        Ok(())
     }
 
     pub fn program(&mut self) -> anyhow::Result<&mut Xdp> {

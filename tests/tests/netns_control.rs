@@ -524,6 +524,120 @@ fn restart_and_kill_lose_nothing() {
     println!("restart_and_kill_lose_nothing: {:?}", t0.elapsed());
 }
 
+/// The previous map layout's director (`DIRECTOR_PREVIOUS_BIN`, which `cargo xtask
+/// test` builds from this repository's history) forwards long-lived connections and
+/// `wrk`; it stops with its datapath pinned and this build starts on the same pin
+/// directory: its first start over that layout carries every connection over (ids,
+/// connection entries), so no request fails and every long-lived connection keeps its
+/// real server; the previous layout's maps are gone afterwards.
+#[test]
+fn an_upgrade_from_the_previous_map_layout_loses_nothing() {
+    need_root!();
+    let Some(previous) = std::env::var_os("DIRECTOR_PREVIOUS_BIN") else {
+        println!("skipped: DIRECTOR_PREVIOUS_BIN is not set (cargo xtask test builds it)");
+        return;
+    };
+    let t0 = Instant::now();
+    let mut lab = nat_lab(3);
+    let current = lab.director_bin().to_path_buf();
+    let config = config(&lab, EQUAL);
+    lab.use_director_bin(&previous);
+    lab.start_director(config.clone());
+    let maps = lab.pin_dir().join("maps");
+    let layouts = |maps: &std::path::Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(maps)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let before = layouts(&maps);
+    assert_eq!(
+        before.len(),
+        1,
+        "one layout pinned by the previous build: {before:?}"
+    );
+
+    let vip = lab.vip();
+    let mut long_lived: Vec<KeepAlive> = lab.in_client(|| {
+        (0..20)
+            .map(|i| {
+                KeepAlive::open(&Timeouts::default(), None, vip)
+                    .unwrap_or_else(|e| panic!("keep-alive connection {i}: {e:#}"))
+            })
+            .collect()
+    });
+    let first: Vec<String> = long_lived
+        .iter_mut()
+        .enumerate()
+        .map(|(i, c)| {
+            let r = c
+                .get("/")
+                .unwrap_or_else(|e| panic!("keep-alive connection {i}, first request: {e:#}"));
+            r.server().expect("X-Server").to_owned()
+        })
+        .collect();
+
+    let wrk = lab.start_wrk(2, 12, Duration::from_secs(6));
+    std::thread::sleep(Duration::from_secs(1));
+    let t = Instant::now();
+    let stopped = lab.stop_director().expect("the previous build was running");
+    assert!(
+        stopped.success(),
+        "the previous build exited with {stopped}"
+    );
+    lab.use_director_bin(&current);
+    lab.start_director(config);
+    println!(
+        "upgrade from {}: stop + start of this build until it forwards: {:?}",
+        before[0],
+        t.elapsed()
+    );
+    let report = wait_wrk(wrk, "wrk across the upgrade");
+    assert_wrk_clean(&report, "wrk across the upgrade");
+    for (i, c) in long_lived.iter_mut().enumerate() {
+        let r = c
+            .get("/")
+            .unwrap_or_else(|e| panic!("long-lived connection {i} after the upgrade: {e:#}"));
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.server(),
+            Some(first[i].as_str()),
+            "long-lived connection {i} moved to another real server"
+        );
+    }
+    let log = lab.director().map(|d| d.log_tail(200)).unwrap_or_default();
+    let carried: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("upgrade from map layout"))
+        .collect();
+    println!("{}", carried.join("\n"));
+    assert_eq!(
+        carried.len(),
+        2,
+        "both passes of the upgrade logged:\n{log}"
+    );
+    assert!(
+        !log.contains("no room for"),
+        "entries the new maps had no room for:\n{log}"
+    );
+    let after = layouts(&maps);
+    assert_eq!(
+        after.len(),
+        1,
+        "only this build's layout is left: {after:?}"
+    );
+    assert_ne!(after, before, "this build pins a layout of its own");
+    println!(
+        "an_upgrade_from_the_previous_map_layout_loses_nothing: {:?}",
+        t0.elapsed()
+    );
+}
+
 /// `status --json` counts exactly the connections the clients made, per real server
 /// and in total, and /metrics says the same.
 #[test]

@@ -5,6 +5,7 @@ mod bench;
 mod cargo;
 mod failure;
 mod prereq;
+mod previous;
 mod run;
 mod suite;
 
@@ -163,7 +164,8 @@ fn test(filters: &[OsString]) -> Result<()> {
     let ws = Workspace::locate(&env)?;
     ws.build_packages(&["director"])?;
     let director = ws.built_bin(Profile::Debug, DIRECTOR_BIN, "director")?;
-    suite::test(&ws, &director, filters)
+    let previous = previous::director(&ws)?;
+    suite::test(&ws, &director, &previous, filters)
 }
 
 const LAB_BIN: &str = "director-lab";

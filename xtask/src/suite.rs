@@ -16,8 +16,15 @@ use crate::{
 };
 
 /// Runs `cargo test` over the workspace, one test thread (netns and XDP tests share
-/// the kernel), with `DIRECTOR_BIN` for the integration tests. `filters` go to libtest.
-pub fn test(ws: &Workspace, director_bin: &Path, filters: &[OsString]) -> Result<()> {
+/// the kernel), with `DIRECTOR_BIN` for the integration tests and
+/// `DIRECTOR_PREVIOUS_BIN` (the previous map layout's) for the upgrade test.
+/// `filters` go to libtest.
+pub fn test(
+    ws: &Workspace,
+    director_bin: &Path,
+    previous_bin: &Path,
+    filters: &[OsString],
+) -> Result<()> {
     let started = Instant::now();
     let mut cmd = ws.cargo();
     cmd.args([
@@ -30,6 +37,7 @@ pub fn test(ws: &Workspace, director_bin: &Path, filters: &[OsString]) -> Result
     .args(["--", "--test-threads=1"])
     .args(filters)
     .env("DIRECTOR_BIN", director_bin)
+    .env("DIRECTOR_PREVIOUS_BIN", previous_bin)
     .stdout(Stdio::piped());
     let what = "running the test suite";
     let rerun = "fix what cargo printed above, then rerun: cargo xtask test";

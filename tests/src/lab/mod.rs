@@ -595,6 +595,12 @@ impl Lab {
         &self.director_bin
     }
 
+    /// Runs `bin` from the next [`Lab::start_director`] on (an upgrade test starts
+    /// an older build first).
+    pub fn use_director_bin(&mut self, bin: impl Into<PathBuf>) {
+        self.director_bin = bin.into();
+    }
+
     pub fn director(&self) -> Option<&Director> {
         self.director.as_ref()
     }

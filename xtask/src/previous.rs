@@ -1,0 +1,67 @@
+//! The director of the previous map layout, for the upgrade test
+//! (`tests/tests/netns_upgrade.rs`): built once from this repository's own
+//! history, the last commit before the layout changed, into the cache.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::{
+    cargo::Workspace,
+    failure::{Failure, Result},
+    prereq, run,
+};
+
+/// The last commit with map layout v4 (`ABI_VERSION = 4`); the next one,
+/// e4abeff, made it v5. A layout change moves this to the commit before it.
+pub const COMMIT: &str = "d5ae164e4eb468954d61c630c3713f38a5eb295f";
+
+/// The previous layout's `director` binary, built if the cache lacks it.
+pub fn director(ws: &Workspace) -> Result<PathBuf> {
+    let dir = prereq::cache_dir()?.join("previous-layout").join(COMMIT);
+    let bin = dir.join("target").join("debug").join("director");
+    if bin.exists() {
+        return Ok(bin);
+    }
+    let tree = dir.join("tree");
+    if !tree.join("Cargo.toml").exists() {
+        export(ws.root(), &tree)?;
+    }
+    let mut cmd = ws.cargo();
+    cmd.current_dir(&tree)
+        .env("CARGO_TARGET_DIR", dir.join("target"))
+        .args(["build", "--package", "director", "--bin", "director"]);
+    run::status(
+        &mut cmd,
+        "building the previous map layout's director (for the upgrade test)",
+        &format!(
+            "see cargo's errors above; the tree is {}, remove it to start over",
+            tree.display()
+        ),
+    )?;
+    Ok(bin)
+}
+
+/// Writes the tree of [`COMMIT`] to `tree` (`git archive`, no worktree).
+fn export(repo: &Path, tree: &Path) -> Result<()> {
+    let fix = "the upgrade test needs the repository's history: `git fetch --unshallow`";
+    std::fs::create_dir_all(tree).map_err(|e| {
+        Failure::new(
+            "creating the previous layout's tree",
+            format!("{}: {e}", tree.display()),
+            "check the cache directory",
+        )
+    })?;
+    let tar = tree.with_extension("tar");
+    let mut archive = Command::new("git");
+    archive
+        .current_dir(repo)
+        .args(["archive", "--format=tar", "--output"])
+        .arg(&tar)
+        .arg(COMMIT);
+    run::status(&mut archive, &format!("exporting commit {COMMIT}"), fix)?;
+    let mut untar = Command::new("tar");
+    untar.arg("-xf").arg(&tar).arg("-C").arg(tree);
+    run::status(&mut untar, &format!("unpacking {}", tar.display()), fix)?;
+    let _ = std::fs::remove_file(&tar);
+    Ok(())
+}
