@@ -165,7 +165,7 @@ fn test(filters: &[OsString]) -> Result<()> {
     ws.build_packages(&["director"])?;
     let director = ws.built_bin(Profile::Debug, DIRECTOR_BIN, "director")?;
     let previous = previous::director(&ws)?;
-    suite::test(&ws, &director, &previous, filters)
+    suite::test(&ws, &director, previous.as_deref(), filters)
 }
 
 const LAB_BIN: &str = "director-lab";

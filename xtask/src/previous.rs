@@ -15,12 +15,25 @@ use crate::{
 /// e4abeff, made it v5. A layout change moves this to the commit before it.
 pub const COMMIT: &str = "d5ae164e4eb468954d61c630c3713f38a5eb295f";
 
-/// The previous layout's `director` binary, built if the cache lacks it.
-pub fn director(ws: &Workspace) -> Result<PathBuf> {
+/// The previous layout's `director` binary, built if the cache lacks it;
+/// none (said loudly) in a clone without that commit, such as a shallow one.
+pub fn director(ws: &Workspace) -> Result<Option<PathBuf>> {
     let dir = prereq::cache_dir()?.join("previous-layout").join(COMMIT);
     let bin = dir.join("target").join("debug").join("director");
     if bin.exists() {
-        return Ok(bin);
+        return Ok(Some(bin));
+    }
+    let present = Command::new("git")
+        .current_dir(ws.root())
+        .args(["cat-file", "-e", &format!("{COMMIT}^{{commit}}")])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !present {
+        eprintln!(
+            "xtask: WARNING: commit {COMMIT} (the previous map layout) is not in this clone \
+             (shallow?): the upgrade test will be skipped; `git fetch --unshallow` runs it"
+        );
+        return Ok(None);
     }
     let tree = dir.join("tree");
     if !tree.join("Cargo.toml").exists() {
@@ -38,7 +51,7 @@ pub fn director(ws: &Workspace) -> Result<PathBuf> {
             tree.display()
         ),
     )?;
-    Ok(bin)
+    Ok(Some(bin))
 }
 
 /// Writes the tree of [`COMMIT`] to `tree` (`git archive`, no worktree).

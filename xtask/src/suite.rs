@@ -22,7 +22,7 @@ use crate::{
 pub fn test(
     ws: &Workspace,
     director_bin: &Path,
-    previous_bin: &Path,
+    previous_bin: Option<&Path>,
     filters: &[OsString],
 ) -> Result<()> {
     let started = Instant::now();
@@ -37,8 +37,10 @@ pub fn test(
     .args(["--", "--test-threads=1"])
     .args(filters)
     .env("DIRECTOR_BIN", director_bin)
-    .env("DIRECTOR_PREVIOUS_BIN", previous_bin)
     .stdout(Stdio::piped());
+    if let Some(previous) = previous_bin {
+        cmd.env("DIRECTOR_PREVIOUS_BIN", previous);
+    }
     let what = "running the test suite";
     let rerun = "fix what cargo printed above, then rerun: cargo xtask test";
     let mut child = run::spawn_foreground(&mut cmd, what, rerun)?;
