@@ -756,3 +756,163 @@ fn operator_weight_and_drain() {
     assert_eq!(tally.count("rs1") + tally.count("rs3"), 90);
     println!("operator_weight_and_drain: {:?}", t0.elapsed());
 }
+
+/// The VIP routes in `table` of the director's namespace (`ip route show`).
+fn routes_in(lab: &Lab, table: u32) -> String {
+    match lab
+        .ns(Role::Director)
+        .ip(&["route", "show", "table", &table.to_string()])
+    {
+        Ok(routes) => routes,
+        // A table without routes does not exist.
+        Err(e) if format!("{e:#}").contains("table does not exist") => String::new(),
+        Err(e) => panic!("{e:#}"),
+    }
+}
+
+/// Waits until `table` holds the VIP's host route (`present`) or not; returns how long
+/// that took.
+fn wait_for_route(lab: &Lab, table: u32, present: bool, limit: Duration) -> Duration {
+    let vip = lab.vip().ip().to_string();
+    let start = Instant::now();
+    loop {
+        let routes = routes_in(lab, table);
+        let has = routes
+            .lines()
+            .any(|l| l.starts_with(&format!("{vip} ")) && l.contains("proto 221"));
+        if has == present {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "the route of {vip} still {} table {table} after {limit:?}: {routes:?}\n{}",
+            if present { "missing from" } else { "in" },
+            lab.director_log_tail(20)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `[director] announce_table` on a DR lab: the VIP's host route is published once the
+/// director is ready and its checks have had their first round; withdrawn when the last
+/// real server fails its checks, within their detection time; back when one recovers;
+/// kept when the director stops (its pinned datapath still forwards); removed by
+/// `director teardown --announce-table`.
+#[test]
+fn the_announced_vip_route_follows_the_servers_health() {
+    need_root!();
+    const TABLE: u32 = 100;
+    let (interval, timeout, rise, fall) =
+        (Duration::from_millis(500), Duration::from_millis(300), 1, 2);
+    let slack = Duration::from_secs(2);
+    let mut lab =
+        Lab::build(LabSpec::new(Mode::Dr, SERVER).servers(2)).unwrap_or_else(|e| panic!("{e:#}"));
+    let servers: Vec<String> = (1..=2).map(|n| addr(&lab, n)).collect();
+    let vs = VirtualServer::tcp(VS, lab.vip())
+        .real_servers(servers)
+        .health_check("kind", "tcp")
+        .health_check("interval", format!("{}ms", interval.as_millis()))
+        .health_check("timeout", format!("{}ms", timeout.as_millis()))
+        .health_check("rise", rise)
+        .health_check("fall", fall);
+    let config = Config::lab(Mode::Dr)
+        .set("announce_table", TABLE)
+        .virtual_server(vs);
+    let detection = interval * fall + timeout;
+    let t = Instant::now();
+    lab.start_director(config);
+    let up = wait_for_route(
+        &lab,
+        TABLE,
+        true,
+        detection + slack + Duration::from_secs(5),
+    );
+    println!(
+        "announced {:?} after the start ({:?} after it forwarded)",
+        t.elapsed(),
+        up
+    );
+    assert!(
+        t.elapsed() >= detection,
+        "announced after {:?}, before the checks' first round ({detection:?})",
+        t.elapsed()
+    );
+    assert!(
+        director_ok(&lab, &["status"])
+            .contains(&format!("announced in table {TABLE}: {}", lab.vip().ip())),
+        "status shows the route"
+    );
+
+    assert_bird_learns_the_vip(&lab);
+
+    for n in 1..=2 {
+        lab.kill_server(n);
+    }
+    let gone = wait_for_route(&lab, TABLE, false, detection + slack);
+    println!("withdrawn {gone:?} after the last server died (detection time {detection:?})");
+    lab.restart_server(1).unwrap_or_else(|e| panic!("{e:#}"));
+    let back = wait_for_route(&lab, TABLE, true, interval * rise + timeout + slack);
+    println!("announced again {back:?} after a server came back");
+
+    let stopped = lab.stop_director().expect("the director was running");
+    assert!(stopped.success(), "director exited with {stopped}");
+    wait_for_route(&lab, TABLE, true, Duration::ZERO);
+    let pins = lab.pin_dir();
+    let bin = lab.director_bin().to_path_buf();
+    let out = lab.in_ns(Role::Director, || {
+        Command::new(&bin)
+            .arg("teardown")
+            .arg("--pin-dir")
+            .arg(&pins)
+            .args(["--announce-table", &TABLE.to_string()])
+            .output()
+            .expect("run director teardown")
+    });
+    assert!(
+        out.status.success(),
+        "teardown: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for_route(&lab, TABLE, false, Duration::ZERO);
+}
+
+/// bird2 with `examples/bird2-director.conf`, in the director's namespace, learns the
+/// VIP's host route from table 100 into the table its BGP session exports (the
+/// session's router is not there: this checks what the example exports).
+fn assert_bird_learns_the_vip(lab: &Lab) {
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/bird2-director.conf"
+    );
+    let dir = tempfile::tempdir().expect("a directory for bird");
+    let socket = dir.path().join("bird.ctl");
+    let mut cmd = lab.ns(Role::Director).nsenter("bird");
+    cmd.args(["-f", "-c", example, "-s"])
+        .arg(&socket)
+        .arg("-P")
+        .arg(dir.path().join("bird.pid"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _bird = lab::ChildGuard::spawn("bird", cmd, Duration::from_secs(1))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let want = format!("{}/32", lab.vip().ip());
+    let start = Instant::now();
+    loop {
+        let out = Command::new("birdc")
+            .arg("-s")
+            .arg(&socket)
+            .args(["show", "route", "table", "vips4"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        if out.contains(&want) {
+            println!("bird2 learned {want} from table 100");
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "bird2 did not learn {want} within 10 s: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
