@@ -436,25 +436,19 @@ fn invalid_reload_is_rejected() {
     println!("invalid_reload_is_rejected: {:?}", t0.elapsed());
 }
 
-/// SIGTERM and restart, then SIGKILL and restart, under wrk: no request fails and
-/// long-lived connections opened before keep their real server.
-#[test]
-fn restart_and_kill_lose_nothing() {
-    need_root!();
-    let t0 = Instant::now();
-    let mut lab = running(3, EQUAL);
-    let config = config(&lab, EQUAL);
-
+/// `n` keep-alive connections through the VIP, each answered once: the connections
+/// and the real server that answered each.
+fn keep_alive(lab: &Lab, n: usize) -> (Vec<KeepAlive>, Vec<String>) {
     let vip = lab.vip();
-    let mut long_lived: Vec<KeepAlive> = lab.in_client(|| {
-        (0..4)
+    let mut conns: Vec<KeepAlive> = lab.in_client(|| {
+        (0..n)
             .map(|i| {
                 KeepAlive::open(&Timeouts::default(), None, vip)
                     .unwrap_or_else(|e| panic!("keep-alive connection {i}: {e:#}"))
             })
             .collect()
     });
-    let first: Vec<String> = long_lived
+    let servers = conns
         .iter_mut()
         .enumerate()
         .map(|(i, c)| {
@@ -465,6 +459,35 @@ fn restart_and_kill_lose_nothing() {
             r.server().expect("X-Server").to_owned()
         })
         .collect();
+    (conns, servers)
+}
+
+/// Each connection of [`keep_alive`] is answered again, by the same real server, after
+/// `what`.
+fn assert_same_servers(conns: &mut [KeepAlive], first: &[String], what: &str) {
+    for (i, c) in conns.iter_mut().enumerate() {
+        let r = c
+            .get("/")
+            .unwrap_or_else(|e| panic!("long-lived connection {i} after {what}: {e:#}"));
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.server(),
+            Some(first[i].as_str()),
+            "long-lived connection {i} moved to another real server across {what}"
+        );
+    }
+}
+
+/// SIGTERM and restart, then SIGKILL and restart, under wrk: no request fails and
+/// long-lived connections opened before keep their real server.
+#[test]
+fn restart_and_kill_lose_nothing() {
+    need_root!();
+    let t0 = Instant::now();
+    let mut lab = running(3, EQUAL);
+    let config = config(&lab, EQUAL);
+
+    let (mut long_lived, first) = keep_alive(&lab, 4);
     println!("long-lived connections answered by {first:?}");
 
     let wrk_length = Duration::from_secs(10);
@@ -511,16 +534,8 @@ fn restart_and_kill_lose_nothing() {
             table.iter().any(|e| e.client == local),
             "long-lived connection {i} ({local}) not in the adopted connection table"
         );
-        let r = c
-            .get("/")
-            .unwrap_or_else(|e| panic!("long-lived connection {i} after the restarts: {e:#}"));
-        assert_eq!(r.status, 200);
-        assert_eq!(
-            r.server(),
-            Some(first[i].as_str()),
-            "long-lived connection {i} moved to another real server"
-        );
     }
+    assert_same_servers(&mut long_lived, &first, "the restarts");
     println!("restart_and_kill_lose_nothing: {:?}", t0.elapsed());
 }
 
@@ -562,25 +577,7 @@ fn an_upgrade_from_the_previous_map_layout_loses_nothing() {
         "one layout pinned by the previous build: {before:?}"
     );
 
-    let vip = lab.vip();
-    let mut long_lived: Vec<KeepAlive> = lab.in_client(|| {
-        (0..20)
-            .map(|i| {
-                KeepAlive::open(&Timeouts::default(), None, vip)
-                    .unwrap_or_else(|e| panic!("keep-alive connection {i}: {e:#}"))
-            })
-            .collect()
-    });
-    let first: Vec<String> = long_lived
-        .iter_mut()
-        .enumerate()
-        .map(|(i, c)| {
-            let r = c
-                .get("/")
-                .unwrap_or_else(|e| panic!("keep-alive connection {i}, first request: {e:#}"));
-            r.server().expect("X-Server").to_owned()
-        })
-        .collect();
+    let (mut long_lived, first) = keep_alive(&lab, 20);
 
     let wrk = lab.start_wrk(2, 12, Duration::from_secs(6));
     std::thread::sleep(Duration::from_secs(1));
@@ -599,17 +596,7 @@ fn an_upgrade_from_the_previous_map_layout_loses_nothing() {
     );
     let report = wait_wrk(wrk, "wrk across the upgrade");
     assert_wrk_clean(&report, "wrk across the upgrade");
-    for (i, c) in long_lived.iter_mut().enumerate() {
-        let r = c
-            .get("/")
-            .unwrap_or_else(|e| panic!("long-lived connection {i} after the upgrade: {e:#}"));
-        assert_eq!(r.status, 200);
-        assert_eq!(
-            r.server(),
-            Some(first[i].as_str()),
-            "long-lived connection {i} moved to another real server"
-        );
-    }
+    assert_same_servers(&mut long_lived, &first, "the upgrade");
     let log = lab.director().map(|d| d.log_tail(200)).unwrap_or_default();
     let carried: Vec<&str> = log
         .lines()
