@@ -17,7 +17,6 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::{
-    announce::{self, Announcer},
     apply::Reconciler,
     config::{self, Config, OnFailure, XdpMode},
     control::{self, Call, Request, Response},
@@ -29,7 +28,7 @@ use crate::{
     ready::Readiness,
     replicate::Replication,
     snapshot::{self, HealthNotes, Tallies},
-    status::{Announced, Counters, Rates},
+    status::{Counters, Rates},
     sync::Inbound,
 };
 
@@ -62,9 +61,6 @@ struct Daemon {
     ready: Readiness,
     /// State sync with the other directors, when `[sync]` configures it.
     sync: Option<Replication>,
-    /// VIP routes for a routing daemon, when `announce_table` is set, and
-    /// from when (the health checks' first round).
-    announcer: Option<(Announcer, Instant)>,
 }
 
 fn mode(m: XdpMode) -> AyaXdpMode {
@@ -221,11 +217,9 @@ impl Daemon {
         if cfg.director.interfaces != self.config.director.interfaces
             || cfg.director.xdp_mode != self.config.director.xdp_mode
             || cfg.director.conntrack_max != self.config.director.conntrack_max
-            || cfg.director.announce_table != self.config.director.announce_table
         {
             warn!(
-                "[director] changes (interfaces, xdp_mode, conntrack_max, announce_table) apply \
-                 at the next restart"
+                "[director] changes (interfaces, xdp_mode, conntrack_max) apply at the next restart"
             );
         }
         if cfg.sync != self.config.sync {
@@ -246,18 +240,6 @@ impl Daemon {
         );
         info!("{msg}");
         Ok(msg)
-    }
-
-    /// The announced VIP routes follow the model, once the director is
-    /// ready and its health checks have had time to find a dead server.
-    fn announce(&self) {
-        let Some((announcer, from)) = &self.announcer else {
-            return;
-        };
-        let now = Instant::now();
-        if now >= *from && self.ready.check(now).is_ok() {
-            announcer.set(announce::wanted(self.r.model()));
-        }
     }
 
     fn drains(&mut self) -> anyhow::Result<()> {
@@ -340,10 +322,6 @@ impl Daemon {
             Request::Status => {
                 let mut s = snapshot::status(&self.r, &self.tallies());
                 s.sync = self.sync.as_ref().map(Replication::report);
-                s.announced = self.announcer.as_ref().map(|(a, _)| Announced {
-                    table: a.table(),
-                    vips: a.announced().iter().map(IpAddr::to_string).collect(),
-                });
                 Response::Status(s)
             }
             Request::Conns { limit } => snapshot::conns(&self.r, limit),
@@ -430,7 +408,6 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
         transitions: 0,
         ready,
         sync: None,
-        announcer: None,
     };
     // Known next hops first, so the first packets find resolved servers.
     let mut unknown = d.follow_servers();
@@ -485,13 +462,6 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
     d.r.maps_mut().finish_upgrade()?;
     d.monitor.set_targets(d.health_targets());
     d.ready.attached();
-    if let Some(table) = d.config.director.announce_table {
-        let announcer = Announcer::start(table, d.neighbours.clone())
-            .await
-            .context("reading the announce table")?;
-        let from = announce::first_round_done(&d.config, Instant::now());
-        d.announcer = Some((announcer, from));
-    }
 
     let (call_tx, mut call_rx) = mpsc::channel::<Call>(64);
     let socket = opts.socket.clone();
@@ -538,14 +508,14 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
                 let _ = reply.send(d.handle(req));
                 Ok(())
             }
-            Some(t) = health_rx.recv() => d.on_transition(t).map(|()| d.announce()),
+            Some(t) = health_rx.recv() => d.on_transition(t),
             Some(e) = hop_rx.recv() => d.on_hop(e),
             Some(i) = recv(inbound.as_mut()) => { d.on_sync_inbound(i); Ok(()) }
             Some(b) = recv(events.as_mut()) => { d.on_sync_events(&b); Ok(()) }
             Some((ip, hop)) = recv(client_hops.as_mut()) => { d.on_client_hop(ip, hop); Ok(()) }
             _ = sweep.tick() => { d.sweep(); Ok(()) }
             _ = sample.tick() => { d.sample(); Ok(()) }
-            _ = drains.tick() => d.drains().map(|()| d.announce()),
+            _ = drains.tick() => d.drains(),
         };
         if let Err(e) = step {
             error!("{e:#}");

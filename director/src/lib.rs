@@ -2,7 +2,6 @@
 //! what the datapath should hold and its reconciliation, loading, pinning
 //! and attaching the XDP program, the control socket and the run loop.
 
-pub mod announce;
 pub mod apply;
 pub mod config;
 pub mod control;

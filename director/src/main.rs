@@ -51,10 +51,6 @@ enum Cmd {
     Teardown {
         #[arg(long, default_value = "/sys/fs/bpf/director")]
         pin_dir: PathBuf,
-        /// Also withdraw the VIP routes director put in this routing table
-        /// (the configuration's `announce_table`).
-        #[arg(long)]
-        announce_table: Option<u32>,
     },
     /// Virtual and real servers with health, connections, counters and rates.
     Status(Socket),
@@ -177,24 +173,7 @@ fn main() -> ExitCode {
             }
             None => ExitCode::FAILURE,
         },
-        Cmd::Teardown {
-            pin_dir,
-            announce_table,
-        } => {
-            if let Some(table) = announce_table {
-                let withdrawn = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(anyhow::Error::from)
-                    .and_then(|rt| rt.block_on(director::announce::withdraw_all(table)));
-                match withdrawn {
-                    Ok(ips) => println!("withdrew {} VIP route(s) from table {table}", ips.len()),
-                    Err(e) => {
-                        eprintln!("director: withdrawing the VIP routes of table {table}: {e:#}");
-                        return ExitCode::FAILURE;
-                    }
-                }
-            }
+        Cmd::Teardown { pin_dir } => {
             match director::dataplane::teardown(&director::dataplane::PinDir(pin_dir)) {
                 Ok(ifaces) => {
                     println!("detached from [{}]; pinned maps removed", ifaces.join(", "));

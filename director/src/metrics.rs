@@ -230,17 +230,6 @@ impl Collector for Snapshot {
             "Configuration reloads applied.",
             single(s.reloads).map(counter),
         )?;
-        if let Some(a) = &s.announced {
-            family(
-                &mut enc,
-                "director_announced",
-                "1 for each VIP address with a host route in the announce table.",
-                a.vips
-                    .iter()
-                    .map(|v| (vec![("vip", v.as_str())], 1))
-                    .map(gauge),
-            )?;
-        }
         match &s.sync {
             Some(sync) => sync_families(&mut enc, sync),
             None => Ok(()),

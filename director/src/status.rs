@@ -149,16 +149,6 @@ pub struct Status {
     /// State sync, when configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync: Option<SyncReport>,
-    /// VIP routes for a routing daemon, when `announce_table` is set.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub announced: Option<Announced>,
-}
-
-/// The VIP host routes in the announce table.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Announced {
-    pub table: u32,
-    pub vips: Vec<String>,
 }
 
 fn human(v: f64) -> String {
@@ -274,14 +264,6 @@ pub fn render_text(s: &Status) -> String {
                 "",
             );
         }
-    }
-    if let Some(a) = &s.announced {
-        let vips = if a.vips.is_empty() {
-            "none".to_string()
-        } else {
-            a.vips.join(", ")
-        };
-        let _ = writeln!(o, "announced in table {}: {vips}", a.table);
     }
     if let Some(sync) = &s.sync {
         render_sync(&mut o, sync);
@@ -402,7 +384,6 @@ pub(crate) mod tests {
             health_transitions: 1,
             reloads: 2,
             sync: None,
-            announced: None,
         }
     }
 
@@ -443,25 +424,6 @@ pub(crate) mod tests {
             events_lost: 0,
             waiting: 0,
         }
-    }
-
-    #[test]
-    fn text_view_shows_the_announced_vips() {
-        let mut s = sample();
-        s.announced = Some(Announced {
-            table: 100,
-            vips: vec!["192.0.2.10".into(), "2001:db8::10".into()],
-        });
-        let t = render_text(&s);
-        assert!(
-            t.contains("announced in table 100: 192.0.2.10, 2001:db8::10\n"),
-            "{t}"
-        );
-        s.announced = Some(Announced {
-            table: 100,
-            vips: vec![],
-        });
-        assert!(render_text(&s).contains("announced in table 100: none\n"));
     }
 
     #[test]

@@ -16,9 +16,8 @@ use crate::{
 };
 
 /// Debian packages the netns lab needs (wrk: load for the control-plane tests;
-/// keepalived: VRRP between the director pair of the failover tests; bird2: the
-/// routing daemon that exports announced VIP routes).
-pub const LAB_PACKAGES: &[&str] = &["iproute2", "ethtool", "curl", "wrk", "keepalived", "bird2"];
+/// keepalived: VRRP between the director pair of the failover tests).
+pub const LAB_PACKAGES: &[&str] = &["iproute2", "ethtool", "curl", "wrk", "keepalived"];
 
 /// What `cargo xtask bench` drives besides the lab: trafgen (netsniff-ng), wrk,
 /// haproxy, nft (nftables) and bpftool.

@@ -190,10 +190,6 @@ pub struct DirectorSection {
     pub interfaces: Vec<String>,
     pub xdp_mode: XdpMode,
     pub conntrack_max: u32,
-    /// The kernel routing table the director publishes a host route in for
-    /// each VIP address it can serve, for a routing daemon (bird2, FRR) to
-    /// announce to the routers; none: no announcing.
-    pub announce_table: Option<u32>,
 }
 
 /// One `[[virtual_server]]`.

@@ -2,15 +2,13 @@
 //! lookups, neighbour entries and host routes.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use anyhow::Context as _;
 use futures_util::TryStreamExt as _;
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::neighbour::{NeighbourFlags, NeighbourState};
-use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope,
-};
+use netlink_packet_route::route::{RouteMessage, RouteProtocol, RouteScope};
 use rtnetlink::{Handle, RouteMessageBuilder};
 
 use super::PROTOCOL;
@@ -150,23 +148,6 @@ impl Kernel {
             })
     }
 
-    /// The host routes [`Kernel::announce`] (of any run) put in `table`.
-    pub async fn announced(&self, table: u32) -> anyhow::Result<Vec<IpAddr>> {
-        let mut found = Vec::new();
-        for dump in [
-            RouteMessageBuilder::<Ipv4Addr>::new().build(),
-            RouteMessageBuilder::<Ipv6Addr>::new().build(),
-        ] {
-            let mut routes = self.handle.route().get(dump).execute();
-            while let Some(m) = routes.try_next().await.context("dumping routes")? {
-                if let Some(ip) = announced_in(&m, table) {
-                    found.push(ip);
-                }
-            }
-        }
-        Ok(found)
-    }
-
     /// Removes what [`Kernel::announce`] added; absent already is fine.
     pub async fn withdraw(&self, table: u32, ip: IpAddr) -> anyhow::Result<()> {
         match self
@@ -183,26 +164,4 @@ impl Kernel {
             _ => Ok(()),
         }
     }
-}
-
-/// The address of `m` if it is one of our host routes in `table`.
-fn announced_in(m: &RouteMessage, table: u32) -> Option<IpAddr> {
-    let in_table = m
-        .attributes
-        .iter()
-        .find_map(|a| match a {
-            RouteAttribute::Table(t) => Some(*t),
-            _ => None,
-        })
-        .unwrap_or(m.header.table.into());
-    if in_table != table || m.header.protocol != RouteProtocol::from(PROTOCOL) {
-        return None;
-    }
-    let ip = m.attributes.iter().find_map(|a| match a {
-        RouteAttribute::Destination(RouteAddress::Inet(a)) => Some(IpAddr::V4(*a)),
-        RouteAttribute::Destination(RouteAddress::Inet6(a)) => Some(IpAddr::V6(*a)),
-        _ => None,
-    })?;
-    let host = if ip.is_ipv4() { 32 } else { 128 };
-    (m.header.destination_prefix_length == host).then_some(ip)
 }

@@ -158,12 +158,6 @@ impl Neighbours {
         self.kernel.announce(table, ip).await
     }
 
-    /// The host routes of protocol [`PROTOCOL`] in `table` (this run's and
-    /// a previous one's).
-    pub async fn announced(&self, table: u32) -> anyhow::Result<Vec<IpAddr>> {
-        self.kernel.announced(table).await
-    }
-
     /// Removes the route [`Neighbours::announce`] added (absent is fine).
     pub async fn withdraw(&self, table: u32, ip: IpAddr) -> anyhow::Result<()> {
         self.kernel.withdraw(table, ip).await

@@ -40,32 +40,3 @@ fn conntrack_max_range() {
     let text = with_director_keys("conntrack_max = 134217728");
     assert_eq!(clean(&text).director.conntrack_max, 1 << 27);
 }
-
-#[test]
-fn announce_table_range_reserved_tables_and_nat() {
-    // The lab's BASE virtual server forwards in NAT mode (the default).
-    let base = with_director_keys("announce_table = 100").replace(":8080", ":80");
-    let dr = with_vs_keys(&base, "forward = \"dr\"");
-    assert_eq!(clean(&dr).director.announce_table, Some(100));
-    assert_eq!(clean(BASE).director.announce_table, None);
-    let text = dr.replace("announce_table = 100", "announce_table = 254");
-    assert_one_error(
-        &text,
-        "3:18",
-        "announce_table 254 is the kernel's main table: use a table of its own (e.g. 100)",
-    );
-    let text = dr.replace("announce_table = 100", "announce_table = 0");
-    assert_one_error(
-        &text,
-        "3:18",
-        "announce_table must be in 1..=4294967295, got 0",
-    );
-    // NAT with announcing: refused where the virtual server says so, or at its header.
-    let nat = with_vs_keys(&base, "forward = \"nat\"");
-    assert_one_error(
-        &nat,
-        "8:11",
-        "virtual server \"web\" forwards in NAT mode, which announce_table (3:18) cannot serve",
-    );
-    assert_one_error(&base, "5:1", "forwards in NAT mode");
-}

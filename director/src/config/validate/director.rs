@@ -41,29 +41,10 @@ impl Checker<'_> {
             .as_ref()
             .and_then(|v| self.int_in("conntrack_max", v, 1, MAX_CONNTRACK_MAX.into()))
             .map_or(DEFAULT_CONNTRACK_MAX, |v| v as u32);
-        let announce_table = raw.announce_table.as_ref().and_then(|t| {
-            let table = self.int_in("announce_table", t, 1, u32::MAX.into())? as u32;
-            self.announce = Some(self.pos(t.span()));
-            match table {
-                253..=255 => {
-                    let name = ["default", "main", "local"][(table - 253) as usize];
-                    self.error(
-                        t.span(),
-                        format!(
-                            "announce_table {table} is the kernel's {name} table: use a table of \
-                             its own (e.g. 100) that the routing daemon exports"
-                        ),
-                    );
-                    None
-                }
-                _ => Some(table),
-            }
-        });
         DirectorSection {
             interfaces,
             xdp_mode: raw.xdp_mode.map(Spanned::into_inner).unwrap_or_default(),
             conntrack_max,
-            announce_table,
         }
     }
 }

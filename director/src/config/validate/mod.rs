@@ -38,8 +38,6 @@ struct Checker<'a> {
     text: &'a str,
     lines: LineIndex,
     diagnostics: Vec<Diagnostic>,
-    /// Where `[director] announce_table` is, when set.
-    announce: Option<Pos>,
 }
 
 pub(super) fn build(text: &str, raw: raw::File, path: PathBuf) -> (Config, Vec<Diagnostic>) {
@@ -47,7 +45,6 @@ pub(super) fn build(text: &str, raw: raw::File, path: PathBuf) -> (Config, Vec<D
         text,
         lines: LineIndex::new(text),
         diagnostics: Vec::new(),
-        announce: None,
     };
     let director = c.director(raw.director.into_inner());
     let mut names: HashMap<String, Pos> = HashMap::new();

@@ -8,7 +8,7 @@ use serde_spanned::Spanned;
 use super::{BAD_ADDR, Checker, Pos};
 use crate::config::{
     DEFAULT_MH_TABLE_SIZE, DEFAULT_TCP_FIN_TIMEOUT, DEFAULT_TCP_TIMEOUT, DEFAULT_UDP_TIMEOUT,
-    Forward, MAX_MH_TABLE_SIZE, MAX_NAME_LEN, MAX_REAL_SERVERS, MAX_TIMEOUT, MH_SLOTS_PER_SERVER,
+    MAX_MH_TABLE_SIZE, MAX_NAME_LEN, MAX_REAL_SERVERS, MAX_TIMEOUT, MH_SLOTS_PER_SERVER,
     MIN_MH_TABLE_SIZE, Protocol, RealServer, Scheduler, Timeouts, VirtualServer, raw,
 };
 
@@ -66,20 +66,6 @@ impl Checker<'_> {
             .as_ref()
             .map(|f| *f.get_ref())
             .unwrap_or_default();
-        if let Some(at) = self.announce
-            && forward == Forward::Nat
-        {
-            let span = raw.forward.as_ref().map_or(header.clone(), Spanned::span);
-            self.error(
-                span,
-                format!(
-                    "virtual server {name:?} forwards in NAT mode, which announce_table ({at}) \
-                     cannot serve: routers spread a client's packets over the announcing \
-                     directors, and a NAT reply must return through the director that \
-                     forwarded its request; use forward = \"dr\" or no announce_table"
-                ),
-            );
-        }
         let hashing = matches!(scheduler, Scheduler::Sh | Scheduler::Mh);
 
         let hash_source_port = raw.hash_source_port.as_ref().is_some_and(|h| *h.get_ref());
