@@ -79,6 +79,7 @@ fn full_example_parses_to_expected_values() {
             interfaces: vec!["eth0".into(), "eth1".into()],
             xdp_mode: XdpMode::Generic,
             conntrack_max: 65536,
+            announce_table: None,
         },
         virtual_servers: vec![
             VirtualServer {
@@ -294,6 +295,7 @@ fn lab_examples_have_the_expected_values() {
             interfaces: vec!["eth0".into(), "eth1".into()],
             xdp_mode: XdpMode::Native,
             conntrack_max: 65536,
+            announce_table: None,
         }
     );
     let dr = lab_example(
