@@ -67,7 +67,9 @@ pub struct EcmpSpec {
     pub directors: usize,
     /// Of those, how many [`EcmpLab::start`] starts (the first ones).
     pub started: usize,
+    /// Real servers wired; the stream service starts with the first `configured`.
     pub servers: usize,
+    pub configured: usize,
     pub sync: bool,
     /// The stream virtual server's scheduler (`mh` hashes the source port too).
     pub scheduler: &'static str,
@@ -82,6 +84,7 @@ impl EcmpSpec {
             directors: 4,
             started: 3,
             servers: 3,
+            configured: 3,
             sync: true,
             scheduler: "mh",
             server_bin: server_bin.into(),
@@ -108,6 +111,8 @@ pub struct EcmpLab {
     servers: Vec<ChildGuard>,
     xdp_links: Vec<OwnedFd>,
     namespaces: wiring::Namespaces,
+    /// The real servers of the stream service in the directors' config.
+    configured: Vec<usize>,
     tmp: Option<tempfile::TempDir>,
 }
 
@@ -138,6 +143,7 @@ impl EcmpLab {
                 })
             })
             .collect::<Result<_>>()?;
+        let configured = (1..=spec.configured).collect();
         let mut lab = Self {
             id,
             spec,
@@ -146,6 +152,7 @@ impl EcmpLab {
             servers: Vec::new(),
             xdp_links,
             namespaces,
+            configured,
             tmp: Some(tmp),
         };
         lab.write_sync_key()?;
@@ -242,8 +249,9 @@ impl EcmpLab {
     /// and `[sync]` toward every other director when the spec says so.
     pub fn director_config(&self, n: usize) -> String {
         let reals = |port: u16| -> Vec<SocketAddr> {
-            (1..=self.spec.servers)
-                .map(|m| SocketAddrV4::new(wiring::real_server(m), port).into())
+            self.configured
+                .iter()
+                .map(|&m| SocketAddrV4::new(wiring::real_server(m), port).into())
                 .collect()
         };
         let scheduled = |vs: VirtualServer| match self.spec.scheduler {
@@ -261,6 +269,8 @@ impl EcmpLab {
                     .health_check("kind", "tcp")
                     .health_check("interval", "1s")
                     .health_check("timeout", "500ms")
+                    // Longer than a test: a drained server keeps its connections.
+                    .set("drain_timeout", "300s")
                     .real_servers(reals(STREAM_VIP.port())),
             )
             .virtual_server(
@@ -483,6 +493,41 @@ impl EcmpLab {
             b.kill()
                 .unwrap_or_else(|e| panic!("kill bird of director {n}: {e:#}"));
         }
+    }
+
+    /// Gives the stream service real servers `servers` (1-based) on every running
+    /// director: the config rewritten, then `director reload`.
+    pub fn set_servers(&mut self, servers: &[usize]) {
+        self.configured = servers.to_vec();
+        for n in self.running() {
+            let config = self.director_config(n);
+            let node = self.node(n);
+            let path = node
+                .director
+                .as_ref()
+                .expect("running")
+                .config_path()
+                .to_owned();
+            std::fs::write(&path, config).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            self.ask(n, &["reload"])
+                .unwrap_or_else(|e| panic!("reload director {n}: {e:#}"));
+        }
+    }
+
+    /// `director drain stream <real server m>` on every running director.
+    pub fn drain(&self, m: usize) {
+        let server = SocketAddrV4::new(wiring::real_server(m), STREAM_VIP.port()).to_string();
+        for n in self.running() {
+            self.ask(n, &["drain", "stream", &server])
+                .unwrap_or_else(|e| panic!("drain on director {n}: {e:#}"));
+        }
+    }
+
+    /// The directors whose process runs.
+    fn running(&self) -> Vec<usize> {
+        (1..=self.nodes.len())
+            .filter(|&n| self.node(n).director.is_some())
+            .collect()
     }
 
     /// Stops director `n` (SIGTERM: its datapath stays pinned and forwarding, its
