@@ -327,12 +327,14 @@ fn lab_examples_have_the_expected_values() {
     );
 }
 
-/// Every key of `[sync]`, `[[virtual_server]]` and its real servers appears
-/// in the reference, set or commented out, so that it documents them all.
+/// Every key of `[sync]`, `[[virtual_server]]` and its real servers (and
+/// `announce_table`) appears in the reference, set or commented out, so that
+/// it documents them all.
 #[test]
 fn reference_mentions_every_key() {
     let text = std::fs::read_to_string(REFERENCE).unwrap();
     for key in [
+        "announce_table",
         "listen",
         "peers",
         "key_file",
