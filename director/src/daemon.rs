@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::{
+    announce::Announcer,
     apply::Reconciler,
     config::{self, Config, OnFailure, XdpMode},
     control::{self, Call, Request, Response},
@@ -38,6 +39,9 @@ use crate::{
 const FIRST_HOPS_WAIT: Duration = Duration::from_secs(4);
 const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 const SAMPLE_INTERVAL: Duration = Duration::from_secs(2);
+/// How often announcing looks again at readiness (which depends on time)
+/// and at the first round of health checks.
+const ANNOUNCE_INTERVAL: Duration = Duration::from_millis(200);
 
 pub struct Options {
     pub pin_dir: PathBuf,
@@ -61,6 +65,8 @@ struct Daemon {
     ready: Readiness,
     /// State sync with the other directors, when `[sync]` configures it.
     sync: Option<Replication>,
+    /// Route announcement, when `announce_table` is set.
+    announce: Option<Announcer>,
 }
 
 fn mode(m: XdpMode) -> AyaXdpMode {
@@ -217,9 +223,10 @@ impl Daemon {
         if cfg.director.interfaces != self.config.director.interfaces
             || cfg.director.xdp_mode != self.config.director.xdp_mode
             || cfg.director.conntrack_max != self.config.director.conntrack_max
+            || cfg.director.announce_table != self.config.director.announce_table
         {
             warn!(
-                "[director] changes (interfaces, xdp_mode, conntrack_max) apply at the next restart"
+                "[director] changes (interfaces, xdp_mode, conntrack_max, announce_table) apply at the next restart"
             );
         }
         if cfg.sync != self.config.sync {
@@ -294,6 +301,13 @@ impl Daemon {
         }
     }
 
+    /// Brings the announced routes up to date with the model.
+    fn announce(&mut self) {
+        if let Some(a) = &mut self.announce {
+            a.update(self.r.model(), &self.ready, &self.monitor, Instant::now());
+        }
+    }
+
     fn sample(&mut self) {
         let (now, current) = snapshot::sample(&self.r);
         if let Some((t, prev)) = &self.last_sample {
@@ -322,6 +336,10 @@ impl Daemon {
             Request::Status => {
                 let mut s = snapshot::status(&self.r, &self.tallies());
                 s.sync = self.sync.as_ref().map(Replication::report);
+                s.announce = self
+                    .announce
+                    .as_ref()
+                    .map(|a| Box::new(a.report(&self.ready, &self.monitor, Instant::now())));
                 Response::Status(s)
             }
             Request::Conns { limit } => snapshot::conns(&self.r, limit),
@@ -408,6 +426,7 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
         transitions: 0,
         ready,
         sync: None,
+        announce: None,
     };
     // Known next hops first, so the first packets find resolved servers.
     let mut unknown = d.follow_servers();
@@ -462,6 +481,11 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
     d.r.maps_mut().finish_upgrade()?;
     d.monitor.set_targets(d.health_targets());
     d.ready.attached();
+    d.announce = d
+        .config
+        .director
+        .announce_table
+        .map(|table| Announcer::start(table, d.neighbours.clone()));
 
     let (call_tx, mut call_rx) = mpsc::channel::<Call>(64);
     let socket = opts.socket.clone();
@@ -494,6 +518,7 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
     let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
     let mut sample = tokio::time::interval(SAMPLE_INTERVAL);
     let mut drains = tokio::time::interval(Duration::from_secs(1));
+    let mut announce = tokio::time::interval(ANNOUNCE_INTERVAL);
     loop {
         let step: anyhow::Result<()> = tokio::select! {
             _ = sigterm.recv() => break,
@@ -508,7 +533,11 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
                 let _ = reply.send(d.handle(req));
                 Ok(())
             }
-            Some(t) = health_rx.recv() => d.on_transition(t),
+            Some(t) = health_rx.recv() => {
+                let r = d.on_transition(t);
+                d.announce();
+                r
+            }
             Some(e) = hop_rx.recv() => d.on_hop(e),
             Some(i) = recv(inbound.as_mut()) => { d.on_sync_inbound(i); Ok(()) }
             Some(b) = recv(events.as_mut()) => { d.on_sync_events(&b); Ok(()) }
@@ -516,6 +545,9 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
             _ = sweep.tick() => { d.sweep(); Ok(()) }
             _ = sample.tick() => { d.sample(); Ok(()) }
             _ = drains.tick() => d.drains(),
+            // Also after each health transition, so that a VIP's route
+            // goes as soon as its last server does.
+            _ = announce.tick() => { d.announce(); Ok(()) }
         };
         if let Err(e) = step {
             error!("{e:#}");

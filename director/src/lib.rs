@@ -2,6 +2,7 @@
 //! what the datapath should hold and its reconciliation, loading, pinning
 //! and attaching the XDP program, the control socket and the run loop.
 
+pub mod announce;
 pub mod apply;
 pub mod config;
 pub mod control;

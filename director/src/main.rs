@@ -46,7 +46,8 @@ enum Cmd {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Detach XDP from every pinned interface and remove the pinned maps
+    /// Withdraw every announced VIP route (protocol 221, in any table), then
+    /// detach XDP from every pinned interface and remove the pinned maps
     /// (connections through the director are lost).
     Teardown {
         #[arg(long, default_value = "/sys/fs/bpf/director")]
@@ -159,6 +160,29 @@ fn client(socket: &Socket, req: Request) -> ExitCode {
     }
 }
 
+/// Withdraws the announced routes first, so that the routers stop sending
+/// before the datapath goes.
+fn withdraw_routes() -> Result<(), ExitCode> {
+    let rt = runtime()?;
+    let routes = rt
+        .block_on(async {
+            let (nb, _) = director::netlink::Neighbours::start().await?;
+            director::announce::withdraw_all(&nb).await
+        })
+        .map_err(|e| {
+            eprintln!("director: withdrawing the announced routes: {e:#}");
+            ExitCode::FAILURE
+        })?;
+    if !routes.is_empty() {
+        let list: Vec<String> = routes
+            .iter()
+            .map(|(table, ip)| format!("{ip} (table {table})"))
+            .collect();
+        println!("withdrew {}", list.join(", "));
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -174,6 +198,9 @@ fn main() -> ExitCode {
             None => ExitCode::FAILURE,
         },
         Cmd::Teardown { pin_dir } => {
+            if let Err(c) = withdraw_routes() {
+                return c;
+            }
             match director::dataplane::teardown(&director::dataplane::PinDir(pin_dir)) {
                 Ok(ifaces) => {
                     println!("detached from [{}]; pinned maps removed", ifaces.join(", "));

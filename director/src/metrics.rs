@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info};
 
 use crate::control::{self, Call};
-use crate::status::{Counters, Installs, RsStatus, Status, SyncReport};
+use crate::status::{AnnounceReport, Counters, Installs, RsStatus, Status, SyncReport};
 use crate::sync::PeerStatus;
 
 /// How long a client may take to send its request head.
@@ -230,11 +230,34 @@ impl Collector for Snapshot {
             "Configuration reloads applied.",
             single(s.reloads).map(counter),
         )?;
+        if let Some(a) = &s.announce {
+            announce_families(&mut enc, a)?;
+        }
         match &s.sync {
             Some(sync) => sync_families(&mut enc, sync),
             None => Ok(()),
         }
     }
+}
+
+/// Route announcement: which VIPs have their route in the table, and
+/// whether announcing still waits for readiness.
+fn announce_families(enc: &mut DescriptorEncoder, a: &AnnounceReport) -> fmt::Result {
+    let vips: Vec<String> = a.announced.iter().map(ToString::to_string).collect();
+    family(
+        enc,
+        "director_vip_announced",
+        "1 for each VIP with a host route in the announce table.",
+        vips.iter()
+            .map(|v| (vec![("address", v.as_str())], 1))
+            .map(gauge),
+    )?;
+    family(
+        enc,
+        "director_announce_waiting",
+        "1 until the director is ready and its first health checks are done.",
+        [(Labels::new(), a.waiting.is_some().into())].map(gauge),
+    )
 }
 
 /// State sync: per peer, both directions of its streams, what it sent us
@@ -576,6 +599,31 @@ mod tests {
                 "# HELP director_rs_up 1 when the health check passes (or none is configured).\n"
             ),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn announce_families_show_each_announced_vip() {
+        let text = exposition(Status {
+            announce: Some(Box::new(AnnounceReport {
+                table: 100,
+                announced: vec!["192.0.2.10".parse().expect("ip")],
+                waiting: None,
+            })),
+            ..sample()
+        })
+        .unwrap();
+        let (_, samples) = parse(&text);
+        for (series, value) in [
+            (r#"director_vip_announced{address="192.0.2.10"}"#, 1.0),
+            ("director_announce_waiting", 0.0),
+        ] {
+            assert_eq!(samples.get(series), Some(&value), "{series} in\n{text}");
+        }
+        let (types, _) = parse(&exposition(sample()).unwrap());
+        assert!(
+            !types.contains_key("director_announce_waiting"),
+            "no announce families without announce_table"
         );
     }
 

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
@@ -135,6 +135,17 @@ pub struct SyncReport {
     pub waiting: usize,
 }
 
+/// Route announcement (`announce_table`) as `director status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnnounceReport {
+    pub table: u32,
+    /// The VIPs with a host route in the table now.
+    pub announced: Vec<IpAddr>,
+    /// Why nothing is announced yet, until the director is ready and its
+    /// first round of health checks is done.
+    pub waiting: Option<String>,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Status {
     pub config: String,
@@ -149,6 +160,10 @@ pub struct Status {
     /// State sync, when configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync: Option<SyncReport>,
+    /// Route announcement, when `announce_table` is set (boxed: the
+    /// snapshot travels in a `Response` with small variants).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announce: Option<Box<AnnounceReport>>,
 }
 
 fn human(v: f64) -> String {
@@ -268,6 +283,23 @@ pub fn render_text(s: &Status) -> String {
     if let Some(sync) = &s.sync {
         render_sync(&mut o, sync);
     }
+    if let Some(a) = &s.announce {
+        let vips: Vec<String> = a.announced.iter().map(IpAddr::to_string).collect();
+        let _ = write!(
+            o,
+            "announce: table {}: {}",
+            a.table,
+            if vips.is_empty() {
+                "nothing".to_string()
+            } else {
+                vips.join(", ")
+            }
+        );
+        let _ = match &a.waiting {
+            Some(why) => writeln!(o, " ({why})"),
+            None => writeln!(o),
+        };
+    }
     o
 }
 
@@ -384,6 +416,7 @@ pub(crate) mod tests {
             health_transitions: 1,
             reloads: 2,
             sync: None,
+            announce: None,
         }
     }
 
@@ -440,6 +473,33 @@ pub(crate) mod tests {
         ] {
             assert!(t.contains(want), "{want:?} missing from:\n{t}");
         }
+    }
+
+    #[test]
+    fn text_view_shows_the_announced_vips_or_why_none() {
+        let announce = |announced: &[&str], waiting: Option<&str>| {
+            render_text(&Status {
+                announce: Some(Box::new(AnnounceReport {
+                    table: 100,
+                    announced: announced.iter().map(|a| a.parse().expect("ip")).collect(),
+                    waiting: waiting.map(str::to_string),
+                })),
+                ..sample()
+            })
+        };
+        let t = announce(&["192.0.2.10", "2001:db8::10"], None);
+        assert!(
+            t.ends_with("announce: table 100: 192.0.2.10, 2001:db8::10\n"),
+            "{t}"
+        );
+        let t = announce(&[], Some("waiting for the first round of health checks"));
+        assert!(
+            t.ends_with(
+                "announce: table 100: nothing (waiting for the first round of health checks)\n"
+            ),
+            "{t}"
+        );
+        assert!(!render_text(&sample()).contains("announce"));
     }
 
     #[test]

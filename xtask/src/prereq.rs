@@ -16,8 +16,9 @@ use crate::{
 };
 
 /// Debian packages the netns lab needs (wrk: load for the control-plane tests;
-/// keepalived: VRRP between the director pair of the failover tests).
-pub const LAB_PACKAGES: &[&str] = &["iproute2", "ethtool", "curl", "wrk", "keepalived"];
+/// keepalived: VRRP between the director pair of the failover tests; bird2: BGP
+/// between the router and the directors of the ECMP tests).
+pub const LAB_PACKAGES: &[&str] = &["iproute2", "ethtool", "curl", "wrk", "keepalived", "bird2"];
 
 /// What `cargo xtask bench` drives besides the lab: trafgen (netsniff-ng), wrk,
 /// haproxy, nft (nftables) and bpftool.

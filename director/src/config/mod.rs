@@ -190,6 +190,9 @@ pub struct DirectorSection {
     pub interfaces: Vec<String>,
     pub xdp_mode: XdpMode,
     pub conntrack_max: u32,
+    /// The kernel routing table where the VIPs this director can serve get
+    /// a host route, for a routing daemon to announce.
+    pub announce_table: Option<u32>,
 }
 
 /// One `[[virtual_server]]`.

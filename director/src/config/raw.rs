@@ -31,6 +31,7 @@ pub(super) struct Director {
     pub interfaces: Spanned<Vec<Spanned<String>>>,
     pub xdp_mode: Option<Spanned<XdpMode>>,
     pub conntrack_max: Option<Spanned<i64>>,
+    pub announce_table: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -192,6 +192,16 @@ impl Monitor {
         out
     }
 
+    /// Whether the health of every target rests on its probes: each has
+    /// passed one or gone down. Targets start up, so before this a dead
+    /// server still counts as up (for `interval × fall + timeout` at most).
+    pub fn first_round_done(&self) -> bool {
+        self.running.values().all(|r| {
+            let s = lock(&r.shared);
+            s.health == Health::Down || s.checks > s.failures
+        })
+    }
+
     fn start(&self, target: Target, shared: Arc<Mutex<Shared>>) -> Running {
         let check = target.check.clone();
         let (health, generation) = {

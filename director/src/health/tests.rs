@@ -562,3 +562,30 @@ async fn set_targets_keeps_unchanged_targets() {
     monitor.set_targets(Vec::new());
     assert!(monitor.status().is_empty());
 }
+
+#[tokio::test]
+async fn the_first_round_is_done_once_every_server_passed_or_went_down() {
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let mut monitor = Monitor::new(tx);
+    assert!(monitor.first_round_done(), "nothing to check");
+    let (live, _server) = tcp_server().await;
+    let dead = closed_port().await;
+    let hc = fast_check(2, 3);
+    monitor.set_targets(vec![
+        target("live", live, hc.clone()),
+        target("dead", dead, hc.clone()),
+    ]);
+    assert!(!monitor.first_round_done(), "nothing probed yet");
+    // Every target probed once (at most one interval), the dead one not yet
+    // down (it needs `fall` failures).
+    tokio::time::sleep(hc.interval + SLACK / 2).await;
+    assert_eq!(status_of(&monitor, "live").health, Health::Up);
+    assert!(
+        !monitor.first_round_done(),
+        "the dead server still counts as up: {:?}",
+        monitor.status()
+    );
+    let t = next_event(&mut events).await;
+    assert_eq!((t.vs.as_str(), t.to), ("dead", Health::Down));
+    assert!(monitor.first_round_done(), "{:?}", monitor.status());
+}

@@ -148,6 +148,22 @@ impl Kernel {
             })
     }
 
+    /// Every host route of protocol [`PROTOCOL`] as `(table, address)`: the
+    /// routes [`Kernel::announce`] made, in any table, this run's or a
+    /// previous one's.
+    pub async fn announced(&self) -> anyhow::Result<Vec<(u32, IpAddr)>> {
+        let mut out = Vec::new();
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let mut all = RouteMessage::default();
+            all.header.address_family = family;
+            let mut dump = self.handle.route().get(all).execute();
+            while let Some(m) = dump.try_next().await.context("dumping routes")? {
+                out.extend(parse::announced(&m));
+            }
+        }
+        Ok(out)
+    }
+
     /// Removes what [`Kernel::announce`] added; absent already is fine.
     pub async fn withdraw(&self, table: u32, ip: IpAddr) -> anyhow::Result<()> {
         match self

@@ -158,6 +158,12 @@ impl Neighbours {
         self.kernel.announce(table, ip).await
     }
 
+    /// Every host route of protocol [`PROTOCOL`], in any table, as
+    /// `(table, address)`.
+    pub async fn announced(&self) -> anyhow::Result<Vec<(u32, IpAddr)>> {
+        self.kernel.announced().await
+    }
+
     /// Removes the route [`Neighbours::announce`] added (absent is fine).
     pub async fn withdraw(&self, table: u32, ip: IpAddr) -> anyhow::Result<()> {
         self.kernel.withdraw(table, ip).await

@@ -121,6 +121,28 @@ pub fn route_prefix(msg: &RouteMessage) -> Option<(IpAddr, u8)> {
     Some((dst.unwrap_or(any), msg.header.destination_prefix_length))
 }
 
+/// `(table, address)` of a host route of protocol [`PROTOCOL`] (what
+/// `Kernel::announce` makes); `None` for any other route.
+pub fn announced(msg: &RouteMessage) -> Option<(u32, IpAddr)> {
+    if msg.header.protocol != RouteProtocol::from(PROTOCOL) {
+        return None;
+    }
+    let (ip, len) = route_prefix(msg)?;
+    if len != if ip.is_ipv4() { 32 } else { 128 } {
+        return None;
+    }
+    // Tables above 255 are only in the attribute.
+    let table = msg
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Table(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap_or(msg.header.table.into());
+    Some((table, ip))
+}
+
 /// Attributes that make a neighbour request create or convert a managed
 /// entry marked as ours.
 pub fn managed_attributes() -> [NeighbourAttribute; 2] {
@@ -310,6 +332,36 @@ mod tests {
             route_prefix(&default),
             Some(("0.0.0.0".parse().unwrap(), 0))
         );
+    }
+
+    #[test]
+    fn announced_routes_are_our_host_routes_with_their_table() {
+        let vip = Ipv4Addr::new(192, 0, 2, 10);
+        let host = |len: u8, protocol: u8, table: u32| {
+            let mut m = route_msg(
+                RouteType::Unicast,
+                vec![
+                    RouteAttribute::Destination(RouteAddress::Inet(vip)),
+                    RouteAttribute::Table(table),
+                ],
+            );
+            m.header.destination_prefix_length = len;
+            m.header.protocol = RouteProtocol::from(protocol);
+            m.header.table = u8::try_from(table).unwrap_or(252);
+            m
+        };
+        assert_eq!(announced(&host(32, PROTOCOL, 100)), Some((100, vip.into())));
+        assert_eq!(
+            announced(&host(32, PROTOCOL, 70_000)),
+            Some((70_000, vip.into())),
+            "a table above 255 is read from its attribute"
+        );
+        assert_eq!(
+            announced(&host(24, PROTOCOL, 100)),
+            None,
+            "not a host route"
+        );
+        assert_eq!(announced(&host(32, 4, 100)), None, "not our protocol");
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub const NAME_PREFIX: &str = "dl";
 /// Prefix of every director-pair lab namespace name: `ha-<pid>-<n>-<role>`.
 pub const HA_PREFIX: &str = "ha-";
 
+/// Prefix of every ECMP lab namespace name: `ec-<pid>-<n>-<role>`.
+pub const ECMP_PREFIX: &str = "ec-";
+
 #[derive(Default)]
 struct Registry {
     namespaces: Vec<String>,
@@ -112,11 +115,13 @@ pub fn install_signal_cleanup() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The pid encoded in a lab namespace (or pin dir) name `dl<pid>-…` or `ha-<pid>-…`.
+/// The pid encoded in a lab namespace (or pin dir) name `dl<pid>-…`, `ha-<pid>-…` or
+/// `ec-<pid>-…`.
 pub fn owner_pid(name: &str) -> Option<u32> {
     let rest = name
         .strip_prefix(NAME_PREFIX)
-        .or_else(|| name.strip_prefix(HA_PREFIX))?;
+        .or_else(|| name.strip_prefix(HA_PREFIX))
+        .or_else(|| name.strip_prefix(ECMP_PREFIX))?;
     let (pid, _) = rest.split_once('-')?;
     pid.parse().ok()
 }
@@ -137,7 +142,8 @@ pub fn sweep_stale() -> Vec<String> {
     stale
 }
 
-/// Pinned datapaths (`/sys/fs/bpf/dl<pid>-<n>`, `/sys/fs/bpf/ha-<pid>-<n>-dira`) of
+/// Pinned datapaths (`/sys/fs/bpf/dl<pid>-<n>`, `/sys/fs/bpf/ha-<pid>-<n>-dira`,
+/// `/sys/fs/bpf/ec-<pid>-<n>-dir1`) of
 /// labs whose process died: a director leaves its maps pinned when it stops.
 fn sweep_stale_pins() {
     let Ok(dir) = std::fs::read_dir("/sys/fs/bpf") else {
@@ -167,5 +173,7 @@ mod tests {
         assert_eq!(owner_pid("ha-1234-0-dira"), Some(1234));
         assert_eq!(owner_pid("ha-x-0-dira"), None);
         assert_eq!(owner_pid("hal1234-0-dira"), None);
+        assert_eq!(owner_pid("ec-1234-0-dir1"), Some(1234));
+        assert_eq!(owner_pid("ec-x-0-router"), None);
     }
 }

@@ -21,6 +21,7 @@
 pub mod cleanup;
 pub mod director;
 mod echo;
+pub mod ecmp;
 pub mod ha;
 pub mod netns;
 pub mod process;

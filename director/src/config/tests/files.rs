@@ -79,6 +79,7 @@ fn full_example_parses_to_expected_values() {
             interfaces: vec!["eth0".into(), "eth1".into()],
             xdp_mode: XdpMode::Generic,
             conntrack_max: 65536,
+            announce_table: None,
         },
         virtual_servers: vec![
             VirtualServer {
@@ -294,6 +295,7 @@ fn lab_examples_have_the_expected_values() {
             interfaces: vec!["eth0".into(), "eth1".into()],
             xdp_mode: XdpMode::Native,
             conntrack_max: 65536,
+            announce_table: None,
         }
     );
     let dr = lab_example(
@@ -325,12 +327,14 @@ fn lab_examples_have_the_expected_values() {
     );
 }
 
-/// Every key of `[sync]`, `[[virtual_server]]` and its real servers appears
-/// in the reference, set or commented out, so that it documents them all.
+/// Every key of `[sync]`, `[[virtual_server]]` and its real servers (and
+/// `announce_table`) appears in the reference, set or commented out, so that
+/// it documents them all.
 #[test]
 fn reference_mentions_every_key() {
     let text = std::fs::read_to_string(REFERENCE).unwrap();
     for key in [
+        "announce_table",
         "listen",
         "peers",
         "key_file",

@@ -41,11 +41,34 @@ impl Checker<'_> {
             .as_ref()
             .and_then(|v| self.int_in("conntrack_max", v, 1, MAX_CONNTRACK_MAX.into()))
             .map_or(DEFAULT_CONNTRACK_MAX, |v| v as u32);
+        let announce_table = raw.announce_table.as_ref().and_then(|t| {
+            self.announcing = Some(self.pos(self.key_span(t.span())));
+            self.announce_table(t)
+        });
         DirectorSection {
             interfaces,
             xdp_mode: raw.xdp_mode.map(Spanned::into_inner).unwrap_or_default(),
             conntrack_max,
+            announce_table,
         }
+    }
+
+    /// A table of its own: not one the kernel reserves (0 unspecified,
+    /// 253 default, 254 main, 255 local), where a host route of a VIP
+    /// would change how this host itself routes.
+    fn announce_table(&mut self, t: &Spanned<i64>) -> Option<u32> {
+        let v = self.int_in("announce_table", t, 1, u32::MAX.into())?;
+        if (253..=255).contains(&v) {
+            let name = ["default", "main", "local"][(v - 253) as usize];
+            self.error(
+                t.span(),
+                format!(
+                    "announce_table {v} is the kernel's {name} table; use a table of its own, e.g. 100"
+                ),
+            );
+            return None;
+        }
+        Some(v as u32)
     }
 }
 

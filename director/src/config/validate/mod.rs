@@ -38,6 +38,8 @@ struct Checker<'a> {
     text: &'a str,
     lines: LineIndex,
     diagnostics: Vec<Diagnostic>,
+    /// Where `announce_table` is set, for the rules it brings.
+    announcing: Option<Pos>,
 }
 
 pub(super) fn build(text: &str, raw: raw::File, path: PathBuf) -> (Config, Vec<Diagnostic>) {
@@ -45,6 +47,7 @@ pub(super) fn build(text: &str, raw: raw::File, path: PathBuf) -> (Config, Vec<D
         text,
         lines: LineIndex::new(text),
         diagnostics: Vec::new(),
+        announcing: None,
     };
     let director = c.director(raw.director.into_inner());
     let mut names: HashMap<String, Pos> = HashMap::new();

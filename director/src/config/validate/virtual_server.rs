@@ -8,7 +8,7 @@ use serde_spanned::Spanned;
 use super::{BAD_ADDR, Checker, Pos};
 use crate::config::{
     DEFAULT_MH_TABLE_SIZE, DEFAULT_TCP_FIN_TIMEOUT, DEFAULT_TCP_TIMEOUT, DEFAULT_UDP_TIMEOUT,
-    MAX_MH_TABLE_SIZE, MAX_NAME_LEN, MAX_REAL_SERVERS, MAX_TIMEOUT, MH_SLOTS_PER_SERVER,
+    Forward, MAX_MH_TABLE_SIZE, MAX_NAME_LEN, MAX_REAL_SERVERS, MAX_TIMEOUT, MH_SLOTS_PER_SERVER,
     MIN_MH_TABLE_SIZE, Protocol, RealServer, Scheduler, Timeouts, VirtualServer, raw,
 };
 
@@ -66,6 +66,28 @@ impl Checker<'_> {
             .as_ref()
             .map(|f| *f.get_ref())
             .unwrap_or_default();
+        if forward == Forward::Nat
+            && let Some(at) = self.announcing
+        {
+            let span = match &raw.forward {
+                Some(f) => f.span(),
+                None => raw.name.span(),
+            };
+            let default = if raw.forward.is_none() {
+                " (the default)"
+            } else {
+                ""
+            };
+            self.error(
+                span,
+                format!(
+                    "virtual server {name:?} forwards by NAT{default}, which announce_table \
+                     (set at {at}) cannot serve: behind ECMP each director gets its own share of \
+                     the clients, but the real servers send every reply to their one gateway; \
+                     use forward = \"dr\" or remove announce_table"
+                ),
+            );
+        }
         let hashing = matches!(scheduler, Scheduler::Sh | Scheduler::Mh);
 
         let hash_source_port = raw.hash_source_port.as_ref().is_some_and(|h| *h.get_ref());
