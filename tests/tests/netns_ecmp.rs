@@ -241,20 +241,30 @@ fn directors_leave_die_and_join_without_losing_a_connection() {
     steps.assert_nothing_lost();
 }
 
+/// The leave, die, join steps with backend changes, `mh` then `wrr`, each reported.
+fn with_backend_changes(sync: bool) -> Vec<Steps> {
+    ["mh", "wrr"]
+        .into_iter()
+        .map(|scheduler| {
+            let spec = EcmpSpec {
+                scheduler,
+                sync,
+                ..EcmpSpec::new(SERVER)
+            };
+            let steps = leave_die_join(spec, true);
+            let sync = if sync { "sync" } else { "no sync" };
+            steps.report(&format!(
+                "3 directors, {scheduler}, {sync}, a server added then one drained"
+            ));
+            steps
+        })
+        .collect()
+}
+
 #[test]
 fn with_sync_backend_changes_between_the_steps_lose_nothing() {
     need_root!();
-    for scheduler in ["mh", "wrr"] {
-        let steps = leave_die_join(
-            EcmpSpec {
-                scheduler,
-                ..EcmpSpec::new(SERVER)
-            },
-            true,
-        );
-        steps.report(&format!(
-            "3 directors, {scheduler}, sync, a server added then one drained"
-        ));
+    for steps in with_backend_changes(true) {
         steps.assert_nothing_lost();
     }
 }
@@ -264,19 +274,7 @@ fn with_sync_backend_changes_between_the_steps_lose_nothing() {
 #[test]
 fn without_sync_backend_changes_between_the_steps() {
     need_root!();
-    for scheduler in ["mh", "wrr"] {
-        let steps = leave_die_join(
-            EcmpSpec {
-                scheduler,
-                sync: false,
-                ..EcmpSpec::new(SERVER)
-            },
-            true,
-        );
-        steps.report(&format!(
-            "3 directors, {scheduler}, no sync, a server added then one drained"
-        ));
-    }
+    with_backend_changes(false);
 }
 
 #[test]
