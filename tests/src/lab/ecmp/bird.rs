@@ -27,6 +27,9 @@ const TIMERS: &str = "\
     hold time 3;
     keepalive time 1;
     connect retry time 1;
+    # After an error (BFD down included) try again 1 s later, backing off to 10 s
+    # while it keeps failing, rather than bird's 60 to 300 s.
+    error wait time 1, 10;
 ";
 
 fn bfd(iface: &str) -> String {
