@@ -33,6 +33,24 @@ pub fn examples_dir() -> PathBuf {
     workspace_dir().join("examples")
 }
 
+/// Asserts that `examples/<file>` holds `want`, what the lab runs; with
+/// `DIRECTOR_WRITE_EXAMPLES` set it writes it first (regenerating the examples:
+/// `DIRECTOR_WRITE_EXAMPLES=1 cargo test -p director-tests examples`).
+#[track_caller]
+pub fn assert_example(file: &str, want: &str) {
+    let path = examples_dir().join(file);
+    if std::env::var_os("DIRECTOR_WRITE_EXAMPLES").is_some() {
+        std::fs::write(&path, want).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+    let have = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(
+        have,
+        want,
+        "{} differs from the lab's config: regenerate it (see assert_example)",
+        path.display()
+    );
+}
+
 /// A binary next to the running executable (how the demo finds `director-lab-server`).
 pub fn sibling_bin(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use director_tests::lab::ecmp::{EcmpLab, EcmpSpec, SINGLE_CHECK, SINGLE_VIP, STREAM_VIP, UDP_VIP};
@@ -31,6 +32,14 @@ const SETTLE: Duration = STALL.saturating_add(Duration::from_secs(1));
 
 /// How long the router's route may take to follow a step (loose: a shared machine).
 const ROUTE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One ECMP lab at a time: each runs four directors, their bird2 and hundreds of
+/// flows, and BFD's 0.3 s detection must not see a starved peer as a dead one.
+static ONE_LAB: Mutex<()> = Mutex::new(());
+
+fn one_lab() -> MutexGuard<'static, ()> {
+    ONE_LAB.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 fn dirs(list: &[usize]) -> BTreeSet<usize> {
     list.iter().copied().collect()
@@ -236,25 +245,37 @@ fn leave_die_join(spec: EcmpSpec, backend_changes: bool) -> Steps {
 #[test]
 fn directors_leave_die_and_join_without_losing_a_connection() {
     need_root!();
+    let _one = one_lab();
     let steps = leave_die_join(EcmpSpec::new(SERVER), false);
     steps.report("3 directors, mh, sync");
     steps.assert_nothing_lost();
 }
 
+/// The leave, die, join steps with backend changes, `mh` then `wrr`, each reported.
+fn with_backend_changes(sync: bool) -> Vec<Steps> {
+    ["mh", "wrr"]
+        .into_iter()
+        .map(|scheduler| {
+            let spec = EcmpSpec {
+                scheduler,
+                sync,
+                ..EcmpSpec::new(SERVER)
+            };
+            let steps = leave_die_join(spec, true);
+            let sync = if sync { "sync" } else { "no sync" };
+            steps.report(&format!(
+                "3 directors, {scheduler}, {sync}, a server added then one drained"
+            ));
+            steps
+        })
+        .collect()
+}
+
 #[test]
 fn with_sync_backend_changes_between_the_steps_lose_nothing() {
     need_root!();
-    for scheduler in ["mh", "wrr"] {
-        let steps = leave_die_join(
-            EcmpSpec {
-                scheduler,
-                ..EcmpSpec::new(SERVER)
-            },
-            true,
-        );
-        steps.report(&format!(
-            "3 directors, {scheduler}, sync, a server added then one drained"
-        ));
+    let _one = one_lab();
+    for steps in with_backend_changes(true) {
         steps.assert_nothing_lost();
     }
 }
@@ -264,24 +285,14 @@ fn with_sync_backend_changes_between_the_steps_lose_nothing() {
 #[test]
 fn without_sync_backend_changes_between_the_steps() {
     need_root!();
-    for scheduler in ["mh", "wrr"] {
-        let steps = leave_die_join(
-            EcmpSpec {
-                scheduler,
-                sync: false,
-                ..EcmpSpec::new(SERVER)
-            },
-            true,
-        );
-        steps.report(&format!(
-            "3 directors, {scheduler}, no sync, a server added then one drained"
-        ));
-    }
+    let _one = one_lab();
+    with_backend_changes(false);
 }
 
 #[test]
 fn udp_flows_keep_their_server_across_a_director_leaving() {
     need_root!();
+    let _one = one_lab();
     let lab = EcmpLab::start(EcmpSpec {
         directors: 3,
         ..EcmpSpec::new(SERVER)
@@ -318,6 +329,7 @@ fn route_after(lab: &EcmpLab, vip: Ipv4Addr, want: &[usize], t0: Instant, what: 
 #[test]
 fn a_vip_is_announced_while_a_server_can_take_connections() {
     need_root!();
+    let _one = one_lab();
     let mut lab = EcmpLab::start(EcmpSpec {
         directors: 2,
         started: 2,

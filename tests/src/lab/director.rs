@@ -1,11 +1,12 @@
 //! The director under test, run in the lab's `dir` namespace.
 
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::process::ExitStatus;
-use std::time::Duration;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 use super::netns::NetNs;
 use super::process::{ChildGuard, log_to};
@@ -126,6 +127,67 @@ impl Director {
     pub fn log_tail(&self, lines: usize) -> String {
         log_tail(&self.log, lines)
     }
+
+    /// Polls [`ready`] (with `bin`) until it succeeds; returns how long that took.
+    /// Fails at once if the director exits; `name` names it in errors.
+    pub fn wait_ready(&mut self, bin: &Path, name: &str, timeout: Duration) -> Result<Duration> {
+        let start = Instant::now();
+        loop {
+            let last = match ready(bin, &self.socket()) {
+                Ok(()) => return Ok(start.elapsed()),
+                Err(e) => e,
+            };
+            if let Some(status) = self.try_wait() {
+                bail!(
+                    "{name} exited ({status}); log tail:\n{}",
+                    self.log_tail(READY_LOG_LINES)
+                );
+            }
+            if start.elapsed() >= timeout {
+                bail!(
+                    "{name} not ready within {timeout:?} (last: {last}); log tail:\n{}",
+                    self.log_tail(READY_LOG_LINES)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+const READY_LOG_LINES: usize = 30;
+
+/// One `bin ready --socket <socket>`: `Err` with what it says while not ready (or not
+/// running).
+pub fn ready(bin: &Path, socket: &Path) -> Result<(), String> {
+    let out = Command::new(bin)
+        .arg("ready")
+        .arg("--socket")
+        .arg(socket)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("run director ready: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
+}
+
+/// Writes a `[sync]` key file at `path`: 32 random bytes, readable by root only (the
+/// director refuses a key anyone else can read).
+pub fn write_sync_key(path: &Path) -> Result<()> {
+    let mut key = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut key))
+        .context("read /dev/urandom")?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("create {}", path.display()))?;
+    file.write_all(&key)
+        .with_context(|| format!("write {}", path.display()))
 }
 
 /// The last `lines` lines of a text file (or why it could not be read).

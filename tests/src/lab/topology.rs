@@ -420,6 +420,23 @@ pub(crate) fn add_bridge(sw: &NetNs, name: &str) -> Result<()> {
     sw.ip(&["link", "set", name, "up"]).map(drop)
 }
 
+/// Stops the switch flooding unknown unicast to `port`: a NIC drops frames for other
+/// MACs before XDP sees them, a veth does not, and a director's datapath forwards what
+/// it gets (it does not check the destination MAC).
+pub(crate) fn no_flood(sw: &NetNs, port: &str) -> Result<()> {
+    sw.ip(&[
+        "link",
+        "set",
+        "dev",
+        port,
+        "type",
+        "bridge_slave",
+        "flood",
+        "off",
+    ])
+    .map(drop)
+}
+
 /// A veth pair `a:a_if` ↔ `b:b_if`, created directly in the two namespaces (never in
 /// the default one), both ends tuned, then both up.
 ///

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use self::bird::Bird;
-use super::director::{Director, log_tail};
+use super::director::{Director, log_tail, ready, write_sync_key};
 use super::netns::NetNs;
 use super::process::ChildGuard;
 use super::{cleanup, servers};
@@ -155,7 +155,7 @@ impl EcmpLab {
             configured,
             tmp: Some(tmp),
         };
-        lab.write_sync_key()?;
+        write_sync_key(&lab.sync_key_path())?;
         lab.set_single_up(true);
         lab.start_servers()?;
         let router_dir = lab.temp_dir().join("router");
@@ -216,17 +216,6 @@ impl EcmpLab {
 
     fn sync_key_path(&self) -> PathBuf {
         self.temp_dir().join("sync.key")
-    }
-
-    fn write_sync_key(&self) -> Result<()> {
-        let mut key = [0u8; 32];
-        std::fs::File::open("/dev/urandom")
-            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut key))
-            .context("read /dev/urandom")?;
-        let path = self.sync_key_path();
-        std::fs::write(&path, key).with_context(|| format!("write {}", path.display()))?;
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .with_context(|| format!("chmod {}", path.display()))
     }
 
     fn single_flag(&self) -> PathBuf {
@@ -332,45 +321,17 @@ impl EcmpLab {
 
     /// One `director ready` of director `n`: `Err` with what it says while not ready.
     pub fn ready(&self, n: usize) -> Result<(), String> {
-        let out = Command::new(&self.spec.director_bin)
-            .arg("ready")
-            .arg("--socket")
-            .arg(self.socket(n))
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("run director ready: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
-        }
+        ready(&self.spec.director_bin, &self.socket(n))
     }
 
-    /// Polls [`EcmpLab::ready`]; fails at once if the director exits.
+    /// Waits until director `n` is ready; fails at once if it exits.
     pub fn wait_ready(&mut self, n: usize, timeout: Duration) -> Result<Duration> {
-        let start = Instant::now();
-        loop {
-            let last = match self.ready(n) {
-                Ok(()) => return Ok(start.elapsed()),
-                Err(e) => e,
-            };
-            let Some(d) = self.nodes[n - 1].director.as_mut() else {
-                bail!("director {n} is not running");
-            };
-            if let Some(status) = d.try_wait() {
-                bail!(
-                    "director {n} exited ({status}); log tail:\n{}",
-                    d.log_tail(LOG_TAIL_LINES)
-                );
-            }
-            if start.elapsed() >= timeout {
-                bail!(
-                    "director {n} not ready within {timeout:?} (last: {last}); log tail:\n{}",
-                    d.log_tail(LOG_TAIL_LINES)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let bin = self.spec.director_bin.clone();
+        self.nodes[n - 1]
+            .director
+            .as_mut()
+            .with_context(|| format!("director {n} is not running"))?
+            .wait_ready(&bin, &format!("director {n}"), timeout)
     }
 
     /// `director <args> --socket <n's> --json`, parsed.

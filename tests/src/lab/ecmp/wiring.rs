@@ -23,7 +23,7 @@ use std::os::fd::OwnedFd;
 use anyhow::Result;
 
 use crate::lab::netns::NetNs;
-use crate::lab::topology::{add_bridge, configure, hold_vips_on_lo, lab_ns, plug, veth};
+use crate::lab::topology::{add_bridge, configure, hold_vips_on_lo, lab_ns, no_flood, plug, veth};
 use crate::lab::xdp::XdpPass;
 
 pub const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 30, 0, 2);
@@ -126,16 +126,7 @@ pub(crate) fn build(
             plug(&ns.sw, &format!("br-{segment}"), dir, iface, &port)?;
             let uplink = segment == "up";
             if uplink {
-                ns.sw.ip(&[
-                    "link",
-                    "set",
-                    "dev",
-                    &port,
-                    "type",
-                    "bridge_slave",
-                    "flood",
-                    "off",
-                ])?;
+                no_flood(&ns.sw, &port)?;
             }
             let routes = if uplink {
                 vec![format!("default via {ROUTER}")]
