@@ -85,6 +85,13 @@ fn net(test: &str) -> Option<Net> {
         p.name(),
     ])
     .unwrap_or_else(|e| panic!("{e:#}"));
+    // No duplicate address detection, link-local addresses included: a
+    // tentative address neither sends nor answers neighbour solicitations, and
+    // on a loaded machine DAD outlasts the kernel's three probes.
+    for (ns, dev) in [(&d, "d1"), (&p, "p1")] {
+        ns.sysctl(&[&format!("net.ipv6.conf.{dev}.accept_dad=0")])
+            .unwrap_or_else(|e| panic!("{e:#}"));
+    }
     let batch = |ns: &NetNs, lines: &[&str]| {
         ns.ip_batch(&lines.iter().map(|l| l.to_string()).collect::<Vec<_>>())
             .unwrap_or_else(|e| panic!("{e:#}"));
