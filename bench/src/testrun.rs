@@ -23,6 +23,7 @@ use anyhow::{Context, Result, bail};
 use director::{
     apply::{ConnId, Reconciler, SyncedConn},
     config::Protocol,
+    maps::Table,
 };
 use director_common::{
     abi::FlowKey,
@@ -218,11 +219,14 @@ impl Bench {
     /// that every case of a block sees the table at its fill.
     fn forget(&mut self, keys: &[FlowKey]) {
         for key in keys {
-            self.r.remove_conn(&ConnId {
+            let id = ConnId {
                 protocol: protocol(key.proto),
                 client: socket_addr(&key.src, key.family, key.sport),
                 virtual_server: socket_addr(&key.dst, key.family, key.dport),
-            });
+            };
+            for t in Table::BOTH {
+                self.r.remove_conn(t, &id);
+            }
         }
     }
 

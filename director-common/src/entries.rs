@@ -18,6 +18,8 @@ pub mod map {
     pub const RING: &str = "RING";
     pub const CURSORS: &str = "CURSORS";
     pub const CONNS: &str = "CONNS";
+    pub const EMBRYOS: &str = "EMBRYOS";
+    pub const EMBRYO_REPLIES: &str = "EMBRYO_REPLIES";
     pub const NAT_REPLIES: &str = "NAT_REPLIES";
     pub const NAT_SERVERS: &str = "NAT_SERVERS";
     pub const PERSIST: &str = "PERSIST";
@@ -30,12 +32,14 @@ pub mod map {
     pub const SYNC_LOST: &str = "SYNC_LOST";
 
     /// Every map that is pinned (and so survives a restart).
-    pub const PINNED: [&str; 15] = [
+    pub const PINNED: [&str; 17] = [
         VIPS,
         BACKENDS,
         RING,
         CURSORS,
         CONNS,
+        EMBRYOS,
+        EMBRYO_REPLIES,
         NAT_REPLIES,
         NAT_SERVERS,
         PERSIST,

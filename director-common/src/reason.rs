@@ -82,6 +82,10 @@ reasons! {
     /// The per-CPU scratch entry was missing (cannot happen with a loaded
     /// program; counted rather than assumed).
     NoScratch = 15, "no_scratch", Drop;
+    /// A SYN to a VIP whose TCP checksum is wrong (or whose segment is too
+    /// long to check, over `csum::SYN_CHECKED_MAX` bytes): no entry is
+    /// made, and the packet is dropped, as the server would drop it.
+    BadSyn = 16, "bad_syn", Drop;
 }
 
 impl Reason {
@@ -151,6 +155,7 @@ mod tests {
             Reason::ConntrackFull,
             Reason::Overloaded,
             Reason::NoScratch,
+            Reason::BadSyn,
         ];
         for r in Reason::ALL {
             assert_eq!(r.passes(), !drops.contains(&r), "{r:?}");

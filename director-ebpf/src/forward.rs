@@ -10,6 +10,7 @@ use director_common::abi::{
     CONN_F_GUESS, CONN_F_NAT, Conn, NatReply, PROTO_TCP, Reason, VIP_F_MIDFLOW, VIP_F_NAT, VipInfo,
     coarse_s,
 };
+use director_common::tcp::State;
 use network_types::eth::EthHdr;
 
 use crate::{
@@ -23,23 +24,24 @@ use crate::{
     ret::{self, Packed},
     schedule,
     scratch::Scratch,
-    stats,
+    stats, synsum,
 };
 
 /// Client -> VIP.
 #[inline(never)]
 pub fn inbound(raw: *mut xdp_md, pkt: &Pkt, l4: &L4, vip: &VipInfo, s: &mut Scratch) -> Packed {
-    ret::pack(try_inbound(&Ctx::new(raw), pkt, l4, vip, s))
+    ret::pack(try_inbound(raw, pkt, l4, vip, s))
 }
 
 #[inline(always)]
 fn try_inbound(
-    ctx: &Ctx,
+    raw: *mut xdp_md,
     pkt: &Pkt,
     l4: &L4,
     vip: &VipInfo,
     s: &mut Scratch,
 ) -> Result<u32, Reason> {
+    let ctx = &Ctx::new(raw);
     let tcp = pkt.proto == PROTO_TCP;
     s.conn_key = flow(
         &pkt.src, &pkt.dst, l4.sport, l4.dport, pkt.proto, pkt.family,
@@ -50,14 +52,17 @@ fn try_inbound(
     // SAFETY: plain helper call.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
     let midflow = vip.flags & VIP_F_MIDFLOW != 0;
-    let (backend_id, new_conn) = match conntrack::inbound(&s.conn_key, tcp, l4.flags, now, midflow)?
-    {
+    let (backend_id, new_conn) = match conntrack::inbound(s, tcp, l4.flags, now, midflow)? {
         Lookup::Known(id) => (id, false),
         Lookup::New {
             state,
             replaces,
             guess,
         } => {
+            // Only a SYN with a correct checksum gets an entry (see `synsum`).
+            if state == State::SynRecv && !synsum::verifies(raw, pkt) {
+                return Err(Reason::BadSyn);
+            }
             let new = NewConn {
                 state: state as u8,
                 flags: if guess { CONN_F_GUESS } else { 0 },
@@ -146,7 +151,7 @@ fn open(
         if !derived {
             s.reply_key = s.conn_key.reply_via(be);
             s.reply = NatReply::of(&s.conn_key, &s.conn);
-            conntrack::create_reply(&s.reply_key, &s.reply)?;
+            conntrack::create_reply(&s.reply_key, &s.reply, &s.conn)?;
         }
     }
     conntrack::create(&s.conn_key, &s.conn, replaces)?;

@@ -28,6 +28,7 @@ mod schedule;
 mod scratch;
 mod stats;
 mod sync;
+mod synsum;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use director_common::abi::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, Reason};

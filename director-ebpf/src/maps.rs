@@ -40,6 +40,18 @@ pub static CURSORS: PerCpuArray<u32> = PerCpuArray::with_max_entries(1024, 0);
 #[map]
 pub static CONNS: LruHashMap<FlowKey, Conn> = LruHashMap::with_max_entries(65536, 0);
 
+/// Half-open connections (SYN_RECV), as `CONNS`: a SYN makes its entry here,
+/// and the client's first ACK moves it to `CONNS`. A flood of spoofed SYNs
+/// only ever evicts other half-open entries, never an established one.
+/// Never synced: a peer learns of a connection once it is in `CONNS`.
+#[map]
+pub static EMBRYOS: LruHashMap<FlowKey, Conn> = LruHashMap::with_max_entries(65536, 0);
+
+/// `NAT_REPLIES` of half-open connections (those to a shared NAT server),
+/// moved with their connection.
+#[map]
+pub static EMBRYO_REPLIES: LruHashMap<FlowKey, NatReply> = LruHashMap::with_max_entries(65536, 0);
+
 /// Server-side flow of a NAT connection -> how to rewrite its replies.
 #[map]
 pub static NAT_REPLIES: LruHashMap<FlowKey, NatReply> = LruHashMap::with_max_entries(65536, 0);

@@ -84,6 +84,8 @@ pub struct Pkt {
     /// Offset of the IP header and of what follows it.
     pub l3_off: usize,
     pub l4_off: usize,
+    /// End of the IP payload (a short frame's Ethernet padding follows).
+    pub l4_end: usize,
     pub family: u8,
     /// TCP, UDP, ICMP or ICMPv6.
     pub proto: u8,
@@ -126,6 +128,7 @@ pub fn ipv4(ctx: &Ctx, off: usize) -> Result<Option<Pkt>, Reason> {
         proto,
         l3_off: off,
         l4_off: off + V4_LEN,
+        l4_end: off + tot_len,
         src: v4_key(src),
         dst: v4_key(dst),
     }))
@@ -156,6 +159,7 @@ pub fn ipv6(ctx: &Ctx, off: usize) -> Result<Option<Pkt>, Reason> {
             proto: next,
             l3_off: off,
             l4_off: off + V6_LEN,
+            l4_end: off + V6_LEN + payload_len,
             src,
             dst,
         })),

@@ -60,6 +60,7 @@ struct Daemon {
     last_sample: Option<(Instant, HashMap<u32, Counters>)>,
     rates: HashMap<u32, Rates>,
     conntrack_entries: u64,
+    half_open_entries: u64,
     reloads: u64,
     transitions: u64,
     ready: Readiness,
@@ -292,6 +293,7 @@ impl Daemon {
             sync.check_lost(&self.r);
         }
         self.conntrack_entries = s.conns_live as u64;
+        self.half_open_entries = s.half_open_live as u64;
         if s.conns_expired + s.persist_expired > 0 {
             tracing::debug!(
                 conns = s.conns_expired,
@@ -320,6 +322,7 @@ impl Daemon {
         Tallies {
             config: &self.config.path,
             conntrack_entries: self.conntrack_entries,
+            half_open_entries: self.half_open_entries,
             health_transitions: self.transitions,
             reloads: self.reloads,
             health_notes: &self.health_notes,
@@ -422,6 +425,7 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
         last_sample: None,
         rates: HashMap::new(),
         conntrack_entries: 0,
+        half_open_entries: 0,
         reloads: 0,
         transitions: 0,
         ready,

@@ -22,7 +22,7 @@ use director_common::abi::{
 };
 use director_common::entries::map;
 
-use crate::maps::Maps;
+use crate::maps::{Maps, Table};
 
 mod migrate;
 
@@ -30,6 +30,8 @@ mod migrate;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sizes {
     pub conntrack_max: u32,
+    /// Half-open (SYN_RECV) connections, apart from the established ones.
+    pub half_open_max: u32,
     pub vips: u32,
     pub backends: u32,
     pub ring: u32,
@@ -47,7 +49,7 @@ const PROGRAM: &str = "director";
 pub struct PinDir(pub PathBuf);
 
 /// Bumped whenever a map's key or value layout changes.
-pub const ABI_VERSION: u32 = 5;
+pub const ABI_VERSION: u32 = 6;
 
 impl PinDir {
     pub fn maps(&self) -> PathBuf {
@@ -75,8 +77,10 @@ pub struct Dataplane {
     vips: HashMap<MapData, VipKey, VipInfo>,
     backends: Array<MapData, Backend>,
     ring: Array<MapData, u32>,
-    conns: HashMap<MapData, FlowKey, Conn>,
-    nat_replies: HashMap<MapData, FlowKey, NatReply>,
+    conns: ConnMap,
+    nat_replies: ReplyMap,
+    embryos: ConnMap,
+    embryo_replies: ReplyMap,
     nat_servers: HashMap<MapData, VipKey, NatServer>,
     persist: HashMap<MapData, PersistKey, Persist>,
     backend_conns: Array<MapData, ConnCounts>,
@@ -190,6 +194,8 @@ impl Dataplane {
             .map_max_entries(map::CURSORS, sizes.vips)
             .map_max_entries(map::CONNS, sizes.conntrack_max)
             .map_max_entries(map::NAT_REPLIES, sizes.conntrack_max)
+            .map_max_entries(map::EMBRYOS, sizes.half_open_max)
+            .map_max_entries(map::EMBRYO_REPLIES, sizes.half_open_max)
             .map_max_entries(map::NAT_SERVERS, sizes.backends)
             .map_max_entries(map::PERSIST, sizes.conntrack_max)
             .map_max_entries(map::BACKEND_CONNS, sizes.backends)
@@ -212,6 +218,8 @@ impl Dataplane {
             ring: take(&mut ebpf, map::RING)?,
             conns: take(&mut ebpf, map::CONNS)?,
             nat_replies: take(&mut ebpf, map::NAT_REPLIES)?,
+            embryos: take(&mut ebpf, map::EMBRYOS)?,
+            embryo_replies: take(&mut ebpf, map::EMBRYO_REPLIES)?,
             nat_servers: take(&mut ebpf, map::NAT_SERVERS)?,
             persist: take(&mut ebpf, map::PERSIST)?,
             backend_conns: take(&mut ebpf, map::BACKEND_CONNS)?,
@@ -318,6 +326,9 @@ impl Dataplane {
             conntrack_max: IterableMap::map(&self.conns)
                 .info()
                 .map_or(0, |i| i.max_entries()),
+            half_open_max: IterableMap::map(&self.embryos)
+                .info()
+                .map_or(0, |i| i.max_entries()),
             vips: IterableMap::map(&self.vips)
                 .info()
                 .map_or(0, |i| i.max_entries()),
@@ -326,8 +337,8 @@ impl Dataplane {
         }
     }
 
-    pub fn nat_reply(&self, key: &FlowKey) -> Option<NatReply> {
-        self.nat_replies.get(key, 0).ok()
+    pub fn nat_reply(&self, t: Table, key: &FlowKey) -> Option<NatReply> {
+        self.table(t).1.get(key, 0).ok()
     }
 
     /// Live active/inactive connection counts of a backend.
@@ -406,6 +417,25 @@ impl Dataplane {
     }
 }
 
+type ConnMap = HashMap<MapData, FlowKey, Conn>;
+type ReplyMap = HashMap<MapData, FlowKey, NatReply>;
+
+impl Dataplane {
+    fn table(&self, t: Table) -> (&ConnMap, &ReplyMap) {
+        match t {
+            Table::Established => (&self.conns, &self.nat_replies),
+            Table::HalfOpen => (&self.embryos, &self.embryo_replies),
+        }
+    }
+
+    fn table_mut(&mut self, t: Table) -> (&mut ConnMap, &mut ReplyMap) {
+        match t {
+            Table::Established => (&mut self.conns, &mut self.nat_replies),
+            Table::HalfOpen => (&mut self.embryos, &mut self.embryo_replies),
+        }
+    }
+}
+
 impl Maps for Dataplane {
     /// Every virtual server entry (adopted from a previous run, or ours).
     fn vips(&self) -> Vec<(VipKey, VipInfo)> {
@@ -467,29 +497,36 @@ impl Maps for Dataplane {
         let _ = self.nat_servers.remove(key);
     }
 
-    fn conns(&self) -> Vec<(FlowKey, Conn)> {
-        self.conns.iter().filter_map(Result::ok).collect()
+    fn conns(&self, t: Table) -> Vec<(FlowKey, Conn)> {
+        self.table(t).0.iter().filter_map(Result::ok).collect()
     }
 
-    fn conn(&self, key: &FlowKey) -> Option<Conn> {
-        self.conns.get(key, 0).ok()
+    fn conn(&self, t: Table, key: &FlowKey) -> Option<Conn> {
+        self.table(t).0.get(key, 0).ok()
     }
 
     fn insert_conn(&mut self, key: &FlowKey, conn: &Conn) -> anyhow::Result<()> {
         self.conns.insert(key, conn, 0).context("writing CONNS")
     }
 
-    fn insert_nat_reply(&mut self, key: &FlowKey, reply: &NatReply) -> anyhow::Result<()> {
-        self.nat_replies
+    fn insert_nat_reply(
+        &mut self,
+        t: Table,
+        key: &FlowKey,
+        reply: &NatReply,
+    ) -> anyhow::Result<()> {
+        self.table_mut(t)
+            .1
             .insert(key, reply, 0)
-            .context("writing NAT_REPLIES")
+            .with_context(|| format!("writing the {t:?} reply table"))
     }
 
     /// Already gone (LRU eviction, a racing sweep) is fine.
-    fn remove_conn(&mut self, key: &FlowKey, reply: Option<&FlowKey>) {
-        let _ = self.conns.remove(key);
+    fn remove_conn(&mut self, t: Table, key: &FlowKey, reply: Option<&FlowKey>) {
+        let (conns, replies) = self.table_mut(t);
+        let _ = conns.remove(key);
         if let Some(rk) = reply {
-            let _ = self.nat_replies.remove(rk);
+            let _ = replies.remove(rk);
         }
     }
 

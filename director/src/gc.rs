@@ -11,7 +11,11 @@ use director_common::{
     tcp::State,
 };
 
-use crate::{config::Timeouts, dataplane::Dataplane, maps::Maps};
+use crate::{
+    config::Timeouts,
+    dataplane::Dataplane,
+    maps::{Maps, Table},
+};
 
 /// Idle timeout of an entry in `state` under a virtual server's timeouts.
 /// SYN_RECV and CLOSE keep the IPVS values, which `ipvsadm --set` does not
@@ -60,6 +64,8 @@ pub struct Swept {
     pub persist_expired: usize,
     /// Entries left in the connection table.
     pub conns_live: usize,
+    /// Entries left in the half-open table.
+    pub half_open_live: usize,
 }
 
 /// One pass over the tables at `now_ns`.
@@ -68,15 +74,22 @@ pub fn sweep(dp: &mut Dataplane, view: &View, now_ns: u64) -> Swept {
     let mut swept = Swept::default();
     let mut live: HashMap<u32, ConnCounts> = HashMap::new();
     let mut persistent: HashSet<PersistKey> = HashSet::new();
-    for (key, conn) in dp.conns() {
+    let entries: Vec<_> = Table::BOTH
+        .into_iter()
+        .flat_map(|t| dp.conns(t).into_iter().map(move |e| (t, e)))
+        .collect();
+    for (table, (key, conn)) in entries {
         let vip = view.vips.get(&conn.vip_id);
         let t = vip.map_or(&default_timeouts, |v| &v.0);
         if expired(&conn, t, now_ns) {
-            dp.remove_conn(&key, view.reply_of(&key, &conn).as_ref());
+            dp.remove_conn(table, &key, view.reply_of(&key, &conn).as_ref());
             swept.conns_expired += 1;
             continue;
         }
-        swept.conns_live += 1;
+        match table {
+            Table::Established => swept.conns_live += 1,
+            Table::HalfOpen => swept.half_open_live += 1,
+        }
         let c = live.entry(conn.backend_id).or_default();
         if conn.state == State::Established as u8 {
             c.active += 1;

@@ -5,6 +5,19 @@
 use director_common::abi::{Backend, Conn, FlowKey, NatReply, NatServer, Persist, PersistKey};
 use director_common::abi::{VipInfo, VipKey};
 
+/// Which connection table: the established (`CONNS`, `NAT_REPLIES`), or the
+/// half-open one a SYN's entry waits in for the client's ACK (`EMBRYOS`,
+/// `EMBRYO_REPLIES`). Only established entries are synced or installed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Table {
+    Established,
+    HalfOpen,
+}
+
+impl Table {
+    pub const BOTH: [Table; 2] = [Table::Established, Table::HalfOpen];
+}
+
 pub trait Maps {
     fn vips(&self) -> Vec<(VipKey, VipInfo)>;
     fn set_vip(&mut self, key: &VipKey, info: &VipInfo) -> anyhow::Result<()>;
@@ -19,13 +32,15 @@ pub trait Maps {
     fn nat_servers(&self) -> Vec<(VipKey, NatServer)>;
     fn set_nat_servers(&mut self, entries: &[(VipKey, NatServer)]) -> anyhow::Result<()>;
     fn remove_nat_server(&mut self, key: &VipKey);
-    /// A snapshot: entries may change meanwhile.
-    fn conns(&self) -> Vec<(FlowKey, Conn)>;
-    fn conn(&self, key: &FlowKey) -> Option<Conn>;
+    /// A snapshot of one table: entries may change meanwhile.
+    fn conns(&self, t: Table) -> Vec<(FlowKey, Conn)>;
+    fn conn(&self, t: Table, key: &FlowKey) -> Option<Conn>;
+    /// An established connection.
     fn insert_conn(&mut self, key: &FlowKey, conn: &Conn) -> anyhow::Result<()>;
-    fn insert_nat_reply(&mut self, key: &FlowKey, reply: &NatReply) -> anyhow::Result<()>;
+    fn insert_nat_reply(&mut self, t: Table, key: &FlowKey, reply: &NatReply)
+    -> anyhow::Result<()>;
     /// The connection and, if given, its reply entry; already gone is fine.
-    fn remove_conn(&mut self, key: &FlowKey, reply: Option<&FlowKey>);
+    fn remove_conn(&mut self, t: Table, key: &FlowKey, reply: Option<&FlowKey>);
     fn persist_entries(&self) -> Vec<(PersistKey, Persist)>;
     fn persist(&self, key: &PersistKey) -> Option<Persist>;
     fn set_persist(&mut self, key: &PersistKey, value: &Persist) -> anyhow::Result<()>;
@@ -51,6 +66,8 @@ mod memory {
         pub nat_servers: HashMap<VipKey, NatServer>,
         pub conns: HashMap<FlowKey, Conn>,
         pub nat_replies: HashMap<FlowKey, NatReply>,
+        pub embryos: HashMap<FlowKey, Conn>,
+        pub embryo_replies: HashMap<FlowKey, NatReply>,
         pub persist: HashMap<PersistKey, Persist>,
     }
 
@@ -60,6 +77,28 @@ mod memory {
                 ring: vec![0; ring as usize],
                 backends: vec![Backend::default(); backends as usize],
                 ..Memory::default()
+            }
+        }
+    }
+
+    type Tables<'a> = (&'a HashMap<FlowKey, Conn>, &'a HashMap<FlowKey, NatReply>);
+    type TablesMut<'a> = (
+        &'a mut HashMap<FlowKey, Conn>,
+        &'a mut HashMap<FlowKey, NatReply>,
+    );
+
+    impl Memory {
+        fn table(&self, t: Table) -> Tables<'_> {
+            match t {
+                Table::Established => (&self.conns, &self.nat_replies),
+                Table::HalfOpen => (&self.embryos, &self.embryo_replies),
+            }
+        }
+
+        fn table_mut(&mut self, t: Table) -> TablesMut<'_> {
+            match t {
+                Table::Established => (&mut self.conns, &mut self.nat_replies),
+                Table::HalfOpen => (&mut self.embryos, &mut self.embryo_replies),
             }
         }
     }
@@ -112,24 +151,30 @@ mod memory {
         fn remove_nat_server(&mut self, key: &VipKey) {
             self.nat_servers.remove(key);
         }
-        fn conns(&self) -> Vec<(FlowKey, Conn)> {
-            self.conns.iter().map(|(k, v)| (*k, *v)).collect()
+        fn conns(&self, t: Table) -> Vec<(FlowKey, Conn)> {
+            self.table(t).0.iter().map(|(k, v)| (*k, *v)).collect()
         }
-        fn conn(&self, key: &FlowKey) -> Option<Conn> {
-            self.conns.get(key).copied()
+        fn conn(&self, t: Table, key: &FlowKey) -> Option<Conn> {
+            self.table(t).0.get(key).copied()
         }
         fn insert_conn(&mut self, key: &FlowKey, conn: &Conn) -> anyhow::Result<()> {
             self.conns.insert(*key, *conn);
             Ok(())
         }
-        fn insert_nat_reply(&mut self, key: &FlowKey, reply: &NatReply) -> anyhow::Result<()> {
-            self.nat_replies.insert(*key, *reply);
+        fn insert_nat_reply(
+            &mut self,
+            t: Table,
+            key: &FlowKey,
+            reply: &NatReply,
+        ) -> anyhow::Result<()> {
+            self.table_mut(t).1.insert(*key, *reply);
             Ok(())
         }
-        fn remove_conn(&mut self, key: &FlowKey, reply: Option<&FlowKey>) {
-            self.conns.remove(key);
+        fn remove_conn(&mut self, t: Table, key: &FlowKey, reply: Option<&FlowKey>) {
+            let (conns, replies) = self.table_mut(t);
+            conns.remove(key);
             if let Some(r) = reply {
-                self.nat_replies.remove(r);
+                replies.remove(r);
             }
         }
         fn persist_entries(&self) -> Vec<(PersistKey, Persist)> {

@@ -226,6 +226,18 @@ impl Collector for Snapshot {
         )?;
         family(
             &mut enc,
+            "director_half_open_entries",
+            "Half-open (SYN_RECV) connection table entries at the last sweep.",
+            single(s.half_open_entries).map(gauge),
+        )?;
+        family(
+            &mut enc,
+            "director_half_open_max",
+            "Half-open connection table capacity.",
+            single(s.half_open_max.into()).map(gauge),
+        )?;
+        family(
+            &mut enc,
             "director_reloads",
             "Configuration reloads applied.",
             single(s.reloads).map(counter),
@@ -540,6 +552,8 @@ mod tests {
                 ("director_conntrack_entries", "gauge"),
                 ("director_conntrack_max", "gauge"),
                 ("director_datapath_events_total", "counter"),
+                ("director_half_open_entries", "gauge"),
+                ("director_half_open_max", "gauge"),
                 ("director_reloads_total", "counter"),
                 ("director_rs_active_connections", "gauge"),
                 ("director_rs_bytes_total", "counter"),
@@ -591,6 +605,8 @@ mod tests {
             ),
             ("director_conntrack_entries".to_owned(), 4.0),
             ("director_conntrack_max".to_owned(), 1024.0),
+            ("director_half_open_entries".to_owned(), 2.0),
+            ("director_half_open_max".to_owned(), 1024.0),
             ("director_reloads_total".to_owned(), 2.0),
         ]);
         assert_eq!(samples, expected, "in\n{text}");
@@ -695,12 +711,14 @@ mod tests {
     fn families_without_servers_are_still_described() {
         let text = exposition(Status::default()).unwrap();
         let (types, samples) = parse(&text);
-        assert_eq!(types.len(), 18, "{text}");
+        assert_eq!(types.len(), 20, "{text}");
         assert_eq!(
             samples.keys().collect::<Vec<_>>(),
             [
                 "director_conntrack_entries",
                 "director_conntrack_max",
+                "director_half_open_entries",
+                "director_half_open_max",
                 "director_reloads_total"
             ],
             "{text}"

@@ -31,7 +31,7 @@ use self::client_hops::{ClientHops, Next};
 use crate::apply::{ConnId, Installed, Reconciler, SyncedConn, SyncedPersist};
 use crate::config::SyncConfig;
 use crate::dataplane::monotonic_ns;
-use crate::maps::Maps;
+use crate::maps::{Maps, Table};
 use crate::netlink::Neighbours;
 use crate::ready::Readiness;
 use crate::status::{Installs, SyncReport};
@@ -240,7 +240,7 @@ impl Replication {
 fn record<M: Maps>(r: &Reconciler<M>, e: &SyncEvent, now_ns: u64) -> Option<Record> {
     match e.kind {
         EVENT_CONN_NEW | EVENT_CONN_STATE | EVENT_CONN_REFRESH => {
-            let conn = r.maps().conn(&e.flow)?;
+            let conn = r.maps().conn(Table::Established, &e.flow)?;
             Some(Record::Conn(r.synced_conn(&e.flow, &conn, now_ns)?.into()))
         }
         EVENT_CONN_GONE => Some(Record::ConnGone(ConnId::of(&e.flow).into())),
@@ -259,7 +259,7 @@ fn table<M: Maps>(r: &Reconciler<M>) -> Vec<Record> {
     let now = monotonic_ns();
     let conns = r
         .maps()
-        .conns()
+        .conns(Table::Established)
         .into_iter()
         .filter_map(|(key, conn)| Some(Record::Conn(r.synced_conn(&key, &conn, now)?.into())));
     let persist = r

@@ -14,7 +14,7 @@ use crate::apply::Reconciler;
 use crate::control::{ConnEntry, Response};
 use crate::dataplane::{Dataplane, monotonic_ns};
 use crate::gc;
-use crate::maps::Maps as _;
+use crate::maps::{Maps as _, Table};
 use crate::model::{Health, VsEntry};
 use crate::status::{Counters, Rates, RsStatus, Status, VsStatus};
 
@@ -25,6 +25,7 @@ pub type HealthNotes = HashMap<(String, SocketAddr), (String, u64)>;
 pub struct Tallies<'a> {
     pub config: &'a std::path::Path,
     pub conntrack_entries: u64,
+    pub half_open_entries: u64,
     pub health_transitions: u64,
     pub reloads: u64,
     pub health_notes: &'a HealthNotes,
@@ -68,6 +69,8 @@ pub fn status(r: &Reconciler, t: &Tallies) -> Status {
         config: t.config.display().to_string(),
         conntrack_entries: t.conntrack_entries,
         conntrack_max: dp.sizes().conntrack_max,
+        half_open_entries: t.half_open_entries,
+        half_open_max: dp.sizes().half_open_max,
         health_transitions: t.health_transitions,
         reloads: t.reloads,
         ..Status::default()
@@ -136,7 +139,10 @@ fn vs_status(dp: &Dataplane, vs: &VsEntry, t: &Tallies) -> VsStatus {
 
 /// The first `limit` connection entries, like `ipvsadm -L -n -c`.
 pub fn conns(r: &Reconciler, limit: usize) -> Response {
-    let all = r.maps().conns();
+    let all: Vec<_> = Table::BOTH
+        .into_iter()
+        .flat_map(|t| r.maps().conns(t))
+        .collect();
     let now = monotonic_ns();
     let view = r.view();
     let vss: HashMap<u32, &VsEntry> = r.model().vss.iter().map(|v| (v.vip_id, v)).collect();

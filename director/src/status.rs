@@ -155,6 +155,11 @@ pub struct Status {
     /// Entries in the connection table at the last sweep, and its capacity.
     pub conntrack_entries: u64,
     pub conntrack_max: u32,
+    /// The same for half-open (SYN_RECV) connections, a table of their own.
+    #[serde(default)]
+    pub half_open_entries: u64,
+    #[serde(default)]
+    pub half_open_max: u32,
     pub health_transitions: u64,
     pub reloads: u64,
     /// State sync, when configured.
@@ -212,8 +217,8 @@ pub fn render_text(s: &Status) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "director: {} (conntrack {}/{})",
-        s.config, s.conntrack_entries, s.conntrack_max
+        "director: {} (conntrack {}/{}, half-open {}/{})",
+        s.config, s.conntrack_entries, s.conntrack_max, s.half_open_entries, s.half_open_max
     );
     let _ = writeln!(
         o,
@@ -413,6 +418,8 @@ pub(crate) mod tests {
             reasons: [("no_connection".to_string(), 7)].into(),
             conntrack_entries: 4,
             conntrack_max: 1024,
+            half_open_entries: 2,
+            half_open_max: 1024,
             health_transitions: 1,
             reloads: 2,
             sync: None,

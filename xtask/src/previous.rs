@@ -11,9 +11,10 @@ use crate::{
     prereq, run,
 };
 
-/// The last commit with map layout v4 (`ABI_VERSION = 4`); the next one,
-/// e4abeff, made it v5. A layout change moves this to the commit before it.
-pub const COMMIT: &str = "d5ae164e4eb468954d61c630c3713f38a5eb295f";
+/// The last commit with map layout v5 (`ABI_VERSION = 5`); the next one
+/// made it v6 (the half-open table). A layout change moves this to the
+/// commit before it.
+pub const COMMIT: &str = "8ce4cb079d6709034b16fba025ae972c995a331c";
 
 /// The previous layout's `director` binary, built if the cache lacks it;
 /// none (said loudly) in a clone without that commit, such as a shallow one.

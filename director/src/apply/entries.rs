@@ -16,7 +16,7 @@ use director_common::{abi::FlowKey, tcp::State};
 use super::Reconciler;
 use crate::config::{Forward, Protocol};
 use crate::dataplane::monotonic_ns;
-use crate::maps::Maps;
+use crate::maps::{Maps, Table};
 use crate::model::VsEntry;
 
 /// A connection as every director names it: client -> virtual server.
@@ -129,7 +129,11 @@ impl<M: Maps> Reconciler<M> {
             self.server_id(c.id.protocol, c.id.virtual_server, c.real_server)?;
         let nat = forward == Forward::Nat;
         let key = c.id.key();
-        if self.maps.conn(&key).is_some_and(|old| made_here(&old)) {
+        if self
+            .maps
+            .conn(Table::Established, &key)
+            .is_some_and(|old| made_here(&old))
+        {
             return Ok(Installed::KeptLocal);
         }
         let conn = Conn {
@@ -156,8 +160,11 @@ impl<M: Maps> Reconciler<M> {
                 .ok_or_else(|| anyhow!("real server {} not written yet", c.real_server))?;
             if !derived {
                 let reply_key = key.reply_via(be);
-                self.maps
-                    .insert_nat_reply(&reply_key, &NatReply::of(&key, &conn))?;
+                self.maps.insert_nat_reply(
+                    Table::Established,
+                    &reply_key,
+                    &NatReply::of(&key, &conn),
+                )?;
             }
         }
         self.maps.insert_conn(&key, &conn)?;
@@ -195,17 +202,21 @@ impl<M: Maps> Reconciler<M> {
     /// A connection a peer removed: removed here too (gone already is done
     /// too), unless this datapath made it, as with `install_conn`.
     pub fn remove_synced_conn(&mut self, id: &ConnId) -> Installed {
-        if self.maps.conn(&id.key()).is_some_and(|c| made_here(&c)) {
+        if self
+            .maps
+            .conn(Table::Established, &id.key())
+            .is_some_and(|c| made_here(&c))
+        {
             return Installed::KeptLocal;
         }
-        self.remove_conn(id);
+        self.remove_conn(Table::Established, id);
         Installed::Yes
     }
 
-    /// Removes a connection and its reply entry, if present.
-    pub fn remove_conn(&mut self, id: &ConnId) {
+    /// Removes a connection of table `t` and its reply entry, if present.
+    pub fn remove_conn(&mut self, t: Table, id: &ConnId) {
         let key = id.key();
-        let Some(conn) = self.maps.conn(&key) else {
+        let Some(conn) = self.maps.conn(t, &key) else {
             return;
         };
         let reply = self
@@ -213,7 +224,7 @@ impl<M: Maps> Reconciler<M> {
             .get(&conn.backend_id)
             .filter(|_| conn.flags & CONN_F_NAT != 0)
             .map(|be| key.reply_via(be));
-        self.maps.remove_conn(&key, reply.as_ref());
+        self.maps.remove_conn(t, &key, reply.as_ref());
     }
 
     fn persist_key(

@@ -28,9 +28,9 @@ pub use entries::{ConnId, Installed, SyncedConn, SyncedPersist};
 use crate::config::{Config, Forward, Scheduler, VirtualServer};
 use crate::dataplane::{Dataplane, PinDir, Sizes};
 use crate::gc;
-use crate::maps::Maps;
 #[cfg(test)]
 use crate::maps::Memory;
+use crate::maps::{Maps, Table};
 use crate::model::{self, Changes, Model, RsEntry, Written};
 use crate::plan;
 use crate::ring_alloc::RingAlloc;
@@ -50,6 +50,9 @@ impl Sizes {
         let at_least = |n: u64, min: u32| n.clamp(min.into(), u32::MAX.into()) as u32;
         Sizes {
             conntrack_max: cfg.director.conntrack_max,
+            // As many as established: a flood's SYNs churn this table alone,
+            // and each half-open entry lives the longer for it.
+            half_open_max: cfg.director.conntrack_max,
             vips: at_least(vss.len() as u64 * 2, 1024),
             backends: at_least(servers as u64 * 2, 16_384),
             ring: at_least(lists * 4, 1 << 20),
@@ -382,19 +385,21 @@ impl<M: Maps> Reconciler<M> {
         Ok(())
     }
 
-    /// Gives every NAT connection to one of `servers` its `NAT_REPLIES`
-    /// entry, built from the connection.
+    /// Gives every NAT connection to one of `servers` its reply entry,
+    /// built from the connection, in the connection's table.
     fn record_replies(&mut self, servers: &HashSet<VipKey>) -> anyhow::Result<()> {
-        for (key, conn) in self.maps.conns() {
-            if conn.flags & CONN_F_NAT == 0 {
-                continue;
-            }
-            let Some(be) = self.maps.backend(conn.backend_id) else {
-                continue;
-            };
-            if servers.contains(&endpoint_key(be.server(), key.proto)) {
-                let reply = NatReply::of(&key, &conn);
-                self.maps.insert_nat_reply(&key.reply_via(&be), &reply)?;
+        for t in Table::BOTH {
+            for (key, conn) in self.maps.conns(t) {
+                if conn.flags & CONN_F_NAT == 0 {
+                    continue;
+                }
+                let Some(be) = self.maps.backend(conn.backend_id) else {
+                    continue;
+                };
+                if servers.contains(&endpoint_key(be.server(), key.proto)) {
+                    let reply = NatReply::of(&key, &conn);
+                    self.maps.insert_nat_reply(t, &key.reply_via(&be), &reply)?;
+                }
             }
         }
         Ok(())
@@ -429,17 +434,19 @@ impl<M: Maps> Reconciler<M> {
         // a previous run's servers are in the maps, not in the model.
         let mut servers: HashMap<u32, Option<Backend>> = HashMap::new();
         let mut n = 0;
-        for (key, conn) in self.maps.conns() {
-            if !ids.contains(&conn.backend_id) {
-                continue;
+        for t in Table::BOTH {
+            for (key, conn) in self.maps.conns(t) {
+                if !ids.contains(&conn.backend_id) {
+                    continue;
+                }
+                let be = *servers
+                    .entry(conn.backend_id)
+                    .or_insert_with(|| self.maps.backend(conn.backend_id));
+                let reply = be.filter(|_| conn.flags & CONN_F_NAT != 0);
+                self.maps
+                    .remove_conn(t, &key, reply.map(|b| key.reply_via(&b)).as_ref());
+                n += 1;
             }
-            let be = *servers
-                .entry(conn.backend_id)
-                .or_insert_with(|| self.maps.backend(conn.backend_id));
-            let reply = be.filter(|_| conn.flags & CONN_F_NAT != 0);
-            self.maps
-                .remove_conn(&key, reply.map(|b| key.reply_via(&b)).as_ref());
-            n += 1;
         }
         for (key, entry) in self.maps.persist_entries() {
             if ids.contains(&entry.backend_id) {

@@ -132,6 +132,10 @@ fn sizes_leave_room_for_every_list_twice() {
     c.director.conntrack_max = 1000;
     let s = Sizes::for_config(&c);
     assert_eq!(s.conntrack_max, 1000);
+    assert_eq!(
+        s.half_open_max, 1000,
+        "half-open entries have a table as big"
+    );
     assert!(s.vips >= 8 && s.backends >= 16 && s.ring >= 1 << 20);
     // A large Maglev table: the ring grows with it.
     let big = format!(
@@ -325,7 +329,7 @@ fn expiring_a_server_removes_its_connections_and_replies() {
     let be = r.maps().backends[1];
     let reply = key.reply_via(&be);
     r.maps_mut()
-        .insert_nat_reply(&reply, &NatReply::default())
+        .insert_nat_reply(Table::Established, &reply, &NatReply::default())
         .expect("reply");
     assert_eq!(r.expire(&[1].into()), 1);
     assert!(!r.maps().conns.contains_key(&key) && !r.maps().nat_replies.contains_key(&reply));
@@ -412,7 +416,7 @@ fn a_synced_connection_is_installed_as_the_datapath_records_one() {
         r.maps().nat_replies.is_empty(),
         "replies of an unshared server are found through its virtual server"
     );
-    r.remove_conn(&c.id);
+    r.remove_conn(Table::Established, &c.id);
     assert!(r.maps().conns.is_empty());
 }
 

@@ -30,10 +30,11 @@ use tracing::{info, warn};
 
 use super::{ABI_VERSION, Dataplane, PinDir};
 
-/// The layout this build migrates from. v4 -> v5 added `NAT_SERVERS`
-/// (which the reconciler writes before anything is attached) and a
-/// `REASONS` counter; every map copied here kept its key and value layout,
-/// so [`Old`]'s types are today's.
+/// The layout this build migrates from. v5 -> v6 added the half-open
+/// tables (`EMBRYOS`, `EMBRYO_REPLIES`: a previous run's half-open
+/// connections are in its `CONNS`, where this build's program finds them
+/// too) and a `REASONS` counter; every map copied here kept its key and
+/// value layout, so [`Old`]'s types are today's.
 pub const PREVIOUS: u32 = ABI_VERSION - 1;
 
 /// The previous layout's maps that hold state. Counters start again; the
