@@ -497,8 +497,13 @@ impl Maps for Dataplane {
         let _ = self.nat_servers.remove(key);
     }
 
+    /// Empty if the table cannot be read (said in the log).
     fn conns(&self, t: Table) -> Vec<(FlowKey, Conn)> {
-        self.table(t).0.iter().filter_map(Result::ok).collect()
+        let fd = IterableMap::map(self.table(t).0).fd().as_fd();
+        lookup_batch(fd).unwrap_or_else(|e| {
+            tracing::warn!("reading the {t:?} connection table: {e}");
+            Vec::new()
+        })
     }
 
     fn conn(&self, t: Table, key: &FlowKey) -> Option<Conn> {
@@ -550,53 +555,58 @@ impl Maps for Dataplane {
     }
 }
 
-/// `BPF_MAP_UPDATE_BATCH` (aya has no batch operations): all of `keys` ->
-/// `values`, or an error. `K` and `V` are the map's key and value types.
-fn update_batch<K: aya::Pod, V: aya::Pod>(
-    map: BorrowedFd<'_>,
-    keys: &[K],
-    values: &[V],
-) -> std::io::Result<()> {
-    const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
-    /// `union bpf_attr`'s `batch` member.
-    #[repr(C)]
-    struct Batch {
-        in_batch: u64,
-        out_batch: u64,
-        keys: u64,
-        values: u64,
-        count: u32,
-        map_fd: u32,
-        elem_flags: u64,
-        flags: u64,
-    }
-    assert_eq!(keys.len(), values.len());
-    if keys.is_empty() {
-        return Ok(());
-    }
-    let mut attr = Batch {
-        in_batch: 0,
-        out_batch: 0,
-        keys: keys.as_ptr() as u64,
-        values: values.as_ptr() as u64,
-        count: keys.len() as u32,
-        map_fd: map.as_raw_fd() as u32,
-        elem_flags: 0,
-        flags: 0,
-    };
-    // SAFETY: `attr` is a valid bpf_attr prefix of the size passed; its
-    // pointers name `keys` and `values`, which outlive the call.
+/// `union bpf_attr`'s `batch` member (aya has no batch operations).
+#[repr(C)]
+#[derive(Default)]
+struct Batch {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+/// One `bpf(cmd, attr)` call; the error is errno's.
+fn batch_op(cmd: libc::c_long, attr: &mut Batch) -> std::io::Result<()> {
+    // SAFETY: `attr` is a valid bpf_attr prefix of the size passed; the
+    // callers' pointers in it name buffers that outlive the call.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_bpf,
-            BPF_MAP_UPDATE_BATCH,
-            &raw mut attr,
+            cmd,
+            std::ptr::from_mut(attr),
             std::mem::size_of::<Batch>(),
         )
     };
     if rc < 0 {
         return Err(std::io::Error::last_os_error());
     }
+    Ok(())
+}
+
+/// `BPF_MAP_UPDATE_BATCH`: all of `keys` -> `values`, or an error. `K` and
+/// `V` are the map's key and value types.
+fn update_batch<K: aya::Pod, V: aya::Pod>(
+    map: BorrowedFd<'_>,
+    keys: &[K],
+    values: &[V],
+) -> std::io::Result<()> {
+    const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
+    assert_eq!(keys.len(), values.len());
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let mut attr = Batch {
+        keys: keys.as_ptr() as u64,
+        values: values.as_ptr() as u64,
+        count: keys.len() as u32,
+        map_fd: map.as_raw_fd() as u32,
+        ..Batch::default()
+    };
+    batch_op(BPF_MAP_UPDATE_BATCH, &mut attr)?;
     if attr.count as usize != keys.len() {
         return Err(std::io::Error::other(format!(
             "batch update wrote {} of {} entries",
@@ -605,6 +615,47 @@ fn update_batch<K: aya::Pod, V: aya::Pod>(
         )));
     }
     Ok(())
+}
+
+/// Every entry of a hash map, by `BPF_MAP_LOOKUP_BATCH`: the kernel walks
+/// bucket by bucket, so a table the datapath churns (a SYN flood through
+/// the half-open one) is read once, where key-by-key iteration starts over
+/// whenever the key it stands on is evicted, and takes two syscalls an entry.
+fn lookup_batch<K: aya::Pod + Default, V: aya::Pod + Default>(
+    map: BorrowedFd<'_>,
+) -> std::io::Result<Vec<(K, V)>> {
+    const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+    /// Entries a call returns at most; more than any one bucket holds.
+    const CHUNK: usize = 4096;
+    let mut keys = vec![K::default(); CHUNK];
+    let mut values = vec![V::default(); CHUNK];
+    let mut all = Vec::new();
+    // The kernel's cursor (a bucket index); none on the first call.
+    let (mut cursor, mut next) = (0u64, 0u64);
+    let mut first = true;
+    loop {
+        let mut attr = Batch {
+            in_batch: if first { 0 } else { &raw const cursor as u64 },
+            out_batch: &raw mut next as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: values.as_mut_ptr() as u64,
+            count: CHUNK as u32,
+            map_fd: map.as_raw_fd() as u32,
+            ..Batch::default()
+        };
+        let done = match batch_op(BPF_MAP_LOOKUP_BATCH, &mut attr) {
+            Ok(()) => false,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => true,
+            Err(e) => return Err(e),
+        };
+        let n = (attr.count as usize).min(CHUNK);
+        all.extend(keys[..n].iter().copied().zip(values[..n].iter().copied()));
+        if done {
+            return Ok(all);
+        }
+        cursor = next;
+        first = false;
+    }
 }
 
 fn program(ebpf: &mut Ebpf) -> anyhow::Result<&mut Xdp> {

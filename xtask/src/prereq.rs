@@ -17,8 +17,17 @@ use crate::{
 
 /// Debian packages the netns lab needs (wrk: load for the control-plane tests;
 /// keepalived: VRRP between the director pair of the failover tests; bird2: BGP
-/// between the router and the directors of the ECMP tests).
-pub const LAB_PACKAGES: &[&str] = &["iproute2", "ethtool", "curl", "wrk", "keepalived", "bird2"];
+/// between the router and the directors of the ECMP tests; netsniff-ng: trafgen, the
+/// SYN flood of the flood test).
+pub const LAB_PACKAGES: &[&str] = &[
+    "iproute2",
+    "ethtool",
+    "curl",
+    "wrk",
+    "keepalived",
+    "bird2",
+    "netsniff-ng",
+];
 
 /// What `cargo xtask bench` drives besides the lab: trafgen (netsniff-ng), wrk,
 /// haproxy, nft (nftables) and bpftool.
