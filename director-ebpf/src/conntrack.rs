@@ -127,12 +127,13 @@ fn grow(embryo: &mut Conn, s: &mut Scratch, flags: u8, now: u64) -> Result<Looku
         return Ok(Lookup::Known(embryo.backend_id));
     }
     s.conn = *embryo;
-    counts::moved(s.conn.backend_id, s.conn.state, State::Established as u8);
     s.conn.state = State::Established as u8;
     s.conn.synced_s = coarse_s(now);
     CONNS
         .insert(&s.conn_key, &s.conn, 0)
         .map_err(|_| Reason::ConntrackFull)?;
+    // Only once the entry has moved: a refused insert leaves it half-open.
+    counts::moved(s.conn.backend_id, embryo.state, State::Established as u8);
     let _ = EMBRYOS.remove(&s.conn_key);
     if s.conn.flags & CONN_F_NAT != 0
         && let Some(be) = BACKENDS.get(s.conn.backend_id)

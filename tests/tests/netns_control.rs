@@ -439,15 +439,7 @@ fn invalid_reload_is_rejected() {
 /// `n` keep-alive connections through the VIP, each answered once: the connections
 /// and the real server that answered each.
 fn keep_alive(lab: &Lab, n: usize) -> (Vec<KeepAlive>, Vec<String>) {
-    let vip = lab.vip();
-    let mut conns: Vec<KeepAlive> = lab.in_client(|| {
-        (0..n)
-            .map(|i| {
-                KeepAlive::open(&Timeouts::default(), None, vip)
-                    .unwrap_or_else(|e| panic!("keep-alive connection {i}: {e:#}"))
-            })
-            .collect()
-    });
+    let mut conns = lab.keep_alive(n);
     let servers = conns
         .iter_mut()
         .enumerate()

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use director::control::Response;
 use director::status::Status;
 use director_tests::config::{Config, VirtualServer};
-use director_tests::http::{KeepAlive, Timeouts};
+use director_tests::http::KeepAlive;
 use director_tests::lab::{ChildGuard, Lab, LabSpec, Mode, NetNs, Role};
 use director_tests::need_root;
 
@@ -188,15 +188,7 @@ fn a_spoofed_syn_flood_breaks_no_established_connection() {
         .to_toml();
     assert!(config.contains("conntrack_max = 65536"), "{config}");
     lab.start_director(config);
-    let vip = lab.vip();
-    let mut conns: Vec<KeepAlive> = lab.in_client(|| {
-        (0..ESTABLISHED)
-            .map(|i| {
-                KeepAlive::open(&Timeouts::default(), None, vip)
-                    .unwrap_or_else(|e| panic!("keep-alive connection {i}: {e:#}"))
-            })
-            .collect()
-    });
+    let mut conns = lab.keep_alive(ESTABLISHED);
     let before = request_rate(&mut conns, "before the flood");
     let conf = syn_flood_config(&lab, lab.temp_dir());
     let client = lab.ns(Role::Client);

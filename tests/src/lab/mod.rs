@@ -390,6 +390,20 @@ impl Lab {
         }
     }
 
+    /// `n` keep-alive connections from the client to the VIP, each past its first
+    /// `GET /` (which names its real server, `KeepAlive::server`).
+    pub fn keep_alive(&self, n: usize) -> Vec<http::KeepAlive> {
+        let vip = self.vip();
+        self.in_client(|| {
+            (0..n)
+                .map(|i| {
+                    http::KeepAlive::open(&Timeouts::default(), None, vip)
+                        .unwrap_or_else(|e| panic!("keep-alive connection {i}: {e:#}"))
+                })
+                .collect()
+        })
+    }
+
     /// `n` new-connection `GET /` requests from the client to the VIP, sources cycling
     /// through `sources` (empty: the client's primary address).
     pub fn get_many(&self, n: usize, sources: &[Ipv4Addr]) -> Tally {
