@@ -862,6 +862,64 @@ mod tests {
         );
     }
 
+    /// Every metric name the dashboard's PromQL uses is one the director
+    /// exports (the families of a snapshot with every part filled in).
+    #[test]
+    fn the_grafana_dashboard_uses_only_exported_metrics() {
+        let status = Status {
+            sync: Some(sample_sync()),
+            announce: Some(Box::new(AnnounceReport {
+                table: 100,
+                announced: vec![],
+                waiting: None,
+            })),
+            ..sample()
+        };
+        let process = crate::process::sample().expect("reading /proc/self");
+        let (types, _) = parse(&exposition_with(status, Some(process)).unwrap());
+        let mut exported: Vec<String> = Vec::new();
+        for (name, kind) in &types {
+            exported.push(name.clone());
+            if kind == "histogram" {
+                exported.extend(["_bucket", "_sum", "_count"].map(|s| format!("{name}{s}")));
+            }
+        }
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/grafana-director.json"
+        );
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let dashboard: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        let mut exprs = Vec::new();
+        fn walk<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    if let Some(e) = m.get("expr").and_then(|e| e.as_str()) {
+                        out.push(e);
+                    }
+                    m.values().for_each(|v| walk(v, out));
+                }
+                serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+                _ => {}
+            }
+        }
+        walk(&dashboard, &mut exprs);
+        assert!(exprs.len() >= 10, "{exprs:?}");
+        for expr in exprs {
+            let names: Vec<&str> = expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("director_") || w.starts_with("process_"))
+                .collect();
+            assert!(!names.is_empty(), "no metric in {expr}");
+            for n in names {
+                assert!(
+                    exported.iter().any(|e| e == n),
+                    "{n} (in {expr}) is not exported"
+                );
+            }
+        }
+    }
+
     /// A daemon loop that answers every status request with `sample()`.
     fn daemon() -> mpsc::Sender<Call> {
         let (tx, mut rx) = mpsc::channel::<Call>(4);
