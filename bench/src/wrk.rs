@@ -187,7 +187,7 @@ fn reload_latency(lab: &Lab, runs: usize) -> Result<Summary> {
         let answer = rt.block_on(control::call(&socket, &Request::Reload))?;
         samples.push(t.elapsed().as_secs_f64() * 1e3);
         ensure!(
-            matches!(answer, Response::Done { .. }),
+            matches!(answer, Response::Reload(_)),
             "reload {i} failed: {answer:?}"
         );
     }

@@ -11,6 +11,7 @@ use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::reload::Report;
 use crate::status::Status;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +32,8 @@ pub enum Request {
         server: String,
     },
     Reload,
+    /// What `Reload` would change now, applying nothing.
+    Diff,
     /// Done when ready to take traffic (see `ready`), else Error.
     Ready,
 }
@@ -57,9 +60,27 @@ pub enum Response {
     Done {
         message: String,
     },
+    /// The answer to `Reload` and `Diff`.
+    Reload(Report),
     Error {
         message: String,
     },
+}
+
+/// `director reload` exits with this when the file was applied but some of
+/// its changes wait for a restart (1 is an error, 2 a usage error).
+pub const EXIT_RESTART_NEEDED: u8 = 3;
+
+impl Response {
+    /// The client's exit status: 1 for an error, [`EXIT_RESTART_NEEDED`]
+    /// for a reload (or dry run) with changes that need a restart, else 0.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Response::Error { .. } => 1,
+            Response::Reload(r) if !r.restart_needed.is_empty() => EXIT_RESTART_NEEDED,
+            _ => 0,
+        }
+    }
 }
 
 pub type Call = (Request, oneshot::Sender<Response>);

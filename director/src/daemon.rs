@@ -6,10 +6,9 @@
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
-use aya::programs::XdpMode as AyaXdpMode;
 use director_common::abi::SyncEvent;
 use director_common::entries::Hop;
 use tokio::signal::unix::{SignalKind, signal};
@@ -19,7 +18,7 @@ use tracing::{error, info, warn};
 use crate::{
     announce::Announcer,
     apply::Reconciler,
-    config::{self, Config, OnFailure, XdpMode},
+    config::{self, Config, OnFailure},
     control::{self, Call, Request, Response},
     dataplane::{PinDir, monotonic_ns},
     gc,
@@ -27,6 +26,7 @@ use crate::{
     model::{self, Health},
     netlink::{HopEvent, Neighbours},
     ready::Readiness,
+    reload::{self, Report},
     replicate::Replication,
     snapshot::{self, HealthNotes, Tallies},
     status::{Counters, Rates},
@@ -61,20 +61,13 @@ struct Daemon {
     rates: HashMap<u32, Rates>,
     conntrack_entries: u64,
     half_open_entries: u64,
-    reloads: u64,
+    reload_results: reload::Results,
     transitions: u64,
     ready: Readiness,
     /// State sync with the other directors, when `[sync]` configures it.
     sync: Option<Replication>,
     /// Route announcement, when `announce_table` is set.
     announce: Option<Announcer>,
-}
-
-fn mode(m: XdpMode) -> AyaXdpMode {
-    match m {
-        XdpMode::Native => AyaXdpMode::Driver,
-        XdpMode::Generic => AyaXdpMode::Skb,
-    }
 }
 
 impl Daemon {
@@ -210,44 +203,47 @@ impl Daemon {
     }
 
     /// Re-reads the configuration and applies only the difference. A file
-    /// with errors changes nothing.
-    fn reload(&mut self) -> Result<String, String> {
-        let loaded = config::load(&self.config.path).map_err(|e| e.to_string())?;
-        let cfg = loaded.config;
-        for w in loaded
-            .warnings
-            .iter()
-            .map(|d| d.render(&cfg.path.display().to_string()))
-        {
+    /// with errors changes nothing; every error goes to the log as well as
+    /// into the answer.
+    fn reload(&mut self) -> Result<Report, String> {
+        let result = self.apply_file();
+        self.reload_results.record(&result, SystemTime::now());
+        match result {
+            Ok(report) => {
+                log_report(&report);
+                Ok(report)
+            }
+            Err(lines) => {
+                for line in &lines {
+                    error!("reload rejected, running configuration unchanged: {line}");
+                }
+                Err(lines.join("\n"))
+            }
+        }
+    }
+
+    /// The reload itself: its report, or every line of what is wrong.
+    fn apply_file(&mut self) -> Result<Report, Vec<String>> {
+        let loaded = config::load(&self.config.path).map_err(|e| e.lines())?;
+        for w in loaded.format_warnings() {
             warn!("{w}");
         }
-        if cfg.director.interfaces != self.config.director.interfaces
-            || cfg.director.xdp_mode != self.config.director.xdp_mode
-            || cfg.director.conntrack_max != self.config.director.conntrack_max
-            || cfg.director.announce_table != self.config.director.announce_table
-        {
-            warn!(
-                "[director] changes (interfaces, xdp_mode, conntrack_max, announce_table) apply at the next restart"
-            );
-        }
-        if cfg.sync != self.config.sync {
-            warn!("[sync] changes apply at the next restart");
-        }
-        let changes = self.r.reconcile(&cfg, Instant::now())?;
+        let report = Report::diff(&self.config, &loaded.config, true);
+        let cfg = Report::running(&self.config, loaded.config);
+        self.r
+            .reconcile(&cfg, Instant::now())
+            .map_err(|e| vec![e])?;
         self.config = cfg;
         self.follow_servers();
-        self.r.apply().map_err(|e| format!("{e:#}"))?;
+        self.r.apply().map_err(|e| vec![format!("{e:#}")])?;
         self.monitor.set_targets(self.health_targets());
-        self.reloads += 1;
-        let msg = format!(
-            "reloaded {}: added {:?}, removed (draining) {:?}, updated {:?}",
-            self.config.path.display(),
-            changes.added,
-            changes.removed,
-            changes.updated
-        );
-        info!("{msg}");
-        Ok(msg)
+        Ok(report)
+    }
+
+    /// What a reload would change now (`director reload --dry-run`).
+    fn diff(&self) -> Result<Report, String> {
+        let loaded = config::load(&self.config.path).map_err(|e| e.to_string())?;
+        Ok(Report::diff(&self.config, &loaded.config, false))
     }
 
     fn drains(&mut self) -> anyhow::Result<()> {
@@ -324,7 +320,7 @@ impl Daemon {
             conntrack_entries: self.conntrack_entries,
             half_open_entries: self.half_open_entries,
             health_transitions: self.transitions,
-            reloads: self.reloads,
+            reloads: self.reload_results.applied(),
             health_notes: &self.health_notes,
             rates: &self.rates,
         }
@@ -338,6 +334,8 @@ impl Daemon {
         match req {
             Request::Status => {
                 let mut s = snapshot::status(&self.r, &self.tallies());
+                s.reload_results = self.reload_results;
+                s.probe_latency = self.monitor.latencies();
                 s.sync = self.sync.as_ref().map(Replication::report);
                 s.announce = self
                     .announce
@@ -346,7 +344,8 @@ impl Daemon {
                 Response::Status(s)
             }
             Request::Conns { limit } => snapshot::conns(&self.r, limit),
-            Request::Reload => done(self.reload()),
+            Request::Reload => reloaded(self.reload()),
+            Request::Diff => reloaded(self.diff()),
             Request::Ready => done(self.ready.check(Instant::now())),
             Request::Weight { vs, server, weight } => done(self.operator(&vs, &server, |rs| {
                 rs.weight_override = Some(weight);
@@ -379,6 +378,30 @@ impl Daemon {
         info!("{msg}");
         Ok(msg)
     }
+}
+
+fn reloaded(r: Result<Report, String>) -> Response {
+    match r {
+        Ok(report) => Response::Reload(report),
+        Err(message) => Response::Error { message },
+    }
+}
+
+/// A reload's report in the log: a line per virtual server changed, a
+/// warning per change that waits for a restart.
+fn log_report(r: &Report) {
+    for c in &r.virtual_servers {
+        info!(vs = %c.name, "reload: {} ({})", c.change.as_str(), c.details.join("; "));
+    }
+    for item in &r.restart_needed {
+        warn!("reload: not applied until a restart: {item}");
+    }
+    info!(
+        config = %r.file,
+        virtual_servers_changed = r.virtual_servers.len(),
+        restart_needed = r.restart_needed.len(),
+        "reloaded"
+    );
 }
 
 /// The next message of `rx`, or never when there is no `rx`.
@@ -426,7 +449,7 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
         rates: HashMap::new(),
         conntrack_entries: 0,
         half_open_entries: 0,
-        reloads: 0,
+        reload_results: reload::Results::default(),
         transitions: 0,
         ready,
         sync: None,
@@ -471,8 +494,9 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
 
     let ifaces = d.config.director.interfaces.clone();
     for iface in &ifaces {
+        let running = d.neighbours.xdp(iface).await?;
         d.r.maps_mut()
-            .attach(iface, mode(d.config.director.xdp_mode))?;
+            .attach(iface, d.config.director.xdp_mode, running)?;
     }
     for stale in pins
         .linked_interfaces()
@@ -528,9 +552,8 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
             _ = sighup.recv() => {
-                if let Err(e) = d.reload() {
-                    error!("reload rejected, running configuration unchanged:\n{e}");
-                }
+                // Logged either way; nobody waits for an answer.
+                let _ = d.reload();
                 Ok(())
             }
             Some((req, reply)) = call_rx.recv() => {

@@ -22,7 +22,9 @@ use director_common::abi::{
 };
 use director_common::entries::map;
 
+use crate::config;
 use crate::maps::{Maps, Table};
+use crate::netlink::XdpRunning;
 
 mod migrate;
 
@@ -259,34 +261,42 @@ impl Dataplane {
         }
     }
 
-    /// Attaches to `iface`. Pinned: an existing pinned link (a previous
-    /// run's) gets this program swapped in atomically (no packet sees no
-    /// program), else a new link is created and pinned; either way the
-    /// attachment outlives this process. Unpinned: detached on drop.
-    pub fn attach(&mut self, iface: &str, mode: XdpMode) -> anyhow::Result<()> {
+    /// Attaches to `iface` in `mode`. Pinned: an existing pinned link (a
+    /// previous run's) that is what `running` says runs on `iface`, in
+    /// `mode`, gets this program swapped in atomically (no packet sees no
+    /// program); any other pinned link is detached first (a changed
+    /// `xdp_mode`: the kernel's stack sees the packets of that moment), and
+    /// a new link is created and pinned. Either way the attachment outlives
+    /// this process. Unpinned: detached on drop.
+    pub fn attach(
+        &mut self,
+        iface: &str,
+        mode: config::XdpMode,
+        running: Option<XdpRunning>,
+    ) -> anyhow::Result<()> {
+        let flags = match mode {
+            config::XdpMode::Native => XdpMode::Driver,
+            config::XdpMode::Generic => XdpMode::Skb,
+        };
         let Some(pins) = self.pins.clone() else {
             let link = self
                 .program()?
-                .attach(iface, mode)
-                .with_context(|| format!("attaching XDP ({mode:?}) to {iface}"))?;
+                .attach(iface, flags)
+                .with_context(|| format!("attaching XDP ({mode}) to {iface}"))?;
             self.links.push((iface.to_string(), link));
             return Ok(());
         };
         let path = pins.link(iface);
         if path.exists() {
-            match self.replace_pinned(&path) {
+            match self.adopt_pinned(&path, iface, mode, running) {
                 Ok(()) => return Ok(()),
-                Err(e) => {
-                    tracing::warn!(iface, "stale pinned link, attaching afresh: {e:#}");
-                    std::fs::remove_file(&path)
-                        .with_context(|| format!("removing {}", path.display()))?;
-                }
+                Err(e) => tracing::warn!(iface, "attaching XDP afresh in {mode} mode: {e:#}"),
             }
         }
         let prog = self.program()?;
         let id = prog
-            .attach(iface, mode)
-            .with_context(|| format!("attaching XDP ({mode:?}) to {iface}"))?;
+            .attach(iface, flags)
+            .with_context(|| format!("attaching XDP ({mode}) to {iface}"))?;
         let link = prog.take_link(id).context("taking the XDP link")?;
         let fd = FdLink::try_from(link)
             .context("this kernel attached XDP without a bpf_link; cannot pin it")?;
@@ -296,18 +306,45 @@ impl Dataplane {
         Ok(())
     }
 
-    fn replace_pinned(&mut self, path: &Path) -> anyhow::Result<()> {
+    /// Swaps this program into the pinned link at `path` when it may be
+    /// kept (see [`keep_pinned`]); otherwise removes it, detaching it.
+    fn adopt_pinned(
+        &mut self,
+        path: &Path,
+        iface: &str,
+        mode: config::XdpMode,
+        running: Option<XdpRunning>,
+    ) -> anyhow::Result<()> {
         let fd: FdLink = PinnedLink::from_pin(path)
             .with_context(|| format!("opening {}", path.display()))?
             .into();
+        let kept = fd
+            .info()
+            .context("reading the pinned link")
+            .and_then(|info| keep_pinned(iface, info.program_id(), running, mode));
+        if let Err(e) = kept {
+            // Unpinned while this fd holds it, so that closing the fd is
+            // the last reference: the kernel detaches it then, not later,
+            // and the new attachment does not meet the old one.
+            std::fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
+            drop(fd);
+            return Err(e);
+        }
         let link = XdpLink::try_from(fd).context("pinned link is not an XDP link")?;
         let prog = self.program()?;
-        let id = prog
-            .attach_to_link(link)
-            .context("swapping the program into the pinned link")?;
-        // Unmanaged again, so dropping the program leaves it attached.
-        drop(prog.take_link(id).context("taking the XDP link")?);
-        Ok(())
+        let swapped = prog.attach_to_link(link);
+        match swapped {
+            Ok(id) => {
+                // Unmanaged again, so dropping the program leaves it attached.
+                drop(prog.take_link(id).context("taking the XDP link")?);
+                Ok(())
+            }
+            Err(e) => {
+                std::fs::remove_file(path)
+                    .with_context(|| format!("removing {}", path.display()))?;
+                Err(anyhow!(e).context("stale pinned link: swapping the program in failed"))
+            }
+        }
     }
 
     /// Detaches from every interface (also happens on drop).
@@ -676,6 +713,32 @@ fn sum(map: &PerCpuArray<MapData, Traffic>, idx: u32) -> anyhow::Result<Traffic>
     }))
 }
 
+/// Whether a pinned link is kept: what runs on `iface` (`running`) must be
+/// its program (`pinned_prog`), in the configured `mode`. A previous run's
+/// link with another mode, or one left by an interface that is gone, would
+/// otherwise be adopted as it is.
+pub fn keep_pinned(
+    iface: &str,
+    pinned_prog: u32,
+    running: Option<XdpRunning>,
+    mode: config::XdpMode,
+) -> anyhow::Result<()> {
+    match running {
+        None => Err(anyhow!(
+            "no XDP program runs on {iface}: its pinned link is stale"
+        )),
+        Some(r) if r.prog_id != pinned_prog => Err(anyhow!(
+            "the program on {iface} (id {}) is not its pinned link's (id {pinned_prog})",
+            r.prog_id
+        )),
+        Some(r) if r.mode == Some(mode) => Ok(()),
+        Some(r) => Err(anyhow!(
+            "the pinned link on {iface} is attached in {} mode, the configuration says {mode}",
+            r.mode.map_or("another", config::XdpMode::as_str)
+        )),
+    }
+}
+
 /// Removes a pinned datapath: unpinning its links detaches XDP from their
 /// interfaces (once the last reference is gone), then the map pins go.
 pub fn teardown(pins: &PinDir) -> anyhow::Result<Vec<String>> {
@@ -721,4 +784,37 @@ pub fn monotonic_ns() -> u64 {
     // SAFETY: valid out pointer; CLOCK_MONOTONIC always exists.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32).as_nanos() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::XdpMode::{Generic, Native};
+
+    #[test]
+    fn a_pinned_link_in_another_mode_or_not_on_its_interface_is_not_kept() {
+        let running = |prog_id, mode| Some(XdpRunning { prog_id, mode });
+        keep_pinned("eth0", 7, running(7, Some(Native)), Native).expect("the same link, same mode");
+        let refused = |running, mode| {
+            keep_pinned("eth0", 7, running, mode)
+                .expect_err("not kept")
+                .to_string()
+        };
+        assert_eq!(
+            refused(running(7, Some(Native)), Generic),
+            "the pinned link on eth0 is attached in native mode, the configuration says generic"
+        );
+        assert_eq!(
+            refused(running(7, None), Native),
+            "the pinned link on eth0 is attached in another mode, the configuration says native"
+        );
+        assert_eq!(
+            refused(running(9, Some(Native)), Native),
+            "the program on eth0 (id 9) is not its pinned link's (id 7)"
+        );
+        assert_eq!(
+            refused(None, Native),
+            "no XDP program runs on eth0: its pinned link is stale"
+        );
+    }
 }

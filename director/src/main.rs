@@ -78,8 +78,17 @@ enum Cmd {
         vs: String,
         server: String,
     },
-    /// Re-read the configuration file and apply the difference.
-    Reload(Socket),
+    /// Re-read the configuration file and apply the difference; say what
+    /// changed, virtual server by virtual server. Exits 1 when the file is
+    /// rejected (nothing changes), 3 when it was applied except changes
+    /// that need a restart.
+    Reload {
+        #[command(flatten)]
+        socket: Socket,
+        /// Say what a reload would change; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Exit 0 once this director is ready to take traffic: its datapath is
     /// attached, its configuration applied, and every sync peer that answered
     /// within `ready_timeout` has sent its whole table. For keepalived's
@@ -125,7 +134,7 @@ fn client(socket: &Socket, req: Request) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let failed = matches!(resp, Response::Error { .. });
+    let code = resp.exit_code();
     if socket.json {
         match serde_json::to_string_pretty(&resp) {
             Ok(j) => println!("{j}"),
@@ -150,14 +159,11 @@ fn client(socket: &Socket, req: Request) -> ExitCode {
                 }
             }
             Response::Done { message } => println!("{message}"),
+            Response::Reload(r) => print!("{}", r.render_text()),
             Response::Error { message } => eprintln!("director: {message}"),
         }
     }
-    if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    ExitCode::from(code)
 }
 
 /// Withdraws the announced routes first, so that the routers stop sending
@@ -221,7 +227,14 @@ fn main() -> ExitCode {
             weight,
         } => client(&socket, Request::Weight { vs, server, weight }),
         Cmd::Drain { socket, vs, server } => client(&socket, Request::Drain { vs, server }),
-        Cmd::Reload(s) => client(&s, Request::Reload),
+        Cmd::Reload { socket, dry_run } => client(
+            &socket,
+            if dry_run {
+                Request::Diff
+            } else {
+                Request::Reload
+            },
+        ),
         Cmd::Ready(s) => client(&s, Request::Ready),
         Cmd::Run {
             config,

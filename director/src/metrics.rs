@@ -17,7 +17,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::prometheus_text::{self, CONTENT_TYPE as EXPOSITION};
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::TypedMetric;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info};
 
 use crate::control::{self, Call};
+use crate::process::Sample as ProcessSample;
 use crate::status::{AnnounceReport, Counters, Installs, RsStatus, Status, SyncReport};
 use crate::sync::PeerStatus;
 
@@ -86,7 +87,10 @@ async fn answer(
             "the daemon did not answer for a status snapshot\n",
         ));
     };
-    Ok(match exposition(status) {
+    let process = crate::process::sample()
+        .map_err(|e| debug!("reading /proc/self for the process metrics: {e}"))
+        .ok();
+    Ok(match exposition_with(status, process) {
         Ok(text) => {
             let mut r = Response::new(Full::new(Bytes::from(text)));
             r.headers_mut()
@@ -120,12 +124,73 @@ async fn snapshot(calls: &mpsc::Sender<Call>) -> Option<Status> {
 }
 
 /// The text exposition of one snapshot.
+#[cfg(test)]
 fn exposition(status: Status) -> Result<String, fmt::Error> {
+    exposition_with(status, None)
+}
+
+/// The text exposition of one snapshot and a reading of the process.
+fn exposition_with(status: Status, process: Option<ProcessSample>) -> Result<String, fmt::Error> {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Snapshot(status)));
+    if let Some(p) = process {
+        registry.register_collector(Box::new(Process(p)));
+    }
     let mut text = String::new();
     prometheus_text::encode(&mut text, &registry)?;
     Ok(text)
+}
+
+/// The standard `process_*` families.
+#[derive(Debug)]
+struct Process(ProcessSample);
+
+impl Collector for Process {
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        let p = &self.0;
+        let one = |v: f64| [(Labels::new(), v)];
+        family(
+            &mut enc,
+            "process_cpu_seconds",
+            "Total user and system CPU time spent in seconds.",
+            one(p.cpu_seconds).map(|(l, v)| (l, ConstCounter::new(v))),
+        )?;
+        for (name, help, v) in [
+            (
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes.",
+                p.resident_bytes as f64,
+            ),
+            (
+                "process_virtual_memory_bytes",
+                "Virtual memory size in bytes.",
+                p.virtual_bytes as f64,
+            ),
+            (
+                "process_open_fds",
+                "Number of open file descriptors.",
+                p.open_fds as f64,
+            ),
+            (
+                "process_max_fds",
+                "Maximum number of open file descriptors.",
+                p.max_fds as f64,
+            ),
+            (
+                "process_start_time_seconds",
+                "Start time of the process since unix epoch in seconds.",
+                p.start_time_s,
+            ),
+        ] {
+            family(
+                &mut enc,
+                name,
+                help,
+                one(v).map(|(l, v)| (l, ConstGauge::new(v))),
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// A status snapshot as a collector: its families are written from the
@@ -224,6 +289,7 @@ impl Collector for Snapshot {
             "Connection table capacity.",
             single(s.conntrack_max.into()).map(gauge),
         )?;
+        let r = &s.reload_results;
         family(
             &mut enc,
             "director_half_open_entries",
@@ -239,9 +305,54 @@ impl Collector for Snapshot {
         family(
             &mut enc,
             "director_reloads",
-            "Configuration reloads applied.",
-            single(s.reloads).map(counter),
+            "Configuration reloads by result: ok, rejected (nothing changed), restart_needed \
+             (applied except changes that wait for a restart).",
+            [
+                ("ok", r.ok),
+                ("rejected", r.rejected),
+                ("restart_needed", r.restart_needed),
+            ]
+            .map(|(result, n)| (vec![("result", result)], n))
+            .map(counter),
         )?;
+        family(
+            &mut enc,
+            "director_last_reload_success_timestamp_seconds",
+            "Unix time of the last reload that applied the file.",
+            r.last_success_unix_s
+                .map(|t| (Labels::new(), ConstGauge::new(t))),
+        )?;
+        let abi = crate::dataplane::ABI_VERSION.to_string();
+        family(
+            &mut enc,
+            "director_build_info",
+            "1, labelled with this build's version and datapath map layout (abi).",
+            [(
+                vec![
+                    ("version", env!("CARGO_PKG_VERSION")),
+                    ("abi", abi.as_str()),
+                ],
+                1,
+            )]
+            .map(gauge),
+        )?;
+        let mut probes = enc.encode_descriptor(
+            "director_health_probe_duration_seconds",
+            "How long health probes took, by virtual server and probe kind.",
+            None,
+            prometheus_client::metrics::MetricType::Histogram,
+        )?;
+        for p in &s.probe_latency {
+            let labels = [("vs", p.vs.as_str()), ("kind", p.kind.as_str())];
+            probes
+                .encode_family(&labels)?
+                .encode_histogram::<NoLabelSet>(
+                    p.latency.sum_s,
+                    p.latency.count(),
+                    &p.latency.buckets(),
+                    None,
+                )?;
+        }
         if let Some(a) = &s.announce {
             announce_families(&mut enc, a)?;
         }
@@ -549,11 +660,14 @@ mod tests {
         assert_eq!(
             kinds,
             [
+                ("director_build_info", "gauge"),
                 ("director_conntrack_entries", "gauge"),
                 ("director_conntrack_max", "gauge"),
                 ("director_datapath_events_total", "counter"),
                 ("director_half_open_entries", "gauge"),
                 ("director_half_open_max", "gauge"),
+                ("director_health_probe_duration_seconds", "histogram"),
+                ("director_last_reload_success_timestamp_seconds", "gauge"),
                 ("director_reloads_total", "counter"),
                 ("director_rs_active_connections", "gauge"),
                 ("director_rs_bytes_total", "counter"),
@@ -607,8 +721,46 @@ mod tests {
             ("director_conntrack_max".to_owned(), 1024.0),
             ("director_half_open_entries".to_owned(), 2.0),
             ("director_half_open_max".to_owned(), 1024.0),
-            ("director_reloads_total".to_owned(), 2.0),
+            (r#"director_reloads_total{result="ok"}"#.to_owned(), 1.0),
+            (
+                r#"director_reloads_total{result="rejected"}"#.to_owned(),
+                1.0,
+            ),
+            (
+                r#"director_reloads_total{result="restart_needed"}"#.to_owned(),
+                1.0,
+            ),
+            (
+                "director_last_reload_success_timestamp_seconds".to_owned(),
+                1_700_000_000.5,
+            ),
+            (
+                format!(
+                    r#"director_build_info{{version="{}",abi="{}"}}"#,
+                    env!("CARGO_PKG_VERSION"),
+                    crate::dataplane::ABI_VERSION
+                ),
+                1.0,
+            ),
         ]);
+        let probes = r#"director_health_probe_duration_seconds_"#;
+        let labels = r#"vs="web",kind="tcp""#;
+        for (le, n) in [("0.0005", 0.0), ("0.001", 3.0), ("1", 4.0), ("+Inf", 4.0)] {
+            expected.insert(format!(r#"{probes}bucket{{{labels},le="{le}"}}"#), n);
+        }
+        expected.insert(format!("{probes}sum{{{labels}}}"), 0.9025);
+        expected.insert(format!("{probes}count{{{labels}}}"), 4.0);
+        // The buckets around the sample's probes, not all thirteen.
+        let shown = ["0.0005", "0.001", "1", "+Inf"];
+        let samples: BTreeMap<String, f64> = samples
+            .into_iter()
+            .filter(|(k, _)| {
+                !k.contains("_bucket{")
+                    || shown
+                        .iter()
+                        .any(|le| k.ends_with(&format!("le=\"{le}\"}}")))
+            })
+            .collect();
         assert_eq!(samples, expected, "in\n{text}");
         assert!(
             text.contains(
@@ -711,18 +863,79 @@ mod tests {
     fn families_without_servers_are_still_described() {
         let text = exposition(Status::default()).unwrap();
         let (types, samples) = parse(&text);
-        assert_eq!(types.len(), 20, "{text}");
+        assert_eq!(types.len(), 23, "{text}");
         assert_eq!(
             samples.keys().collect::<Vec<_>>(),
             [
+                r#"director_build_info{version="0.1.0",abi="6"}"#,
                 "director_conntrack_entries",
                 "director_conntrack_max",
                 "director_half_open_entries",
                 "director_half_open_max",
-                "director_reloads_total"
+                r#"director_reloads_total{result="ok"}"#,
+                r#"director_reloads_total{result="rejected"}"#,
+                r#"director_reloads_total{result="restart_needed"}"#,
             ],
             "{text}"
         );
+    }
+
+    /// Every metric name the dashboard's PromQL uses is one the director
+    /// exports (the families of a snapshot with every part filled in).
+    #[test]
+    fn the_grafana_dashboard_uses_only_exported_metrics() {
+        let status = Status {
+            sync: Some(sample_sync()),
+            announce: Some(Box::new(AnnounceReport {
+                table: 100,
+                announced: vec![],
+                waiting: None,
+            })),
+            ..sample()
+        };
+        let process = crate::process::sample().expect("reading /proc/self");
+        let (types, _) = parse(&exposition_with(status, Some(process)).unwrap());
+        let mut exported: Vec<String> = Vec::new();
+        for (name, kind) in &types {
+            exported.push(name.clone());
+            if kind == "histogram" {
+                exported.extend(["_bucket", "_sum", "_count"].map(|s| format!("{name}{s}")));
+            }
+        }
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/grafana-director.json"
+        );
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let dashboard: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        let mut exprs = Vec::new();
+        fn walk<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    if let Some(e) = m.get("expr").and_then(|e| e.as_str()) {
+                        out.push(e);
+                    }
+                    m.values().for_each(|v| walk(v, out));
+                }
+                serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+                _ => {}
+            }
+        }
+        walk(&dashboard, &mut exprs);
+        assert!(exprs.len() >= 10, "{exprs:?}");
+        for expr in exprs {
+            let names: Vec<&str> = expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("director_") || w.starts_with("process_"))
+                .collect();
+            assert!(!names.is_empty(), "no metric in {expr}");
+            for n in names {
+                assert!(
+                    exported.iter().any(|e| e == n),
+                    "{n} (in {expr}) is not exported"
+                );
+            }
+        }
     }
 
     /// A daemon loop that answers every status request with `sample()`.
@@ -771,7 +984,24 @@ mod tests {
         let (code, kind, body) = request(addr, Method::GET, "/metrics").await;
         assert_eq!(code, StatusCode::OK, "{body}");
         assert_eq!(kind, "text/plain; version=0.0.4; charset=utf-8");
-        assert_eq!(body, exposition(sample()).unwrap());
+        let (own, process): (Vec<&str>, Vec<&str>) = body
+            .lines()
+            .partition(|l| !l.contains(" process_") && !l.starts_with("process_"));
+        assert_eq!(own.join("\n") + "\n", exposition(sample()).unwrap());
+        let (types, samples) = parse(&(process.join("\n") + "\n"));
+        assert_eq!(
+            types.keys().collect::<Vec<_>>(),
+            [
+                "process_cpu_seconds_total",
+                "process_max_fds",
+                "process_open_fds",
+                "process_resident_memory_bytes",
+                "process_start_time_seconds",
+                "process_virtual_memory_bytes",
+            ],
+            "{body}"
+        );
+        assert!(samples["process_open_fds"] > 0.0, "{body}");
 
         let (code, _, body) = request(addr, Method::GET, "/nope").await;
         assert_eq!(code, StatusCode::NOT_FOUND, "{body}");

@@ -162,6 +162,12 @@ pub struct Status {
     pub half_open_max: u32,
     pub health_transitions: u64,
     pub reloads: u64,
+    /// Reloads by result (`reloads` is `ok` + `restart_needed`).
+    #[serde(default)]
+    pub reload_results: crate::reload::Results,
+    /// How long health probes took, by virtual server and probe kind.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probe_latency: Vec<crate::health::ProbeLatency>,
     /// State sync, when configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync: Option<SyncReport>,
@@ -422,6 +428,20 @@ pub(crate) mod tests {
             half_open_max: 1024,
             health_transitions: 1,
             reloads: 2,
+            reload_results: crate::reload::Results {
+                ok: 1,
+                rejected: 1,
+                restart_needed: 1,
+                last_success_unix_s: Some(1_700_000_000.5),
+            },
+            probe_latency: vec![crate::health::ProbeLatency {
+                vs: "web".into(),
+                kind: "tcp".into(),
+                latency: crate::health::Latency {
+                    counts: [0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0],
+                    sum_s: 0.9025,
+                },
+            }],
             sync: None,
             announce: None,
         }

@@ -14,6 +14,7 @@
 //! within `interval`, the `fall`-th failing one `interval × (fall - 1)`
 //! later, and it fails within `timeout`.
 
+mod latency;
 mod probe;
 mod state;
 #[cfg(test)]
@@ -24,11 +25,12 @@ use std::{
     hash::{DefaultHasher, Hash, Hasher},
     net::SocketAddr,
     sync::{Arc, Mutex, PoisonError},
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use tokio::{sync::mpsc::UnboundedSender, task::JoinHandle, time::MissedTickBehavior};
 
+pub use self::latency::{BOUNDS as LATENCY_BOUNDS, Latency, ProbeLatency};
 use self::probe::Probe;
 pub use self::state::{Health, Hysteresis};
 use crate::config::{CheckKind, HealthCheck};
@@ -81,6 +83,10 @@ const NOT_CHECKED: &str = "not checked yet";
 pub struct Monitor {
     events: UnboundedSender<Transition>,
     running: HashMap<(String, SocketAddr), Running>,
+    /// Probe durations of targets no longer checked (or checked with
+    /// another kind now), by virtual server and kind: the histograms of
+    /// [`Monitor::latencies`] only grow.
+    retired: HashMap<(String, CheckKind), Latency>,
 }
 
 /// A target being checked: its task and the status it updates.
@@ -115,6 +121,8 @@ struct Shared {
     since: SystemTime,
     /// Which task may write: bumped when a task is stopped.
     generation: u64,
+    /// How long its probes took.
+    latency: Latency,
 }
 
 impl Monitor {
@@ -123,6 +131,7 @@ impl Monitor {
         Monitor {
             events,
             running: HashMap::new(),
+            retired: HashMap::new(),
         }
     }
 
@@ -148,6 +157,9 @@ impl Monitor {
                 Some(running) if running.check == target.check => running,
                 Some(old) => {
                     let shared = Arc::clone(&old.shared);
+                    if old.check.kind != target.check.kind {
+                        self.retire(&key.0, &old);
+                    }
                     drop(old);
                     self.start(target, shared)
                 }
@@ -160,13 +172,47 @@ impl Monitor {
                         last_reason: NOT_CHECKED.to_owned(),
                         since: SystemTime::now(),
                         generation: 0,
+                        latency: Latency::default(),
                     }));
                     self.start(target, shared)
                 }
             };
             self.running.insert(key, running);
         }
+        for ((vs, _), stopped) in &previous {
+            self.retire(vs, stopped);
+        }
         // What is left in `previous` is dropped here: those tasks stop.
+    }
+
+    /// Keeps the probe durations of a target that stops (or changes kind).
+    fn retire(&mut self, vs: &str, r: &Running) {
+        let latency = std::mem::take(&mut lock(&r.shared).latency);
+        self.retired
+            .entry((vs.to_owned(), r.check.kind))
+            .or_default()
+            .add(&latency);
+    }
+
+    /// How long probes took, by virtual server and probe kind (sorted),
+    /// stopped targets' probes included.
+    pub fn latencies(&self) -> Vec<ProbeLatency> {
+        let mut sums = self.retired.clone();
+        for ((vs, _), r) in &self.running {
+            sums.entry((vs.clone(), r.check.kind))
+                .or_default()
+                .add(&lock(&r.shared).latency);
+        }
+        let mut out: Vec<ProbeLatency> = sums
+            .into_iter()
+            .map(|((vs, kind), latency)| ProbeLatency {
+                vs,
+                kind: kind.as_str().to_owned(),
+                latency,
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.vs, &a.kind).cmp(&(&b.vs, &b.kind)));
+        out
     }
 
     /// The status of every target, sorted by `(vs, server)`.
@@ -270,7 +316,9 @@ async fn watch(
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
+        let started = Instant::now();
         let result = probe.run().await;
+        let took = started.elapsed();
         let change = machine.record(result.is_ok());
         let transition = change.map(|to| Transition {
             vs: vs.clone(),
@@ -294,6 +342,7 @@ async fn watch(
                 return;
             }
             s.checks += 1;
+            s.latency.record(took);
             match &result {
                 Ok(()) => {
                     // Reuses the string's buffer: no allocation per probe.

@@ -589,3 +589,55 @@ async fn the_first_round_is_done_once_every_server_passed_or_went_down() {
     assert_eq!((t.vs.as_str(), t.to), ("dead", Health::Down));
     assert!(monitor.first_round_done(), "{:?}", monitor.status());
 }
+
+#[tokio::test]
+async fn probe_latency_is_kept_per_virtual_server_and_kind_also_after_targets_stop() {
+    let (up, _server) = tcp_server().await;
+    let (tx, _events) = mpsc::unbounded_channel();
+    let mut monitor = Monitor::new(tx);
+    monitor.set_targets(vec![
+        target("a", up, fast_check(2, 3)),
+        target("b", up, fast_check(2, 3)),
+    ]);
+    tokio::time::sleep(350 * MS).await;
+    let counts = |m: &Monitor| -> Vec<(String, String, u64)> {
+        m.latencies()
+            .into_iter()
+            .map(|p| (p.vs, p.kind, p.latency.count()))
+            .collect()
+    };
+    let first = counts(&monitor);
+    let names: Vec<(&str, &str)> = first
+        .iter()
+        .map(|(vs, kind, _)| (vs.as_str(), kind.as_str()))
+        .collect();
+    assert_eq!(names, [("a", "tcp"), ("b", "tcp")]);
+    assert!(first.iter().all(|(_, _, n)| *n >= 2), "{first:?}");
+    let a = &monitor.latencies()[0].latency;
+    assert!(
+        a.sum_s > 0.0 && a.sum_s < 0.05 * a.count() as f64,
+        "a loopback connect takes well under the 50 ms timeout: {a:?}"
+    );
+
+    // b stops, a becomes an http check: what they measured stays.
+    monitor.set_targets(vec![target(
+        "a",
+        up,
+        HealthCheck {
+            interval: 100 * MS,
+            timeout: 50 * MS,
+            ..check(CheckKind::Http)
+        },
+    )]);
+    tokio::time::sleep(250 * MS).await;
+    let later = counts(&monitor);
+    let kept = |vs: &str, kind: &str| {
+        later
+            .iter()
+            .find(|(v, k, _)| v == vs && k == kind)
+            .map(|e| e.2)
+    };
+    assert!(kept("a", "tcp") >= Some(first[0].2), "{later:?}");
+    assert!(kept("b", "tcp") >= Some(first[1].2), "{later:?}");
+    assert!(kept("a", "http") >= Some(1), "{later:?}");
+}

@@ -11,9 +11,9 @@ use netlink_packet_route::neighbour::{NeighbourFlags, NeighbourState};
 use netlink_packet_route::route::{RouteMessage, RouteProtocol, RouteScope};
 use rtnetlink::{Handle, RouteMessageBuilder};
 
-use super::PROTOCOL;
 use super::parse;
 use super::table::{Link, Neigh, NeighKey, Route};
+use super::{PROTOCOL, XdpRunning};
 
 /// The loopback interface's index in every network namespace.
 const LOOPBACK: u32 = 1;
@@ -64,6 +64,25 @@ impl Kernel {
             }
         }
         Ok((links, neighs))
+    }
+
+    /// The XDP program on interface `name`; none when there is no program
+    /// (or no such interface).
+    pub async fn xdp(&self, name: &str) -> anyhow::Result<Option<XdpRunning>> {
+        let mut answers = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_owned())
+            .execute();
+        match answers.try_next().await {
+            Ok(m) => Ok(m.as_ref().and_then(parse::xdp)),
+            Err(e) if is_errno(&e, libc::ENODEV) => Ok(None),
+            Err(e) => Err(anyhow::anyhow!(
+                "reading the XDP state of {name}: {}",
+                describe(&e)
+            )),
+        }
     }
 
     /// What `ip route get IP` answers (`RTM_GETROUTE`: the kernel's own

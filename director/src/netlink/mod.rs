@@ -46,6 +46,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use self::kernel::Kernel;
 use self::task::Command;
+use crate::config::XdpMode;
 
 /// The protocol number (`proto 221` to `ip neigh` and `ip route`) of the
 /// neighbour entries and routes a director makes. Unassigned in iproute2's
@@ -59,6 +60,14 @@ const EVENT_BUFFER: usize = 8 << 20;
 /// How long [`Neighbours::lookup`] waits for an unknown neighbour; the
 /// kernel gives up on one after about 3 s.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The XDP program running on an interface, as `ip link` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct XdpRunning {
+    pub prog_id: u32,
+    /// None: offloaded to the NIC, or programs in several modes.
+    pub mode: Option<XdpMode>,
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NextHop {
@@ -162,6 +171,11 @@ impl Neighbours {
     /// `(table, address)`.
     pub async fn announced(&self) -> anyhow::Result<Vec<(u32, IpAddr)>> {
         self.kernel.announced().await
+    }
+
+    /// The XDP program on interface `name`, if any.
+    pub async fn xdp(&self, name: &str) -> anyhow::Result<Option<XdpRunning>> {
+        self.kernel.xdp(name).await
     }
 
     /// Removes the route [`Neighbours::announce`] added (absent is fine).

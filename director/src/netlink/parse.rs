@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use netlink_packet_route::AddressFamily;
-use netlink_packet_route::link::{LinkAttribute, LinkLayerType, LinkMessage};
+use netlink_packet_route::link::{LinkAttribute, LinkLayerType, LinkMessage, LinkXdp, XdpAttached};
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourExtFlags, NeighbourFlags, NeighbourMessage,
     NeighbourState,
@@ -13,8 +13,9 @@ use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteType, RouteVia,
 };
 
-use super::PROTOCOL;
 use super::table::{Link, Neigh, NeighKey, NeighState, Path, Route};
+use super::{PROTOCOL, XdpRunning};
+use crate::config::XdpMode;
 
 pub fn link(msg: &LinkMessage) -> (u32, Link) {
     let mut name = format!("if{}", msg.header.index);
@@ -30,6 +31,29 @@ pub fn link(msg: &LinkMessage) -> (u32, Link) {
         mac = None;
     }
     (msg.header.index, Link { name, mac })
+}
+
+/// The XDP program on a link (`IFLA_XDP`), none when nothing is attached.
+pub fn xdp(msg: &LinkMessage) -> Option<XdpRunning> {
+    let nested = msg.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Xdp(x) => Some(x),
+        _ => None,
+    })?;
+    let (mut attached, mut prog_id) = (None, 0);
+    for x in nested {
+        match x {
+            LinkXdp::Attached(a) => attached = Some(a),
+            LinkXdp::ProgId(id) => prog_id = *id,
+            _ => {}
+        }
+    }
+    let mode = match attached? {
+        XdpAttached::None => return None,
+        XdpAttached::Driver => Some(XdpMode::Native),
+        XdpAttached::SocketBuffer => Some(XdpMode::Generic),
+        _ => None,
+    };
+    Some(XdpRunning { prog_id, mode })
 }
 
 fn ip_of(a: &NeighbourAddress) -> Option<IpAddr> {
@@ -162,6 +186,37 @@ mod tests {
     use super::*;
 
     const MAC: [u8; 6] = [2, 0, 0x5e, 0x10, 0, 0xff];
+
+    fn link_with_xdp(xdp: Vec<LinkXdp>) -> LinkMessage {
+        let mut m = LinkMessage::default();
+        m.attributes = vec![LinkAttribute::Xdp(xdp)];
+        match wire(RouteNetlinkMessage::NewLink(m)) {
+            RouteNetlinkMessage::NewLink(m) => m,
+            other => panic!("not a link message: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_link_says_which_xdp_program_runs_and_in_which_mode() {
+        let on = |attached, id| {
+            xdp(&link_with_xdp(vec![
+                LinkXdp::Attached(attached),
+                LinkXdp::ProgId(id),
+            ]))
+        };
+        let running = |mode| Some(XdpRunning { prog_id: 7, mode });
+        assert_eq!(on(XdpAttached::Driver, 7), running(Some(XdpMode::Native)));
+        assert_eq!(
+            on(XdpAttached::SocketBuffer, 7),
+            running(Some(XdpMode::Generic))
+        );
+        assert_eq!(on(XdpAttached::Hardware, 7), running(None));
+        assert_eq!(
+            xdp(&link_with_xdp(vec![LinkXdp::Attached(XdpAttached::None)])),
+            None
+        );
+        assert_eq!(xdp(&LinkMessage::default()), None, "no IFLA_XDP at all");
+    }
 
     /// Through bytes and back: what the kernel sends is what is parsed.
     fn wire(msg: RouteNetlinkMessage) -> RouteNetlinkMessage {
