@@ -17,7 +17,7 @@ use crate::dataplane::{Dataplane, monotonic_ns};
 use crate::gc;
 use crate::maps::Maps as _;
 use crate::model::{Health, VsEntry};
-use crate::status::{Counters, Rates, RsStatus, Status, VsStatus};
+use crate::status::{Counters, Rates, RsStatus, Running, Status, VsStatus};
 
 /// The last health transition of a real server: its reason, and how many.
 pub type HealthNotes = HashMap<(String, SocketAddr), (String, u64)>;
@@ -85,10 +85,12 @@ pub fn sample(r: &Reconciler) -> (Instant, HashMap<u32, Counters>) {
 pub fn status(r: &Reconciler, t: &Tallies) -> Status {
     let dp = r.maps();
     let mut s = Status {
-        version: env!("CARGO_PKG_VERSION").to_string(),
-        uptime_s: t.attached.since.elapsed().as_secs(),
-        xdp_mode: t.attached.xdp_mode.to_string(),
-        interfaces: t.attached.interfaces.clone(),
+        running: Box::new(Running {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            uptime_s: t.attached.since.elapsed().as_secs(),
+            xdp_mode: t.attached.xdp_mode.to_string(),
+            interfaces: t.attached.interfaces.clone(),
+        }),
         config: t.config.display().to_string(),
         conntrack_entries: t.conntrack_entries,
         conntrack_max: dp.sizes().conntrack_max,

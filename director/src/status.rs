@@ -146,20 +146,23 @@ pub struct AnnounceReport {
     pub waiting: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Status {
-    /// The running director's version.
-    #[serde(default)]
+/// The daemon itself, for the header of `director status`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Running {
     pub version: String,
     /// Seconds since `director run` started.
-    #[serde(default)]
     pub uptime_s: u64,
     /// The XDP attach mode and the interfaces attached at the start (a
     /// reload does not change them).
-    #[serde(default)]
     pub xdp_mode: String,
-    #[serde(default)]
     pub interfaces: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// Boxed: the snapshot travels in a `Response` with small variants.
+    #[serde(default)]
+    pub running: Box<Running>,
     pub config: String,
     pub virtual_servers: Vec<VsStatus>,
     /// Datapath reason counters (drops and passes), by name.
@@ -252,7 +255,7 @@ fn row(
 }
 
 /// "native on eth0, eth1", or that nothing is attached.
-fn attachment(s: &Status) -> String {
+fn attachment(s: &Running) -> String {
     if s.interfaces.is_empty() {
         return "not attached".to_string();
     }
@@ -265,9 +268,9 @@ pub fn render_text(s: &Status) -> String {
     let _ = writeln!(
         o,
         "director {}, up {}, {}",
-        s.version,
-        humantime::format_duration(std::time::Duration::from_secs(s.uptime_s)),
-        attachment(s),
+        s.running.version,
+        humantime::format_duration(std::time::Duration::from_secs(s.running.uptime_s)),
+        attachment(&s.running),
     );
     let _ = writeln!(
         o,
@@ -421,10 +424,12 @@ pub(crate) mod tests {
             bytes_out: 9000,
         };
         Status {
-            version: "0.1.0".into(),
-            uptime_s: 3725,
-            xdp_mode: "native".into(),
-            interfaces: vec!["eth0".into(), "eth1".into()],
+            running: Box::new(Running {
+                version: "0.1.0".into(),
+                uptime_s: 3725,
+                xdp_mode: "native".into(),
+                interfaces: vec!["eth0".into(), "eth1".into()],
+            }),
             config: "/etc/director.toml".into(),
             virtual_servers: vec![VsStatus {
                 name: "web".into(),
