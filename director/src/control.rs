@@ -21,13 +21,21 @@ pub enum Request {
     Conns {
         limit: usize,
     },
-    /// `server` is an address ("10.1.0.11:8080" or just "10.1.0.11").
+    /// `vs` is a virtual server's name or address; `server` a real
+    /// server's address ("10.1.0.11:8080", or "10.1.0.11" when only one
+    /// real server of the virtual server has that address).
     Weight {
         vs: String,
         server: String,
-        weight: u32,
+        /// As in the configuration, 0..=65535.
+        weight: u16,
     },
     Drain {
+        vs: String,
+        server: String,
+    },
+    /// Ends a `Drain`.
+    Undrain {
         vs: String,
         server: String,
     },
@@ -170,6 +178,11 @@ mod tests {
         assert_eq!(
             serde_json::from_str::<Request>(r#"{"cmd":"reload"}"#).expect("parse"),
             Request::Reload
+        );
+        let big = r#"{"cmd":"weight","vs":"web","server":"10.1.0.11","weight":4000000000}"#;
+        assert!(
+            serde_json::from_str::<Request>(big).is_err(),
+            "a weight past 65535 is a bad request"
         );
     }
 

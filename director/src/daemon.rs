@@ -23,12 +23,13 @@ use crate::{
     dataplane::{PinDir, monotonic_ns},
     gc,
     health::{self, Monitor, Target, Transition},
-    model::{self, Health},
+    model::Health,
     netlink::{HopEvent, Neighbours},
+    operator::{self, Op},
     ready::Readiness,
     reload::{self, Report},
     replicate::Replication,
-    snapshot::{self, HealthNotes, Tallies},
+    snapshot::{self, Attached, HealthNotes, Tallies},
     status::{Counters, Rates},
     sync::Inbound,
 };
@@ -51,6 +52,7 @@ pub struct Options {
 
 struct Daemon {
     r: Reconciler,
+    attached: Attached,
     config: Config,
     monitor: Monitor,
     health_notes: HealthNotes,
@@ -182,7 +184,7 @@ impl Daemon {
         note.0 = t.reason.clone();
         note.1 += 1;
         let model = self.r.model();
-        let Some((i, j)) = model.find(&t.vs, &t.server.to_string()) else {
+        let Some((i, j)) = model.find(&t.vs, t.server) else {
             return Ok(());
         };
         let up = t.to == health::Health::Up;
@@ -316,6 +318,7 @@ impl Daemon {
 
     fn tallies(&self) -> Tallies<'_> {
         Tallies {
+            attached: &self.attached,
             config: &self.config.path,
             conntrack_entries: self.conntrack_entries,
             half_open_entries: self.half_open_entries,
@@ -347,33 +350,21 @@ impl Daemon {
             Request::Reload => reloaded(self.reload()),
             Request::Diff => reloaded(self.diff()),
             Request::Ready => done(self.ready.check(Instant::now())),
-            Request::Weight { vs, server, weight } => done(self.operator(&vs, &server, |rs| {
-                rs.weight_override = Some(weight);
-                rs.operator_drain = None;
-                rs.operator_drain_done = false;
-                format!("weight {weight}")
-            })),
-            Request::Drain { vs, server } => done(self.operator(&vs, &server, |rs| {
-                rs.operator_drain.get_or_insert(Instant::now());
-                "draining".to_string()
-            })),
+            Request::Weight { vs, server, weight } => {
+                done(self.operator(&vs, &server, Op::Weight(weight)))
+            }
+            Request::Drain { vs, server } => done(self.operator(&vs, &server, Op::Drain)),
+            Request::Undrain { vs, server } => done(self.operator(&vs, &server, Op::Undrain)),
         }
     }
 
-    fn operator(
-        &mut self,
-        vs: &str,
-        server: &str,
-        change: impl FnOnce(&mut model::RsEntry) -> String,
-    ) -> Result<String, String> {
-        let (i, j) = self
-            .r
-            .model()
-            .find(vs, server)
-            .ok_or_else(|| format!("no real server {server} in virtual server {vs}"))?;
+    /// `director weight`, `drain` and `undrain` (see `operator`).
+    fn operator(&mut self, vs: &str, server: &str, op: Op) -> Result<String, String> {
+        let (i, j) = operator::find(self.r.model(), vs, server)?;
+        let name = self.r.model().vss[i].cfg.name.clone();
         let rs = self.r.server_mut(i, j);
-        let what = change(rs);
-        let msg = format!("{vs}/{}: {what}", rs.cfg.address);
+        let what = operator::apply(rs, op, Instant::now())?;
+        let msg = format!("{name}/{}: {what}", rs.cfg.address);
         self.r.apply().map_err(|e| format!("{e:#}"))?;
         info!("{msg}");
         Ok(msg)
@@ -440,6 +431,7 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
     };
     let mut d = Daemon {
         r,
+        attached: Attached::new(&config.director),
         config,
         monitor: Monitor::new(health_tx),
         health_notes: HashMap::new(),

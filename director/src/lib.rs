@@ -15,6 +15,7 @@ pub mod maps;
 pub mod metrics;
 pub mod model;
 pub mod netlink;
+pub mod operator;
 pub mod plan;
 pub mod process;
 pub mod ready;

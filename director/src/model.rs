@@ -41,7 +41,7 @@ pub struct RsEntry {
     /// end by themselves or at the drain timeout, then the server is gone.
     pub draining_since: Option<Instant>,
     /// `director drain`: as above, but the server stays (at weight 0) until
-    /// `director weight` or a reload that changes its weight.
+    /// `director undrain` or a reload that changes its weight.
     pub operator_drain: Option<Instant>,
     /// The operator drain's timeout has expired its connections.
     pub operator_drain_done: bool,
@@ -413,14 +413,17 @@ impl Model {
         None
     }
 
-    pub fn find(&self, vs: &str, server: &str) -> Option<(usize, usize)> {
+    /// The live virtual server named `vs` and its real server at `server`
+    /// (as health checks name them; `operator` finds what a person types).
+    pub fn find(&self, vs: &str, server: SocketAddr) -> Option<(usize, usize)> {
         let i = self
             .vss
             .iter()
             .position(|e| !e.removed && e.cfg.name == vs)?;
-        let j = self.vss[i].servers.iter().position(|rs| {
-            rs.cfg.address.to_string() == server || rs.cfg.address.ip().to_string() == server
-        })?;
+        let j = self.vss[i]
+            .servers
+            .iter()
+            .position(|rs| rs.cfg.address == server)?;
         Some((i, j))
     }
 

@@ -11,18 +11,38 @@ use director_common::entries::socket_addr;
 use director_common::tcp::State as TcpState;
 
 use crate::apply::Reconciler;
+use crate::config::{DirectorSection, XdpMode};
 use crate::control::{ConnEntry, Response};
 use crate::dataplane::{Dataplane, monotonic_ns};
 use crate::gc;
 use crate::maps::{Maps as _, Table};
 use crate::model::{Health, VsEntry};
-use crate::status::{Counters, Rates, RsStatus, Status, VsStatus};
+use crate::status::{Counters, Rates, RsStatus, Running, Status, VsStatus};
 
 /// The last health transition of a real server: its reason, and how many.
 pub type HealthNotes = HashMap<(String, SocketAddr), (String, u64)>;
 
+/// What `director run` attached at its start: `[director]` changes take a
+/// restart, so a reloaded file does not say.
+pub struct Attached {
+    pub since: Instant,
+    pub interfaces: Vec<String>,
+    pub xdp_mode: XdpMode,
+}
+
+impl Attached {
+    pub fn new(director: &DirectorSection) -> Attached {
+        Attached {
+            since: Instant::now(),
+            interfaces: director.interfaces.clone(),
+            xdp_mode: director.xdp_mode,
+        }
+    }
+}
+
 /// What the daemon itself keeps beside the maps.
 pub struct Tallies<'a> {
+    pub attached: &'a Attached,
     pub config: &'a std::path::Path,
     pub conntrack_entries: u64,
     pub half_open_entries: u64,
@@ -66,6 +86,12 @@ pub fn sample(r: &Reconciler) -> (Instant, HashMap<u32, Counters>) {
 pub fn status(r: &Reconciler, t: &Tallies) -> Status {
     let dp = r.maps();
     let mut s = Status {
+        running: Box::new(Running {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            uptime_s: t.attached.since.elapsed().as_secs(),
+            xdp_mode: t.attached.xdp_mode.to_string(),
+            interfaces: t.attached.interfaces.clone(),
+        }),
         config: t.config.display().to_string(),
         conntrack_entries: t.conntrack_entries,
         conntrack_max: dp.sizes().conntrack_max,

@@ -146,8 +146,23 @@ pub struct AnnounceReport {
     pub waiting: Option<String>,
 }
 
+/// The daemon itself, for the header of `director status`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Running {
+    pub version: String,
+    /// Seconds since `director run` started.
+    pub uptime_s: u64,
+    /// The XDP attach mode and the interfaces attached at the start (a
+    /// reload does not change them).
+    pub xdp_mode: String,
+    pub interfaces: Vec<String>,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Status {
+    /// Boxed: the snapshot travels in a `Response` with small variants.
+    #[serde(default)]
+    pub running: Box<Running>,
     pub config: String,
     pub virtual_servers: Vec<VsStatus>,
     /// Datapath reason counters (drops and passes), by name.
@@ -186,36 +201,76 @@ fn human(v: f64) -> String {
     }
 }
 
-/// One table row: the columns after the name, shared by virtual and real
-/// servers.
-#[allow(clippy::too_many_arguments)]
+/// The table's columns: title, width, left-aligned. Every row has a value
+/// (or "-") in each, so that `awk` and the eye find the same column.
+const COLUMNS: [(&str, usize, bool); 19] = [
+    ("Prot", 4, true),
+    ("LocalAddress:Port", 28, true),
+    ("Sched", 5, true),
+    ("Forward", 7, true),
+    ("Weight", 6, false),
+    ("Active", 7, false),
+    ("InAct", 7, false),
+    ("State", 10, true),
+    ("Conns", 7, false),
+    ("InPkts", 7, false),
+    ("OutPkts", 7, false),
+    ("InBytes", 7, false),
+    ("OutBytes", 8, false),
+    ("CPS", 6, false),
+    ("InPPS", 6, false),
+    ("OutPPS", 6, false),
+    ("InBPS", 6, false),
+    ("OutBPS", 6, false),
+    ("Name", 0, true),
+];
+
+fn table_line(o: &mut String, cells: &[String]) {
+    let mut line = String::new();
+    for (cell, (_, width, left)) in cells.iter().zip(COLUMNS) {
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        let _ = if left {
+            write!(line, "{cell:<width$}")
+        } else {
+            write!(line, "{cell:>width$}")
+        };
+    }
+    let _ = writeln!(o, "{}", line.trim_end());
+}
+
+/// One virtual or real server row: the given leading cells, then the
+/// connection counts, state, counters and rates, then the name.
 fn row(
     o: &mut String,
-    lead: &str,
-    name: &str,
-    col2: &str,
-    weight: &str,
-    active: u64,
-    inactive: u64,
+    lead: [&str; 5],
+    (active, inactive): (u64, u64),
     state: &str,
-    t: &Counters,
-    r: &Rates,
-    tail: &str,
+    (t, r): (&Counters, &Rates),
+    name: &str,
 ) {
-    let _ = writeln!(
-        o,
-        "{lead}{name:<28} {col2:<7} {weight:>6} {active:>7} {inactive:>8} {state:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>7} {:>7} {:>7} {:>7}{tail}",
-        human(t.conns as f64),
-        human(t.packets_in as f64),
-        human(t.packets_out as f64),
-        human(t.bytes_in as f64),
-        human(t.bytes_out as f64),
-        human(r.cps),
-        human(r.pps_in),
-        human(r.pps_out),
-        human(r.bps_in),
-        human(r.bps_out),
-    );
+    let mut cells: Vec<String> = lead.iter().map(|c| c.to_string()).collect();
+    cells.extend([active.to_string(), inactive.to_string(), state.to_string()]);
+    let counters = [
+        t.conns,
+        t.packets_in,
+        t.packets_out,
+        t.bytes_in,
+        t.bytes_out,
+    ];
+    cells.extend(counters.map(|c| human(c as f64)));
+    cells.extend([r.cps, r.pps_in, r.pps_out, r.bps_in, r.bps_out].map(human));
+    cells.push(name.to_string());
+    table_line(o, &cells);
+}
+
+/// "native on eth0, eth1", or that nothing is attached.
+fn attachment(s: &Running) -> String {
+    if s.interfaces.is_empty() {
+        return "not attached".to_string();
+    }
+    format!("XDP {} on {}", s.xdp_mode, s.interfaces.join(", "))
 }
 
 /// The `ipvsadm -L -n --stats --rate` view, with health and drain state.
@@ -223,50 +278,48 @@ pub fn render_text(s: &Status) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "director: {} (conntrack {}/{}, half-open {}/{})",
-        s.config, s.conntrack_entries, s.conntrack_max, s.half_open_entries, s.half_open_max
+        "director {}, up {}, {}",
+        s.running.version,
+        humantime::format_duration(std::time::Duration::from_secs(s.running.uptime_s)),
+        attachment(&s.running),
     );
     let _ = writeln!(
         o,
-        "{:<4} {:<28} {:<7} {:>6} {:>7} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>6} {:>7} {:>7}",
-        "Prot",
-        "LocalAddress:Port",
-        "Sched",
-        "Weight",
-        "Active",
-        "InAct",
-        "Health",
-        "Conns",
-        "InPkts",
-        "OutPkts",
-        "InBytes",
-        "CPS",
-        "InPPS",
-        "OutPPS"
+        "config {}, conntrack {}/{}, half-open {}/{}, reloads {}, health transitions {}",
+        s.config,
+        s.conntrack_entries,
+        s.conntrack_max,
+        s.half_open_entries,
+        s.half_open_max,
+        s.reloads,
+        s.health_transitions
     );
+    let titles: Vec<String> = COLUMNS.iter().map(|c| c.0.to_string()).collect();
+    table_line(&mut o, &titles);
     let _ = writeln!(o, "  -> RemoteAddress:Port");
     for vs in &s.virtual_servers {
-        let flags = match (vs.persistence_s, vs.removed) {
-            (_, true) => " (removed, draining)".to_string(),
-            (Some(p), _) => format!(" persistent {p}"),
-            _ => String::new(),
+        let method = if vs.forward == "nat" { "Masq" } else { "Route" };
+        let mut flags = Vec::new();
+        if vs.removed {
+            flags.push("removed".to_string());
+        }
+        if let Some(p) = vs.persistence_s {
+            flags.push(format!("persist={p}s"));
+        }
+        let state = if flags.is_empty() {
+            "-".to_string()
+        } else {
+            flags.join(",")
         };
-        let lead = format!("{:<4} ", vs.protocol.to_uppercase());
-        let tail = format!("  {}{flags}", vs.name);
+        let protocol = vs.protocol.to_uppercase();
         row(
             &mut o,
-            &lead,
-            &vs.address,
-            &vs.scheduler,
-            "",
-            vs.active,
-            vs.inactive,
-            "",
-            &vs.totals,
-            &vs.rates,
-            &tail,
+            [&protocol, &vs.address, &vs.scheduler, method, "-"],
+            (vs.active, vs.inactive),
+            &state,
+            (&vs.totals, &vs.rates),
+            &vs.name,
         );
-        let method = if vs.forward == "nat" { "Masq" } else { "Route" };
         for rs in &vs.real_servers {
             let mut state = rs.health.clone();
             if rs.draining {
@@ -278,16 +331,11 @@ pub fn render_text(s: &Status) -> String {
             let weight = rs.weight.to_string();
             row(
                 &mut o,
-                "  -> ",
-                &rs.address,
-                method,
-                &weight,
-                rs.active,
-                rs.inactive,
+                ["  ->", &rs.address, "-", method, &weight],
+                (rs.active, rs.inactive),
                 &state,
-                &rs.totals,
-                &rs.rates,
-                "",
+                (&rs.totals, &rs.rates),
+                "-",
             );
         }
     }
@@ -393,6 +441,12 @@ pub(crate) mod tests {
             bytes_out: 9000,
         };
         Status {
+            running: Box::new(Running {
+                version: "0.1.0".into(),
+                uptime_s: 3725,
+                xdp_mode: "native".into(),
+                interfaces: vec!["eth0".into(), "eth1".into()],
+            }),
             config: "/etc/director.toml".into(),
             virtual_servers: vec![VsStatus {
                 name: "web".into(),
@@ -527,6 +581,60 @@ pub(crate) mod tests {
             "{t}"
         );
         assert!(!render_text(&sample()).contains("announce"));
+    }
+
+    #[test]
+    fn status_every_row_has_a_value_under_each_title() {
+        let mut s = sample();
+        s.virtual_servers[0].persistence_s = Some(300);
+        s.virtual_servers[0].real_servers[0].draining = true;
+        let t = render_text(&s);
+        let lines: Vec<&str> = t.lines().collect();
+        let title = lines
+            .iter()
+            .position(|l| l.starts_with("Prot "))
+            .unwrap_or_else(|| panic!("no title line in:\n{t}"));
+        let titles: Vec<&str> = lines[title].split_whitespace().collect();
+        for want in ["OutBytes", "InBPS", "OutBPS", "Forward"] {
+            assert!(titles.contains(&want), "{want} missing from {titles:?}");
+        }
+        let rows: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|l| l.starts_with("TCP ") || l.starts_with("  -> 10."))
+            .collect();
+        assert_eq!(
+            rows.len(),
+            2,
+            "one virtual and one real server row in:\n{t}"
+        );
+        for r in rows {
+            let fields: Vec<&str> = r.split_whitespace().collect();
+            assert_eq!(
+                fields.len(),
+                titles.len(),
+                "fields of {r:?} against the titles {titles:?}"
+            );
+            let at = |name: &str| fields[titles.iter().position(|t| *t == name).expect("title")];
+            assert_eq!(at("OutBytes"), "9000", "{r}");
+            assert!(matches!(at("Forward"), "Masq"), "{r}");
+        }
+    }
+
+    #[test]
+    fn status_header_shows_version_uptime_xdp_mode_and_interfaces() {
+        let t = render_text(&sample());
+        let head = t.lines().next().expect("header");
+        assert_eq!(
+            head, "director 0.1.0, up 1h 2m 5s, XDP native on eth0, eth1",
+            "{t}"
+        );
+        assert!(
+            t.lines()
+                .nth(1)
+                .is_some_and(|l| l.starts_with("config /etc/director.toml, conntrack 4/1024")),
+            "{t}"
+        );
     }
 
     #[test]
