@@ -1,14 +1,17 @@
 //! TOML configuration: parsing, validation, and diagnostics that point at
 //! the offending key or value (`FILE:LINE:COL: message`).
 //!
-//! The file is first deserialized into a "raw" form whose values keep their
-//! byte spans (`raw`), then checked and converted (`validate`). Syntax and
-//! shape errors (unknown key, wrong type, missing key) come from toml and
-//! stop parsing; semantic errors are all collected and reported together in
-//! file order. Keys that have no effect where they are set produce
-//! warnings rather than being silently ignored.
+//! The file is first parsed by toml, then read key by key into a "raw" form
+//! whose values keep their byte spans (`read`, `raw`), then checked and
+//! converted (`validate`). Syntax errors stop there (all of them are
+//! reported); every other error, of shape (unknown key, wrong type, missing
+//! key) or of meaning, is collected and all are reported together in file
+//! order. A value of the wrong type counts as absent for the other checks.
+//! Keys that have no effect where they are set produce warnings rather than
+//! being silently ignored.
 
 mod raw;
+mod read;
 mod sync;
 #[cfg(test)]
 mod tests;
@@ -19,6 +22,7 @@ pub use sync::{DEFAULT_READY_TIMEOUT, MIN_KEY_LEN, SyncConfig};
 use std::{
     fmt,
     net::SocketAddr,
+    ops::Range,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -469,22 +473,20 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
 /// [`Config::path`]. A `[sync]` key file is read and checked, a relative
 /// path taken relative to `file`'s directory.
 pub fn parse(text: &str, file: &str) -> Result<Loaded, ConfigError> {
-    let raw: raw::File = match toml::from_str(text) {
-        Ok(raw) => raw,
-        Err(e) => {
-            let (line, col) = position(text, e.span().map_or(0, |s| s.start));
-            return Err(ConfigError {
-                file: file.to_owned(),
-                diagnostics: vec![Diagnostic {
-                    line,
-                    col,
-                    message: toml_message(&e),
-                    severity: Severity::Error,
-                }],
-            });
-        }
+    let lines = LineIndex::new(text);
+    let errors = |problems: Vec<read::Problem>| {
+        problems
+            .into_iter()
+            .map(|(span, message)| lines.diagnostic(text, span, Severity::Error, message))
     };
-    let (config, mut diagnostics) = validate::build(text, raw, PathBuf::from(file));
+    let doc = read::parse(text).map_err(|syntax| ConfigError {
+        file: file.to_owned(),
+        diagnostics: errors(syntax).collect(),
+    })?;
+    let mut reader = read::Reader::default();
+    let raw = raw::File::read(&mut reader, &doc);
+    let (config, checked) = validate::build(text, raw, PathBuf::from(file));
+    let mut diagnostics: Vec<Diagnostic> = errors(reader.problems).chain(checked).collect();
     // Stable: diagnostics at the same position keep the order they were found.
     diagnostics.sort_by_key(|d| (d.line, d.col));
     if diagnostics.iter().any(Diagnostic::is_error) {
@@ -498,23 +500,6 @@ pub fn parse(text: &str, file: &str) -> Result<Loaded, ConfigError> {
             warnings: diagnostics,
         })
     }
-}
-
-/// toml's message on one line, without a trailing newline.
-fn toml_message(e: &toml::de::Error) -> String {
-    let msg = e.message().trim();
-    let msg = msg.lines().map(str::trim).collect::<Vec<_>>().join("; ");
-    if msg.is_empty() {
-        "invalid TOML".to_owned()
-    } else {
-        msg
-    }
-}
-
-/// 1-based (line, column) of byte `offset` in `text`; the column counts
-/// characters. Offsets past the end or inside a character are clamped.
-pub(crate) fn position(text: &str, offset: usize) -> (usize, usize) {
-    LineIndex::new(text).position(text, offset)
 }
 
 /// Where each line of a text starts: positions in O(log lines) instead of a
@@ -532,6 +517,8 @@ impl LineIndex {
         LineIndex { starts }
     }
 
+    /// 1-based (line, column) of byte `offset` in `text`; the column counts
+    /// characters. Offsets past the end or inside a character are clamped.
     pub(crate) fn position(&self, text: &str, offset: usize) -> (usize, usize) {
         let mut offset = offset.min(text.len());
         while !text.is_char_boundary(offset) {
@@ -540,5 +527,22 @@ impl LineIndex {
         let line = self.starts.partition_point(|&s| s <= offset);
         let col = text[self.starts[line - 1]..offset].chars().count() + 1;
         (line, col)
+    }
+
+    /// A diagnostic at the start of `span`.
+    pub(crate) fn diagnostic(
+        &self,
+        text: &str,
+        span: Range<usize>,
+        severity: Severity,
+        message: String,
+    ) -> Diagnostic {
+        let (line, col) = self.position(text, span.start);
+        Diagnostic {
+            line,
+            col,
+            message,
+            severity,
+        }
     }
 }

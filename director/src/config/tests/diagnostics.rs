@@ -91,6 +91,10 @@ interfaces = ["eth0"
     assert_one_error(text, "2:21", "unclosed array");
 }
 
+fn position(text: &str, offset: usize) -> (usize, usize) {
+    LineIndex::new(text).position(text, offset)
+}
+
 #[test]
 fn columns_count_characters_not_bytes() {
     // "é" is two bytes; the second name starts at character 20, byte 21.
@@ -211,4 +215,126 @@ fn load_reports_read_errors_at_1_1() {
             .starts_with("/nonexistent/director/config.toml:1:1: cannot read: "),
         "{err}"
     );
+}
+
+#[test]
+fn every_key_type_and_value_error_is_reported_in_file_order() {
+    let text = r#"[director]
+interfaces = ["eth0", 7]
+xdp_mod = "native"
+
+[[virtual_server]]
+name = "web"
+address = "192.0.2.10:80"
+schedler = "rr"
+protocol = "UDP"
+udp_timeout = "1s"
+
+[[virtual_server.real_server]]
+adress = "10.1.0.11:8080"
+
+[[virtual_server.real_server]]
+address = "10.1.0.12:8080"
+weight = "3"
+backup = 1
+
+[[virtual_server.real_server]]
+address = "10.1.0.13:8080"
+weight = 70000
+"#;
+    assert_eq!(
+        errors(text),
+        [
+            "2:23: invalid type: integer `7`, expected a string",
+            "3:1: unknown field `xdp_mod`, expected one of `interfaces`, `xdp_mode`, `conntrack_max`, `announce_table`",
+            "8:1: unknown field `schedler`, expected one of `name`, `address`, `protocol`, `scheduler`, `forward`, `persistence`, `persistence_netmask`, `persistence_netmask6`, `hash_source_port`, `tcp_timeout`, `tcp_fin_timeout`, `udp_timeout`, `mh_table_size`, `drain_timeout`, `health_check`, `real_server`",
+            "9:12: unknown variant `UDP`, expected `tcp` or `udp`",
+            "13:1: unknown field `adress`, expected one of `address`, `weight`, `max_connections`, `backup`, `health_check`",
+            "17:10: invalid type: string \"3\", expected an integer",
+            "18:10: invalid type: integer `1`, expected a boolean",
+            "22:10: weight must be in 0..=65535, got 70000",
+        ]
+    );
+}
+
+#[test]
+fn missing_field_is_reported_at_the_table_that_lacks_it() {
+    let text = r#"# two tables lack a key
+[director]
+xdp_mode = "native"
+
+[[virtual_server]]
+address = "192.0.2.10:80"
+
+  [virtual_server.health_check]
+  interval = "2s"
+
+  [[virtual_server.real_server]]
+  weight = 2
+
+[sync]
+listen = "10.9.0.1:8848"
+peers = ["10.9.0.2:8848"]
+"#;
+    assert_eq!(
+        errors(text),
+        [
+            "2:1: missing field `interfaces`",
+            "5:1: missing field `name`",
+            "8:3: missing field `kind`",
+            "11:3: missing field `address`",
+            "14:1: missing field `key_file`",
+        ]
+    );
+}
+
+#[test]
+fn out_of_range_integer_says_the_allowed_range() {
+    let text = with_rs_keys(
+        "weight = 4000000000\nmax_connections = 40000000000000000000000000000000000000000000",
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "10:10: weight must be in 0..=65535, got 4000000000",
+            "11:19: max_connections must be in 0..=4294967295, got 40000000000000000000000000000000000000000000",
+        ]
+    );
+    // Beyond u128 too.
+    let huge = "0xffff_ffff_ffff_ffff_ffff_ffff_ffff_ffff_ff";
+    let text = with_vs_keys(BASE, &format!("scheduler = \"mh\"\nmh_table_size = {huge}"));
+    assert_one_error(
+        &text,
+        "8:17",
+        &format!("mh_table_size must be a prime between 1021 and 1000003, got {huge}"),
+    );
+}
+
+#[test]
+fn every_syntax_error_is_reported() {
+    let text = "[director]\ninterfaces = [\"eth0\"]\nxdp_mode = \n\n[[virtual_server]]\nname = \"web\" = 3\n";
+    assert_eq!(
+        errors(text),
+        [
+            "3:12: string values must be quoted, expected literal string",
+            "6:14: unexpected key or value, expected newline, `#`",
+        ]
+    );
+}
+
+#[test]
+fn a_value_that_cannot_be_read_is_not_taken_for_the_default() {
+    // Not "mh_table_size applies only to the mh scheduler, not \"wrr\"".
+    let text = with_vs_keys(BASE, "scheduler = \"maglev\"\nmh_table_size = 4099");
+    assert_one_error(&text, "7:13", "unknown variant `maglev`");
+    // Not "forwards by NAT (the default), which announce_table ... cannot serve".
+    let text = with_vs_keys(&with_director_keys("announce_table = 100"), "forward = 1");
+    assert_one_error(
+        &text,
+        "8:11",
+        "invalid type: integer `1`, expected a string",
+    );
+    // Not "timeout (1s) must not exceed interval (2s)" against the default.
+    let text = with_check("kind = \"tcp\"\ninterval = 5\ntimeout = \"3s\"\n");
+    assert_one_error(&text, "13:12", "invalid type: integer `5`");
 }

@@ -74,3 +74,21 @@ fn zero_max_connections_and_backup_false_do_not_warn() {
     let text = with_rs_keys("max_connections = 0\nbackup = false");
     assert_eq!(warnings(&text), Vec::<String>::new());
 }
+
+#[test]
+fn real_server_equal_to_the_vip_is_an_error() {
+    let looped = "real server 192.0.2.10:80 is the virtual server's own address";
+    let text = BASE.replace("10.1.0.11:8080", "192.0.2.10:80");
+    assert_one_error(&text, "9:11", looped);
+    let dr = with_vs_keys(&text, "forward = \"dr\"");
+    assert_one_error(&dr, "10:11", looped);
+    let text = BASE6.replace("[2001:db8:1::11]:8080", "[2001:db8::10]:80");
+    assert_one_error(
+        &text,
+        "9:11",
+        "real server [2001:db8::10]:80 is the virtual server's own address",
+    );
+    // NAT to another port of the VIP's host is no loop.
+    let text = BASE.replace("10.1.0.11:8080", "192.0.2.10:8080");
+    assert_eq!(warnings(&text), Vec::<String>::new());
+}

@@ -56,7 +56,7 @@ impl Checker<'_> {
     /// A table of its own: not one the kernel reserves (0 unspecified,
     /// 253 default, 254 main, 255 local), where a host route of a VIP
     /// would change how this host itself routes.
-    fn announce_table(&mut self, t: &Spanned<i64>) -> Option<u32> {
+    fn announce_table(&mut self, t: &Spanned<i128>) -> Option<u32> {
         let v = self.int_in("announce_table", t, 1, u32::MAX.into())?;
         if (253..=255).contains(&v) {
             let name = ["default", "main", "local"][(v - 253) as usize];

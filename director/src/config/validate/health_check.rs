@@ -99,7 +99,8 @@ impl Checker<'_> {
             }
             c.get_ref().iter().map(|a| a.get_ref().clone()).collect::<Vec<_>>()
         });
-        if kind == CheckKind::Exec && raw.command.is_none() {
+        let unreadable = |key| raw.unreadable.contains(&key);
+        if kind == CheckKind::Exec && raw.command.is_none() && !unreadable("command") {
             self.error(
                 header,
                 "kind = \"exec\" requires command, e.g. command = [\"/usr/local/bin/check\", \"--fast\"]",
@@ -115,8 +116,8 @@ impl Checker<'_> {
             .as_ref()
             .and_then(|t| self.positive_duration("timeout", t));
         // Only compare values that are valid; defaults fill in the rest.
-        let interval_ok = raw.interval.is_none() || interval.is_some();
-        let timeout_ok = raw.timeout.is_none() || timeout.is_some();
+        let interval_ok = interval.is_some() || raw.interval.is_none() && !unreadable("interval");
+        let timeout_ok = timeout.is_some() || raw.timeout.is_none() && !unreadable("timeout");
         let interval = interval.unwrap_or(DEFAULT_CHECK_INTERVAL);
         let timeout = timeout.unwrap_or(DEFAULT_CHECK_TIMEOUT);
         if interval_ok && timeout_ok && timeout > interval {

@@ -19,7 +19,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::{Config, Diagnostic, LineIndex, Protocol, Severity, raw};
+use super::{
+    Config, DEFAULT_CONNTRACK_MAX, Diagnostic, DirectorSection, LineIndex, Protocol, Severity,
+    XdpMode, raw,
+};
 
 /// Placeholder for an address that failed to parse.
 const BAD_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
@@ -49,7 +52,17 @@ pub(super) fn build(text: &str, raw: raw::File, path: PathBuf) -> (Config, Vec<D
         diagnostics: Vec::new(),
         announcing: None,
     };
-    let director = c.director(raw.director.into_inner());
+    // Without a readable [director] (already an error) the config is
+    // never handed out: the placeholder only lets checking go on.
+    let director = raw.director.map_or_else(
+        || DirectorSection {
+            interfaces: Vec::new(),
+            xdp_mode: XdpMode::default(),
+            conntrack_max: DEFAULT_CONNTRACK_MAX,
+            announce_table: None,
+        },
+        |d| c.director(d.into_inner()),
+    );
     let mut names: HashMap<String, Pos> = HashMap::new();
     let mut services: HashMap<(SocketAddr, Protocol), Pos> = HashMap::new();
     let virtual_servers = raw
@@ -75,13 +88,13 @@ impl Checker<'_> {
     }
 
     fn push(&mut self, span: Range<usize>, severity: Severity, message: String) {
-        let Pos(line, col) = self.pos(span);
-        self.diagnostics.push(Diagnostic {
-            line,
-            col,
-            message,
-            severity,
-        });
+        let d = self.lines.diagnostic(self.text, span, severity, message);
+        self.diagnostics.push(d);
+    }
+
+    /// The value at `span` as written, for a message about it.
+    fn literal(&self, span: Range<usize>) -> &str {
+        self.text.get(span).unwrap_or_default()
     }
 
     /// The key of the `key = value` pair whose value spans `value`.

@@ -10,7 +10,7 @@ impl Checker<'_> {
         &mut self,
         raw: raw::RealServer,
         vip: Option<SocketAddr>,
-        forward: Forward,
+        forward: Option<Forward>,
         seen: &mut HashMap<SocketAddr, Pos>,
     ) -> RealServer {
         let address = self.socket_addr(&raw.address);
@@ -34,7 +34,14 @@ impl Checker<'_> {
                             family(vip)
                         ),
                     );
-                } else if forward == Forward::Dr && addr.port() != vip.port() {
+                } else if addr == vip {
+                    self.error(
+                        span,
+                        format!(
+                            "real server {addr} is the virtual server's own address: its packets would come back to the director in a loop"
+                        ),
+                    );
+                } else if forward == Some(Forward::Dr) && addr.port() != vip.port() {
                     self.error(
                         span,
                         format!(

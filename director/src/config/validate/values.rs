@@ -12,22 +12,24 @@ use super::Checker;
 
 impl Checker<'_> {
     /// An integer in `lo..=hi`, or an error naming `key` and the range.
+    /// The value is shown as written: it may be beyond any integer type.
     pub(super) fn int_in(
         &mut self,
         key: &str,
-        value: &Spanned<i64>,
+        value: &Spanned<i128>,
         lo: i64,
         hi: i64,
     ) -> Option<i64> {
-        let v = *value.get_ref();
-        if (lo..=hi).contains(&v) {
-            Some(v)
-        } else {
-            self.error(
-                value.span(),
-                format!("{key} must be in {lo}..={hi}, got {v}"),
-            );
-            None
+        match i64::try_from(*value.get_ref()) {
+            Ok(v) if (lo..=hi).contains(&v) => Some(v),
+            _ => {
+                let got = self.literal(value.span()).to_owned();
+                self.error(
+                    value.span(),
+                    format!("{key} must be in {lo}..={hi}, got {got}"),
+                );
+                None
+            }
         }
     }
 

@@ -37,13 +37,11 @@ impl Checker<'_> {
             names.insert(name.clone(), self.pos(raw.name.span()));
         }
 
-        let protocol = raw
-            .protocol
-            .as_ref()
-            .map(|p| *p.get_ref())
-            .unwrap_or_default();
+        // None: set to a value that could not be read, so the rules that
+        // depend on it are not applied to the default.
+        let protocol = known(&raw, "protocol", &raw.protocol);
         let address = self.socket_addr(&raw.address);
-        if let Some(addr) = address {
+        if let (Some(addr), Some(protocol)) = (address, protocol) {
             if let Some(first) = services.get(&(addr, protocol)) {
                 self.error(
                     raw.address.span(),
@@ -56,17 +54,9 @@ impl Checker<'_> {
             }
         }
 
-        let scheduler = raw
-            .scheduler
-            .as_ref()
-            .map(|s| *s.get_ref())
-            .unwrap_or_default();
-        let forward = raw
-            .forward
-            .as_ref()
-            .map(|f| *f.get_ref())
-            .unwrap_or_default();
-        if forward == Forward::Nat
+        let scheduler = known(&raw, "scheduler", &raw.scheduler);
+        let forward = known(&raw, "forward", &raw.forward);
+        if forward == Some(Forward::Nat)
             && let Some(at) = self.announcing
         {
             let span = match &raw.forward {
@@ -88,12 +78,11 @@ impl Checker<'_> {
                 ),
             );
         }
-        let hashing = matches!(scheduler, Scheduler::Sh | Scheduler::Mh);
-
         let hash_source_port = raw.hash_source_port.as_ref().is_some_and(|h| *h.get_ref());
         if let Some(h) = &raw.hash_source_port
             && *h.get_ref()
-            && !hashing
+            && let Some(scheduler) = scheduler
+            && !matches!(scheduler, Scheduler::Sh | Scheduler::Mh)
         {
             self.error(
                 self.key_span(h.span()),
@@ -107,7 +96,7 @@ impl Checker<'_> {
             .persistence
             .as_ref()
             .and_then(|p| self.positive_duration("persistence", p));
-        let has_persistence = raw.persistence.is_some();
+        let has_persistence = raw.persistence.is_some() || raw.unreadable.contains(&"persistence");
         let persistence_netmask = raw
             .persistence_netmask
             .as_ref()
@@ -142,21 +131,24 @@ impl Checker<'_> {
         };
 
         let mh_table_size = raw.mh_table_size.as_ref().and_then(|m| {
-            if scheduler != Scheduler::Mh {
+            if let Some(scheduler) = scheduler
+                && scheduler != Scheduler::Mh
+            {
                 self.error(
                     m.span(),
                     format!("mh_table_size applies only to the mh scheduler, not \"{scheduler}\""),
                 );
             }
             let v = *m.get_ref();
-            let range = i64::from(MIN_MH_TABLE_SIZE)..=i64::from(MAX_MH_TABLE_SIZE);
+            let range = i128::from(MIN_MH_TABLE_SIZE)..=i128::from(MAX_MH_TABLE_SIZE);
             if range.contains(&v) && director_common::maglev::is_prime(v as u32) {
                 Some(v as u32)
             } else {
+                let got = self.literal(m.span()).to_owned();
                 self.error(
                     m.span(),
                     format!(
-                        "mh_table_size must be a prime between {MIN_MH_TABLE_SIZE} and {MAX_MH_TABLE_SIZE}, got {v}"
+                        "mh_table_size must be a prime between {MIN_MH_TABLE_SIZE} and {MAX_MH_TABLE_SIZE}, got {got}"
                     ),
                 );
                 None
@@ -192,7 +184,7 @@ impl Checker<'_> {
         }
 
         if let (Some(m), Some(size)) = (&raw.mh_table_size, mh_table_size)
-            && scheduler == Scheduler::Mh
+            && scheduler == Some(Scheduler::Mh)
         {
             let min = MH_SLOTS_PER_SERVER as usize * real_servers.len();
             if (size as usize) < min {
@@ -226,9 +218,9 @@ impl Checker<'_> {
         VirtualServer {
             name,
             address: address.unwrap_or(BAD_ADDR),
-            protocol,
-            scheduler,
-            forward,
+            protocol: protocol.unwrap_or_default(),
+            scheduler: scheduler.unwrap_or_default(),
+            forward: forward.unwrap_or_default(),
             persistence,
             persistence_netmask,
             persistence_netmask6,
@@ -249,13 +241,15 @@ impl Checker<'_> {
         key: &str,
         value: Option<&Spanned<String>>,
         applies_to: Protocol,
-        protocol: Protocol,
+        protocol: Option<Protocol>,
         default: Duration,
     ) -> Duration {
         let Some(value) = value else {
             return default;
         };
-        if protocol != applies_to {
+        if let Some(protocol) = protocol
+            && protocol != applies_to
+        {
             self.warning(
                 value.span(),
                 format!("{key} has no effect on a {protocol} virtual server"),
@@ -281,7 +275,7 @@ impl Checker<'_> {
     /// `persistence_netmask` (`v6` false) or `persistence_netmask6`.
     fn persistence_netmask(
         &mut self,
-        value: &Spanned<i64>,
+        value: &Spanned<i128>,
         v6: bool,
         has_persistence: bool,
         vip: Option<SocketAddr>,
@@ -321,4 +315,18 @@ fn check_vs_name(name: &str) -> Result<(), String> {
         return Err(format!("contains {c:?}, expected only [A-Za-z0-9_.-]"));
     }
     Ok(())
+}
+
+/// The value of `key`, its default when absent, None when it is set to a
+/// value that could not be read.
+fn known<T: Copy + Default>(
+    raw: &raw::VirtualServer,
+    key: &str,
+    value: &Option<Spanned<T>>,
+) -> Option<T> {
+    match value {
+        Some(v) => Some(*v.get_ref()),
+        None if raw.unreadable.contains(&key) => None,
+        None => Some(T::default()),
+    }
 }
