@@ -21,14 +21,17 @@ use crate::{
     apply::Reconciler,
     config::{self, Config, OnFailure, XdpMode},
     control::{self, Call, Request, Response},
-    dataplane::{PinDir, monotonic_ns},
+    dataplane::{Created, PinDir, monotonic_ns},
     gc,
     health::{self, Monitor, Target, Transition},
+    instance::Instance,
     model::{self, Health},
     netlink::{HopEvent, Neighbours},
+    notify,
     ready::Readiness,
     replicate::Replication,
     snapshot::{self, HealthNotes, Tallies},
+    startup,
     status::{Counters, Rates},
     sync::Inbound,
 };
@@ -316,6 +319,15 @@ impl Daemon {
         self.last_sample = Some((now, current));
     }
 
+    /// What it does, for systemd's STATUS= line.
+    fn summary(&self) -> String {
+        format!(
+            "forwarding on {}: {} virtual servers",
+            self.config.director.interfaces.join(","),
+            self.r.model().vss.len()
+        )
+    }
+
     fn tallies(&self) -> Tallies<'_> {
         Tallies {
             config: &self.config.path,
@@ -395,7 +407,16 @@ fn fmt_mac(m: &[u8; 6]) -> String {
 
 pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
     let pins = PinDir(opts.pin_dir.clone());
-    let (r, adopted) = Reconciler::open_pinned(&config, &pins)?;
+    pins.check_bpffs()?;
+    let mut created = Created::default();
+    // Before the pins or the socket are touched; held until the end.
+    let _instance = Instance::acquire(&pins.0, &opts.socket, &mut created)?;
+    let metrics = match opts.metrics {
+        Some(addr) => Some(crate::metrics::bind(addr).await?),
+        None => None,
+    };
+    notify::status("loading the datapath");
+    let (r, adopted) = Reconciler::open_pinned(&config, &pins, created)?;
     if adopted.virtual_servers > 0 {
         info!(
             virtual_servers = adopted.virtual_servers,
@@ -466,9 +487,12 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
     }
 
     let ifaces = d.config.director.interfaces.clone();
+    let xdp_mode = d.config.director.xdp_mode;
+    notify::status(&format!("attaching to {}", ifaces.join(",")));
     for iface in &ifaces {
         d.r.maps_mut()
-            .attach(iface, mode(d.config.director.xdp_mode))?;
+            .attach(iface, mode(xdp_mode))
+            .map_err(|e| startup::attach_error(e, iface, xdp_mode))?;
     }
     for stale in pins
         .linked_interfaces()
@@ -488,21 +512,24 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
         .map(|table| Announcer::start(table, d.neighbours.clone()));
 
     let (call_tx, mut call_rx) = mpsc::channel::<Call>(64);
-    let socket = opts.socket.clone();
+    let control = control::bind(&opts.socket)?;
     let ctl_tx = call_tx.clone();
     tokio::spawn(async move {
-        if let Err(e) = control::serve(&socket, ctl_tx).await {
+        if let Err(e) = control::serve(control, ctl_tx).await {
             error!("control socket: {e:#}");
         }
     });
-    if let Some(addr) = opts.metrics {
+    if let Some(listener) = metrics {
         let tx = call_tx.clone();
         tokio::spawn(async move {
-            if let Err(e) = crate::metrics::serve(addr, tx).await {
+            if let Err(e) = crate::metrics::serve(listener, tx).await {
                 error!("metrics: {e:#}");
             }
         });
     }
+    // Started: what this run pinned is the running datapath now.
+    d.r.maps_mut().keep_pins();
+    notify::ready(&d.summary());
     info!(
         config = %d.config.path.display(),
         interfaces = %ifaces.join(","),
@@ -519,14 +546,17 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
     let mut sample = tokio::time::interval(SAMPLE_INTERVAL);
     let mut drains = tokio::time::interval(Duration::from_secs(1));
     let mut announce = tokio::time::interval(ANNOUNCE_INTERVAL);
+    let mut watchdog = notify::Watchdog::from_env();
     loop {
         let step: anyhow::Result<()> = tokio::select! {
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
             _ = sighup.recv() => {
+                notify::reloading();
                 if let Err(e) = d.reload() {
                     error!("reload rejected, running configuration unchanged:\n{e}");
                 }
+                notify::ready(&d.summary());
                 Ok(())
             }
             Some((req, reply)) = call_rx.recv() => {
@@ -548,11 +578,13 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
             // Also after each health transition, so that a VIP's route
             // goes as soon as its last server does.
             _ = announce.tick() => { d.announce(); Ok(()) }
+            _ = watchdog.tick() => { notify::watchdog(); Ok(()) }
         };
         if let Err(e) = step {
             error!("{e:#}");
         }
     }
+    notify::stopping();
     let _ = std::fs::remove_file(&opts.socket);
     if let Ok(reasons) = d.r.maps().reasons() {
         for (r, n) in reasons.into_iter().filter(|&(_, n)| n > 0) {

@@ -33,17 +33,19 @@ use crate::sync::PeerStatus;
 /// How long a client may take to send its request head.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Serves `GET /metrics` on `addr`, asking the daemon's loop for a status
-/// snapshot on every scrape.
-pub async fn serve(addr: SocketAddr, calls: mpsc::Sender<Call>) -> anyhow::Result<()> {
+/// Binds the metrics endpoint: at startup, so that a port that cannot be
+/// had stops the start.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     let listener = TcpListener::bind(addr)
         .await
-        .with_context(|| format!("binding the metrics endpoint {addr}"))?;
+        .with_context(|| format!("binding the metrics endpoint {addr} (--metrics, or \"off\")"))?;
     info!(%addr, "metrics on http://{addr}/metrics");
-    serve_on(listener, calls).await
+    Ok(listener)
 }
 
-async fn serve_on(listener: TcpListener, calls: mpsc::Sender<Call>) -> anyhow::Result<()> {
+/// Serves `GET /metrics` on `listener`, asking the daemon's loop for a
+/// status snapshot on every scrape.
+pub async fn serve(listener: TcpListener, calls: mpsc::Sender<Call>) -> anyhow::Result<()> {
     loop {
         let (stream, peer) = listener
             .accept()
@@ -723,7 +725,7 @@ mod tests {
     async fn endpoint(calls: mpsc::Sender<Call>) -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(serve_on(listener, calls));
+        tokio::spawn(serve(listener, calls));
         addr
     }
 
