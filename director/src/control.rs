@@ -60,7 +60,7 @@ pub struct ConnEntry {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "lowercase")]
 pub enum Response {
-    Status(Status),
+    Status(Box<Status>),
     Conns {
         total: usize,
         entries: Vec<ConnEntry>,
@@ -93,18 +93,24 @@ impl Response {
 
 pub type Call = (Request, oneshot::Sender<Response>);
 
-/// Serves the socket, forwarding each request to the daemon's loop.
-pub async fn serve(path: &Path, calls: mpsc::Sender<Call>) -> anyhow::Result<()> {
+/// Binds the socket (a failure stops the start: a director nobody can reach
+/// is no use).
+pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     // A stale socket of a previous run (a live one would be another director
-    // on the same socket, which the pinned maps already rule out).
+    // on the same socket, which the instance lock already rules out).
     let _ = std::fs::remove_file(path);
     let listener =
         UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("restricting {}", path.display()))?;
+    Ok(listener)
+}
+
+/// Serves the socket, forwarding each request to the daemon's loop.
+pub async fn serve(listener: UnixListener, calls: mpsc::Sender<Call>) -> anyhow::Result<()> {
     loop {
         let (stream, _) = listener
             .accept()
@@ -191,8 +197,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("director-ctl-{}", std::process::id()));
         let path = dir.join("s.sock");
         let (tx, mut rx) = mpsc::channel::<Call>(4);
-        let p = path.clone();
-        tokio::spawn(async move { serve(&p, tx).await });
+        let listener = bind(&path).expect("bind the control socket");
+        tokio::spawn(serve(listener, tx));
         tokio::spawn(async move {
             while let Some((req, reply)) = rx.recv().await {
                 let _ = reply.send(Response::Done {

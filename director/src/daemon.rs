@@ -20,16 +20,19 @@ use crate::{
     apply::Reconciler,
     config::{self, Config, OnFailure},
     control::{self, Call, Request, Response},
-    dataplane::{PinDir, monotonic_ns},
+    dataplane::{Created, PinDir, monotonic_ns},
     gc,
     health::{self, Monitor, Target, Transition},
+    instance::Instance,
     model::Health,
     netlink::{HopEvent, Neighbours},
+    notify,
     operator::{self, Op},
     ready::Readiness,
     reload::{self, Report},
     replicate::Replication,
     snapshot::{self, Attached, HealthNotes, Tallies},
+    startup,
     status::{Counters, Rates},
     sync::Inbound,
 };
@@ -208,7 +211,9 @@ impl Daemon {
     /// with errors changes nothing; every error goes to the log as well as
     /// into the answer.
     fn reload(&mut self) -> Result<Report, String> {
+        notify::reloading();
         let result = self.apply_file();
+        notify::ready(&self.summary());
         self.reload_results.record(&result, SystemTime::now());
         match result {
             Ok(report) => {
@@ -316,6 +321,15 @@ impl Daemon {
         self.last_sample = Some((now, current));
     }
 
+    /// What it does, for systemd's STATUS= line.
+    fn summary(&self) -> String {
+        format!(
+            "forwarding on {}: {} virtual servers",
+            self.config.director.interfaces.join(","),
+            self.r.model().vss.len()
+        )
+    }
+
     fn tallies(&self) -> Tallies<'_> {
         Tallies {
             attached: &self.attached,
@@ -344,7 +358,7 @@ impl Daemon {
                     .announce
                     .as_ref()
                     .map(|a| Box::new(a.report(&self.ready, &self.monitor, Instant::now())));
-                Response::Status(s)
+                Response::Status(Box::new(s))
             }
             Request::Conns { limit } => snapshot::conns(&self.r, limit),
             Request::Reload => reloaded(self.reload()),
@@ -412,7 +426,16 @@ fn fmt_mac(m: &[u8; 6]) -> String {
 
 pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
     let pins = PinDir(opts.pin_dir.clone());
-    let (r, adopted) = Reconciler::open_pinned(&config, &pins)?;
+    pins.check_bpffs()?;
+    let mut created = Created::default();
+    // Before the pins or the socket are touched; held until the end.
+    let _instance = Instance::acquire(&pins.0, &opts.socket, &mut created)?;
+    let metrics = match opts.metrics {
+        Some(addr) => Some(crate::metrics::bind(addr).await?),
+        None => None,
+    };
+    notify::status("loading the datapath");
+    let (r, adopted) = Reconciler::open_pinned(&config, &pins, created)?;
     if adopted.virtual_servers > 0 {
         info!(
             virtual_servers = adopted.virtual_servers,
@@ -485,10 +508,13 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
     }
 
     let ifaces = d.config.director.interfaces.clone();
+    let xdp_mode = d.config.director.xdp_mode;
+    notify::status(&format!("attaching to {}", ifaces.join(",")));
     for iface in &ifaces {
         let running = d.neighbours.xdp(iface).await?;
         d.r.maps_mut()
-            .attach(iface, d.config.director.xdp_mode, running)?;
+            .attach(iface, xdp_mode, running)
+            .map_err(|e| startup::attach_error(e, iface, xdp_mode))?;
     }
     for stale in pins
         .linked_interfaces()
@@ -508,21 +534,24 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
         .map(|table| Announcer::start(table, d.neighbours.clone()));
 
     let (call_tx, mut call_rx) = mpsc::channel::<Call>(64);
-    let socket = opts.socket.clone();
+    let control = control::bind(&opts.socket)?;
     let ctl_tx = call_tx.clone();
     tokio::spawn(async move {
-        if let Err(e) = control::serve(&socket, ctl_tx).await {
+        if let Err(e) = control::serve(control, ctl_tx).await {
             error!("control socket: {e:#}");
         }
     });
-    if let Some(addr) = opts.metrics {
+    if let Some(listener) = metrics {
         let tx = call_tx.clone();
         tokio::spawn(async move {
-            if let Err(e) = crate::metrics::serve(addr, tx).await {
+            if let Err(e) = crate::metrics::serve(listener, tx).await {
                 error!("metrics: {e:#}");
             }
         });
     }
+    // Started: what this run pinned is the running datapath now.
+    d.r.maps_mut().keep_pins();
+    notify::ready(&d.summary());
     info!(
         config = %d.config.path.display(),
         interfaces = %ifaces.join(","),
@@ -539,6 +568,7 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
     let mut sample = tokio::time::interval(SAMPLE_INTERVAL);
     let mut drains = tokio::time::interval(Duration::from_secs(1));
     let mut announce = tokio::time::interval(ANNOUNCE_INTERVAL);
+    let mut watchdog = notify::Watchdog::from_env();
     loop {
         let step: anyhow::Result<()> = tokio::select! {
             _ = sigterm.recv() => break,
@@ -567,11 +597,13 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
             // Also after each health transition, so that a VIP's route
             // goes as soon as its last server does.
             _ = announce.tick() => { d.announce(); Ok(()) }
+            _ = watchdog.tick() => { notify::watchdog(); Ok(()) }
         };
         if let Err(e) = step {
             error!("{e:#}");
         }
     }
+    notify::stopping();
     let _ = std::fs::remove_file(&opts.socket);
     if let Ok(reasons) = d.r.maps().reasons() {
         for (r, n) in reasons.into_iter().filter(|&(_, n)| n > 0) {

@@ -26,7 +26,12 @@ use crate::config;
 use crate::maps::{Maps, Table};
 use crate::netlink::XdpRunning;
 
+mod created;
 mod migrate;
+mod pin_dir;
+
+pub use created::Created;
+pub use pin_dir::{PinDir, teardown};
 
 /// Map capacities, fixed when the maps are created.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,35 +49,8 @@ pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 
 const PROGRAM: &str = "director";
 
-/// Where a pinned datapath lives on bpffs: maps under `maps/v<ABI>/` (a
-/// new map layout gets a new directory instead of misreading an old one),
-/// XDP links under `links/<interface>`.
-#[derive(Clone, Debug)]
-pub struct PinDir(pub PathBuf);
-
 /// Bumped whenever a map's key or value layout changes.
 pub const ABI_VERSION: u32 = 6;
-
-impl PinDir {
-    pub fn maps(&self) -> PathBuf {
-        self.0.join("maps").join(format!("v{ABI_VERSION}"))
-    }
-
-    pub fn link(&self, iface: &str) -> PathBuf {
-        self.0.join("links").join(iface)
-    }
-
-    /// Interfaces with a pinned XDP link.
-    pub fn linked_interfaces(&self) -> Vec<String> {
-        std::fs::read_dir(self.0.join("links"))
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .filter_map(|e| e.file_name().into_string().ok())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
 
 pub struct Dataplane {
     ebpf: Ebpf,
@@ -99,6 +77,8 @@ pub struct Dataplane {
     pinned_prog: Option<Xdp>,
     /// A previous layout's maps being migrated from (`migrate`).
     previous: Option<migrate::Old>,
+    /// What this start pinned, until it has succeeded (`keep_pins`).
+    created: Created,
 }
 
 /// FNV-1a of the eBPF object: names the pinned program of this exact build.
@@ -112,7 +92,11 @@ fn fingerprint(bytes: &[u8]) -> u64 {
 /// one (the verifier takes seconds for this program: a restart then costs
 /// milliseconds); otherwise loads ours and pins it for the next run. The
 /// pinned program uses the pinned maps, which `load_with` opened.
-fn adopt_program(ebpf: &mut Ebpf, pins: &PinDir) -> anyhow::Result<Option<Xdp>> {
+fn adopt_program(
+    ebpf: &mut Ebpf,
+    pins: &PinDir,
+    created: &mut Created,
+) -> anyhow::Result<Option<Xdp>> {
     let dir = pins.0.join("prog");
     let path = dir.join(format!("v{ABI_VERSION}-{:016x}", fingerprint(OBJECT)));
     if path.exists() {
@@ -134,7 +118,10 @@ fn adopt_program(ebpf: &mut Ebpf, pins: &PinDir) -> anyhow::Result<Option<Xdp>> 
             let _ = std::fs::remove_file(e.path());
         }
     }
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    created
+        .dir_all(&dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    created.pin(&path);
     prog.pin(&path)
         .with_context(|| format!("pinning the program at {}", path.display()))?;
     Ok(None)
@@ -154,17 +141,26 @@ impl Dataplane {
     /// Loads the program and creates its maps with the given capacities,
     /// unpinned: they live as long as this value. Nothing is attached yet.
     pub fn load(sizes: &Sizes) -> anyhow::Result<Dataplane> {
-        Self::load_with(sizes, None)
+        Self::load_with(sizes, None, Created::default())
     }
 
     /// Like `load`, but the maps are pinned under `pins`: existing pins (a
     /// previous run's connection table, counters and lists) are adopted, and
-    /// their capacities win over `sizes`.
-    pub fn open_pinned(sizes: &Sizes, pins: &PinDir) -> anyhow::Result<Dataplane> {
-        Self::load_with(sizes, Some(pins))
+    /// their capacities win over `sizes`. What this start pins joins
+    /// `created` and is removed again if the start fails (see `keep_pins`).
+    pub fn open_pinned(
+        sizes: &Sizes,
+        pins: &PinDir,
+        created: Created,
+    ) -> anyhow::Result<Dataplane> {
+        Self::load_with(sizes, Some(pins), created)
     }
 
-    fn load_with(sizes: &Sizes, pins: Option<&PinDir>) -> anyhow::Result<Dataplane> {
+    fn load_with(
+        sizes: &Sizes,
+        pins: Option<&PinDir>,
+        mut created: Created,
+    ) -> anyhow::Result<Dataplane> {
         if OBJECT.is_empty() {
             anyhow::bail!("this binary was built with AYA_BUILD_SKIP=1 and has no eBPF program");
         }
@@ -175,7 +171,7 @@ impl Dataplane {
         let map_dir = pins.map(PinDir::maps);
         let paths: Vec<(&str, PathBuf)> = match &map_dir {
             Some(dir) => {
-                std::fs::create_dir_all(dir).with_context(|| {
+                created.dir_all(dir).with_context(|| {
                     format!(
                         "creating {} (is bpffs mounted? mount -t bpf bpf /sys/fs/bpf)",
                         dir.display()
@@ -186,6 +182,9 @@ impl Dataplane {
             None => Vec::new(),
         };
         for (name, path) in &paths {
+            if !path.exists() {
+                created.pin(path);
+            }
             loader.map_pin_path(name, path.as_path());
         }
         let mut ebpf = loader
@@ -206,7 +205,7 @@ impl Dataplane {
             .load(OBJECT)
             .context("loading the eBPF object (is this kernel built with BPF and BTF?)")?;
         let pinned_prog = match pins {
-            Some(p) => adopt_program(&mut ebpf, p)?,
+            Some(p) => adopt_program(&mut ebpf, p, &mut created)?,
             None => {
                 program(&mut ebpf)?
                     .load()
@@ -236,12 +235,18 @@ impl Dataplane {
             pins: pins.cloned(),
             pinned_prog,
             previous: None,
+            created,
         };
         if let Some(old) = previous {
             migrate::report("before adopting", old.copy_all(&mut dp));
             dp.previous = Some(old);
         }
         Ok(dp)
+    }
+
+    /// The start succeeded: what it pinned stays when this value drops.
+    pub fn keep_pins(&mut self) {
+        self.created.keep();
     }
 
     /// After an upgrade over a previous map layout, once every interface
@@ -300,7 +305,11 @@ impl Dataplane {
         let link = prog.take_link(id).context("taking the XDP link")?;
         let fd = FdLink::try_from(link)
             .context("this kernel attached XDP without a bpf_link; cannot pin it")?;
-        std::fs::create_dir_all(path.parent().unwrap_or(Path::new("/")))?;
+        let dir = path.parent().unwrap_or(Path::new("/"));
+        self.created
+            .dir_all(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+        self.created.pin(&path);
         fd.pin(&path)
             .with_context(|| format!("pinning the XDP link at {}", path.display()))?;
         Ok(())
@@ -737,33 +746,6 @@ pub fn keep_pinned(
             r.mode.map_or("another", config::XdpMode::as_str)
         )),
     }
-}
-
-/// Removes a pinned datapath: unpinning its links detaches XDP from their
-/// interfaces (once the last reference is gone), then the map pins go.
-pub fn teardown(pins: &PinDir) -> anyhow::Result<Vec<String>> {
-    let mut detached = Vec::new();
-    for iface in pins.linked_interfaces() {
-        let path = pins.link(&iface);
-        let link =
-            PinnedLink::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
-        drop(
-            link.unpin()
-                .with_context(|| format!("unpinning {}", path.display()))?,
-        );
-        detached.push(iface);
-    }
-    for sub in ["maps", "prog"] {
-        let dir = pins.0.join(sub);
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
-        }
-    }
-    for dir in [pins.0.join("links"), pins.0.clone()] {
-        // Only empty directories: never delete what is not ours.
-        let _ = std::fs::remove_dir(dir);
-    }
-    Ok(detached)
 }
 
 /// Bytes of the `SYNC_EVENTS` ring: room for an event (72 bytes and an 8-byte

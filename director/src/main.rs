@@ -320,10 +320,16 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Teardown { pin_dir } => {
+            let pins = director::dataplane::PinDir(pin_dir);
+            // A mistyped --pin-dir withdraws nothing either.
+            if let Err(e) = pins.check_datapath() {
+                eprintln!("director: {e:#}");
+                return ExitCode::FAILURE;
+            }
             if let Err(c) = withdraw_routes() {
                 return c;
             }
-            match director::dataplane::teardown(&director::dataplane::PinDir(pin_dir)) {
+            match director::dataplane::teardown(&pins) {
                 Ok(ifaces) => exit(print_out(&format!(
                     "detached from [{}]; pinned maps removed\n",
                     ifaces.join(", ")
@@ -361,14 +367,11 @@ fn main() -> ExitCode {
             socket,
             metrics,
         } => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| "info".into()),
-                )
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .init();
+            director::logging::init();
+            if let Err(e) = director::startup::check_privileges() {
+                eprintln!("director: {e:#}");
+                return ExitCode::FAILURE;
+            }
             let metrics = match metrics.as_str() {
                 "off" | "" => None,
                 m => match m.parse::<SocketAddr>() {

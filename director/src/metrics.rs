@@ -34,17 +34,19 @@ use crate::sync::PeerStatus;
 /// How long a client may take to send its request head.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Serves `GET /metrics` on `addr`, asking the daemon's loop for a status
-/// snapshot on every scrape.
-pub async fn serve(addr: SocketAddr, calls: mpsc::Sender<Call>) -> anyhow::Result<()> {
+/// Binds the metrics endpoint: at startup, so that a port that cannot be
+/// had stops the start.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     let listener = TcpListener::bind(addr)
         .await
-        .with_context(|| format!("binding the metrics endpoint {addr}"))?;
+        .with_context(|| format!("binding the metrics endpoint {addr} (--metrics, or \"off\")"))?;
     info!(%addr, "metrics on http://{addr}/metrics");
-    serve_on(listener, calls).await
+    Ok(listener)
 }
 
-async fn serve_on(listener: TcpListener, calls: mpsc::Sender<Call>) -> anyhow::Result<()> {
+/// Serves `GET /metrics` on `listener`, asking the daemon's loop for a
+/// status snapshot on every scrape.
+pub async fn serve(listener: TcpListener, calls: mpsc::Sender<Call>) -> anyhow::Result<()> {
     loop {
         let (stream, peer) = listener
             .accept()
@@ -118,7 +120,7 @@ async fn snapshot(calls: &mpsc::Sender<Call>) -> Option<Status> {
     let (tx, rx) = oneshot::channel();
     calls.send((control::Request::Status, tx)).await.ok()?;
     match rx.await.ok()? {
-        control::Response::Status(s) => Some(s),
+        control::Response::Status(s) => Some(*s),
         _ => None,
     }
 }
@@ -944,7 +946,7 @@ mod tests {
         tokio::spawn(async move {
             while let Some((request, reply)) = rx.recv().await {
                 assert_eq!(request, control::Request::Status);
-                let _ = reply.send(control::Response::Status(sample()));
+                let _ = reply.send(control::Response::Status(Box::new(sample())));
             }
         });
         tx
@@ -954,7 +956,7 @@ mod tests {
     async fn endpoint(calls: mpsc::Sender<Call>) -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(serve_on(listener, calls));
+        tokio::spawn(serve(listener, calls));
         addr
     }
 

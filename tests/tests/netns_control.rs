@@ -110,7 +110,7 @@ fn director_json(lab: &Lab, args: &[&str]) -> Response {
 /// `director status --json`.
 fn status(lab: &Lab) -> Status {
     match director_json(lab, &["status"]) {
-        Response::Status(s) => s,
+        Response::Status(s) => *s,
         other => panic!("status answered {other:?}"),
     }
 }

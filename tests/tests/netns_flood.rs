@@ -129,7 +129,7 @@ fn status(lab: &Lab) -> Status {
         .expect("run director status");
     assert!(out.status.success(), "director status failed: {out:?}");
     match serde_json::from_slice(&out.stdout).expect("status JSON") {
-        Response::Status(s) => s,
+        Response::Status(s) => *s,
         other => panic!("status answered {other:?}"),
     }
 }

@@ -32,7 +32,7 @@ fn status(lab: &HaLab, side: Side) -> Status {
         .ask(side, &["status"])
         .unwrap_or_else(|e| panic!("{e:#}"));
     match serde_json::from_str(&json) {
-        Ok(Response::Status(s)) => s,
+        Ok(Response::Status(s)) => *s,
         other => panic!("status of {}: {other:?} from {json}", side.name()),
     }
 }

@@ -26,7 +26,7 @@ use director_common::{sh, wrr};
 pub use entries::{ConnId, Installed, SyncedConn, SyncedPersist};
 
 use crate::config::{Config, Forward, Scheduler, VirtualServer};
-use crate::dataplane::{Dataplane, PinDir, Sizes};
+use crate::dataplane::{Created, Dataplane, PinDir, Sizes};
 use crate::gc;
 #[cfg(test)]
 use crate::maps::Memory;
@@ -127,10 +127,15 @@ impl Reconciler<Dataplane> {
 
     /// Opens the pinned datapath under `pins` (a previous run's maps are
     /// adopted: their capacities, ids and entries) and brings the model to
-    /// `cfg`.
-    pub fn open_pinned(cfg: &Config, pins: &PinDir) -> anyhow::Result<(Reconciler, Adopted)> {
+    /// `cfg`. What this start pins joins `created` (see
+    /// `Dataplane::open_pinned`).
+    pub fn open_pinned(
+        cfg: &Config,
+        pins: &PinDir,
+        created: Created,
+    ) -> anyhow::Result<(Reconciler, Adopted)> {
         let sizes = Sizes::for_config(cfg);
-        let dp = Dataplane::open_pinned(&sizes, pins)?;
+        let dp = Dataplane::open_pinned(&sizes, pins, created)?;
         let sizes = dp.sizes();
         let mut r = Reconciler::new(dp, &sizes);
         let (virtual_servers, real_servers) = r.adopt();
