@@ -106,7 +106,7 @@ pub struct Written {
 }
 
 /// Smallest-free-first id allocation within a map's capacity.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct IdPool {
     cap: u32,
     used: BTreeSet<u32>,
@@ -147,7 +147,7 @@ impl Changes {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Model {
     pub vss: Vec<VsEntry>,
     backend_ids: IdPool,

@@ -208,9 +208,14 @@ impl<M: Maps> Reconciler<M> {
 
     /// Brings the model to `cfg` (see `Model::reconcile`); `apply` writes it.
     pub fn reconcile(&mut self, cfg: &Config, now: Instant) -> Result<Changes, String> {
+        // On a copy: a configuration refused half-way (no free id) leaves
+        // the running model as it was, not half reloaded.
+        let mut next = self.model.clone();
+        let changes = next.reconcile(cfg, now)?;
+        self.model = next;
         self.servers_changed = true;
         self.dirty = None;
-        self.model.reconcile(cfg, now)
+        Ok(changes)
     }
 
     /// A server's next hop; true when it changed. `apply` writes it.

@@ -562,3 +562,37 @@ fn a_peer_report_never_replaces_or_removes_a_connection_made_here() {
         );
     }
 }
+
+#[test]
+fn a_reload_refused_half_way_changes_nothing() {
+    let c = cfg(TWO);
+    let sizes = Sizes {
+        vips: 2,
+        ..Sizes::for_config(&c)
+    };
+    let mut r = Reconciler::new(Memory::new(sizes.backends, sizes.ring), &sizes);
+    r.reconcile(&c, Instant::now()).expect("reconcile");
+    r.apply().expect("apply");
+    // "web" changes first, then a third virtual server finds no free id.
+    let third = TWO.replace("weight = 3", "weight = 7")
+        + r#"
+[[virtual_server]]
+name = "third"
+address = "192.0.2.12:80"
+  [[virtual_server.real_server]]
+  address = "10.1.0.31:80"
+"#;
+    let err = r
+        .reconcile(&cfg(&third), Instant::now())
+        .expect_err("no id is free for a third virtual server");
+    assert!(err.contains("third"), "the error names it: {err}");
+    let web = &r.model().vss[0];
+    assert_eq!(r.model().vss.len(), 2, "nothing added");
+    assert_eq!(
+        web.cfg.real_servers[0].weight, 3,
+        "the refused reload left web's new weight in the model"
+    );
+    let id = web.servers[0].id as usize;
+    r.apply().expect("apply");
+    assert_eq!(r.maps().backends[id].weight, 3);
+}
