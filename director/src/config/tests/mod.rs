@@ -8,6 +8,7 @@ use super::*;
 mod diagnostics;
 mod director;
 mod files;
+mod fuzz;
 mod health_check;
 mod real_server;
 mod sync;
