@@ -159,6 +159,9 @@ impl Silence {
 pub struct FlowReport {
     pub kind: Kind,
     pub source: Option<IpAddr>,
+    /// The client end's address and port, once open (what the directors'
+    /// tables name the flow by).
+    pub local: Option<SocketAddr>,
     /// The real server that answered first.
     pub server: Option<String>,
     pub broken: Option<Break>,
@@ -390,6 +393,7 @@ impl Flow {
         let mut report = FlowReport {
             kind: self.kind,
             source: self.source,
+            local: None,
             server: None,
             broken: None,
             longest_silence: None,
@@ -409,6 +413,7 @@ impl Flow {
             }
         };
         report.server = Some(server);
+        report.local = link.local();
         let mut watch = Watch {
             last_data: Instant::now(),
             longest: None,
@@ -497,6 +502,16 @@ impl Flow {
                 };
                 Ok((link, first.server))
             }
+        }
+    }
+}
+
+impl Link {
+    fn local(&self) -> Option<SocketAddr> {
+        match self {
+            Link::Push(lines, _) => lines.reader.get_ref().local_addr().ok(),
+            Link::Echo { stream, .. } => stream.local_addr().ok(),
+            Link::Udp { sock, .. } => sock.local_addr().ok(),
         }
     }
 }

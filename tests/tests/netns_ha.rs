@@ -9,6 +9,7 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use director::control::{ConnEntry, Response};
 use director_tests::lab::ha::{HaLab, HaSpec, Side, TAKEOVER_TIMEOUT};
 use director_tests::lab::{DIRECTOR_READY_TIMEOUT, Mode, WrkReport};
 use director_tests::long_lived::{Flows, STALL_LIMIT, Spec, Tally};
@@ -55,6 +56,69 @@ fn report(what: &str, mode: Mode, sync: bool, t0: Instant, s: &Switch) {
         s.flows.summary(t0),
         s.wrk
     );
+}
+
+/// Each director's non-zero datapath reasons and what it did with its peer's
+/// records: the first place to look when a flow was lost.
+fn datapaths(lab: &HaLab) -> String {
+    [Side::A, Side::B]
+        .into_iter()
+        .map(|side| {
+            let status = lab
+                .ask(side, &["status"])
+                .and_then(|json| Ok(serde_json::from_str::<Response>(&json)?));
+            match status {
+                Ok(Response::Status(s)) => format!(
+                    "{}: reasons {:?}; sync installs {:?}",
+                    side.name(),
+                    s.reasons,
+                    s.sync.map(|y| y.installs)
+                ),
+                Ok(other) => format!("{}: status answered {other:?}", side.name()),
+                Err(e) => format!("{}: no status: {e:#}", side.name()),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n  ")
+}
+
+/// The entries both directors hold for each lost flow of `tally`.
+fn lost_entries(lab: &HaLab, tally: &Tally) -> String {
+    let tables: Vec<(Side, Vec<ConnEntry>)> = [Side::A, Side::B]
+        .into_iter()
+        .map(|side| {
+            let entries = lab
+                .ask(side, &["conns", "--limit", "1000000"])
+                .and_then(|json| Ok(serde_json::from_str::<Response>(&json)?));
+            match entries {
+                Ok(Response::Conns { entries, .. }) => (side, entries),
+                _ => (side, Vec::new()),
+            }
+        })
+        .collect();
+    tally
+        .flows
+        .iter()
+        .filter(|f| f.broken.is_some())
+        .map(|f| {
+            let client = f.local.map(|a| a.to_string()).unwrap_or_default();
+            let held: Vec<String> = tables
+                .iter()
+                .map(|(side, entries)| {
+                    let e = entries.iter().find(|e| e.client == client);
+                    format!("{}: {e:?}", side.name())
+                })
+                .collect();
+            format!(
+                "{client} ({:?} on {:?}, {:?}): {}",
+                f.kind,
+                f.server,
+                f.broken,
+                held.join("; ")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n  ")
 }
 
 fn wrk_done(wrk: director_tests::lab::Wrk) -> WrkReport {
@@ -168,13 +232,14 @@ fn assert_all_established(tally: &Tally, what: &str) {
 }
 
 /// Every flow of `tally` opened and survived `what` (at `t0`).
-fn assert_nothing_lost(tally: &Tally, what: &str, t0: Instant) {
+fn assert_nothing_lost(lab: &HaLab, tally: &Tally, what: &str, t0: Instant) {
     assert_all_established(tally, what);
     assert_eq!(
         tally.lost(),
         0,
-        "with sync, flows survive {what}: {}",
-        tally.summary(t0)
+        "with sync, flows survive {what}: {}\n  {}",
+        tally.summary(t0),
+        lost_entries(lab, tally)
     );
 }
 
@@ -185,9 +250,10 @@ fn failover(mode: Mode, sync: bool) {
     let mut lab = HaLab::start(HaSpec::new(mode, SERVER).sync(sync));
     let (t0, over) = fail_over(&mut lab);
     report("A killed", mode, sync, t0, &over);
+    println!("  {}", datapaths(&lab));
     assert_all_established(&over.flows, "failover");
     if sync {
-        assert_nothing_lost(&over.flows, "the failover", t0);
+        assert_nothing_lost(&lab, &over.flows, "the failover", t0);
     } else {
         assert!(
             over.flows.lost() > 0,
@@ -199,9 +265,10 @@ fn failover(mode: Mode, sync: bool) {
     let (t1, ready, back) = fail_back(&mut lab);
     println!("{mode} pair: restarted A ready after {}", secs(ready));
     report("A restarted", mode, sync, t1, &back);
+    println!("  {}", datapaths(&lab));
     assert_all_established(&back.flows, "failback");
     if sync {
-        assert_nothing_lost(&back.flows, "the failback", t1);
+        assert_nothing_lost(&lab, &back.flows, "the failback", t1);
     }
 }
 
@@ -235,7 +302,7 @@ fn persistent_clients_keep_their_real_server_across_failover() {
     std::thread::sleep(SETTLE);
     let before = before.stop();
     println!("persistent clients: {}", before.summary(t0));
-    assert_nothing_lost(&before, "the failover", t0);
+    assert_nothing_lost(&lab, &before, "the failover", t0);
     assert_all_established(&after, "after the failover");
     let server_of = |t: &Tally, src: IpAddr| {
         t.flows
@@ -264,7 +331,7 @@ fn udp_flows_survive_nat_failover() {
     std::thread::sleep(SETTLE);
     let tally = flows.stop();
     println!("UDP flows, NAT failover with sync: {}", tally.summary(t0));
-    assert_nothing_lost(&tally, "a NAT failover", t0);
+    assert_nothing_lost(&lab, &tally, "a NAT failover", t0);
 }
 
 /// How long a director whose `director ready` fails is watched: longer than VRRP's

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::anyhow;
 use director_common::abi::{
     CONN_F_GUESS, CONN_F_NAT, CONN_F_PEER, Conn, NatReply, PROTO_UDP, Persist, PersistKey,
+    TOUCH_INTERVAL_NS,
 };
 use director_common::entries::{Hop, addr_key, endpoint_key, ip_of, socket_addr};
 use director_common::{abi::FlowKey, tcp::State};
@@ -76,7 +77,8 @@ fn protocol_of(proto: u8) -> Protocol {
 pub enum Installed {
     Yes,
     /// A connection this datapath created (a SYN or a UDP datagram here) is
-    /// never replaced by a peer's report.
+    /// not replaced by a peer's report, unless the peer saw it last (see
+    /// `keeps_local`).
     KeptLocal,
 }
 
@@ -85,6 +87,17 @@ pub enum Installed {
 /// removes it.
 fn made_here(conn: &Conn) -> bool {
     conn.flags & (CONN_F_PEER | CONN_F_GUESS) == 0
+}
+
+/// Whether a local entry stays against a peer's record of the same flow
+/// (idle for `peer_idle`): one made here does, unless the peer has seen the
+/// flow more recently. That is a stale entry: a director restarted with the
+/// table it had when it went down, whose client has reused the port since
+/// through the peer (the flow the peer forwards is the live one). The slack
+/// is the datapath's: a busy entry's time is only touched once a second.
+fn keeps_local(local: &Conn, peer_idle: Duration, now_ns: u64) -> bool {
+    let peer_seen = now_ns.saturating_sub(peer_idle.as_nanos() as u64);
+    made_here(local) && local.last_seen_ns.saturating_add(TOUCH_INTERVAL_NS) >= peer_seen
 }
 
 /// Time since `then_ns` (monotonic) at `now_ns`.
@@ -129,10 +142,11 @@ impl<M: Maps> Reconciler<M> {
             self.server_id(c.id.protocol, c.id.virtual_server, c.real_server)?;
         let nat = forward == Forward::Nat;
         let key = c.id.key();
+        let now = monotonic_ns();
         if self
             .maps
             .conn(Table::Established, &key)
-            .is_some_and(|old| made_here(&old))
+            .is_some_and(|old| keeps_local(&old, c.idle, now))
         {
             return Ok(Installed::KeptLocal);
         }
@@ -142,7 +156,7 @@ impl<M: Maps> Reconciler<M> {
             state: c.state as u8,
             flags: CONN_F_PEER | if nat { CONN_F_NAT } else { 0 },
             client_ifindex: client.ifindex,
-            last_seen_ns: monotonic_ns().saturating_sub(c.idle.as_nanos() as u64),
+            last_seen_ns: now.saturating_sub(c.idle.as_nanos() as u64),
             client_mac: client.dst_mac,
             local_mac: client.src_mac,
             ..Conn::default()

@@ -533,7 +533,7 @@ fn an_entry_reads_back_as_the_report_that_installed_it() {
 }
 
 #[test]
-fn a_peer_report_never_replaces_or_removes_a_connection_made_here() {
+fn a_peer_report_never_replaces_or_removes_a_connection_in_use_made_here() {
     let mut r = applied(TWO);
     let c = web_conn("10.1.0.12:8080");
     let key = FlowKey::client_side(c.id.client, c.id.virtual_server, PROTO_TCP);
@@ -545,6 +545,8 @@ fn a_peer_report_never_replaces_or_removes_a_connection_made_here() {
         let local = Conn {
             backend_id: 0,
             flags: local_flags,
+            // In use: seen here more recently than the peer's report says.
+            last_seen_ns: crate::dataplane::monotonic_ns(),
             ..Conn::default()
         };
         r.maps_mut().insert_conn(&key, &local).expect("local");
@@ -559,6 +561,50 @@ fn a_peer_report_never_replaces_or_removes_a_connection_made_here() {
             r.maps().conns.contains_key(&key),
             !replaced,
             "a peer's removal"
+        );
+    }
+}
+
+/// A director restarted with the table it had when it went down: a client
+/// reused a port meanwhile, through the peer, to another server. The peer's
+/// live connection replaces the stale entry made here; an entry made here
+/// and seen about as recently as the peer's (the datapath touches busy
+/// entries once a second) stays.
+#[test]
+fn a_peer_report_replaces_a_stale_connection_made_here() {
+    let mut r = applied(TWO);
+    let c = web_conn("10.1.0.12:8080");
+    let key = FlowKey::client_side(c.id.client, c.id.virtual_server, PROTO_TCP);
+    let now = crate::dataplane::monotonic_ns();
+    for (idle_ms, replaced) in [
+        (30_000, true),
+        (6_500, true),
+        (5_500, false),
+        (1_000, false),
+    ] {
+        let local = Conn {
+            backend_id: 0,
+            flags: CONN_F_NAT,
+            state: State::Close as u8,
+            last_seen_ns: now.saturating_sub(Duration::from_millis(idle_ms).as_nanos() as u64),
+            ..Conn::default()
+        };
+        r.maps_mut().insert_conn(&key, &local).expect("local");
+        let got = r.install_conn(&c, &client_hop()).expect("install");
+        assert_eq!(
+            got == Installed::Yes,
+            replaced,
+            "an entry made here, idle {idle_ms} ms, against the peer's idle {:?}",
+            c.idle
+        );
+        let entry = r.maps().conns[&key];
+        assert_eq!(
+            (entry.backend_id, entry.state),
+            if replaced {
+                (1, State::Established as u8)
+            } else {
+                (0, State::Close as u8)
+            }
         );
     }
 }
