@@ -151,6 +151,17 @@ impl Reconciler<Dataplane> {
     }
 }
 
+#[cfg(test)]
+impl Reconciler<Memory> {
+    /// In-memory maps of `sizes`, running `cfg`: reconciled and applied.
+    pub fn running(cfg: &Config, sizes: &Sizes) -> Reconciler<Memory> {
+        let mut r = Reconciler::new(Memory::new(sizes.backends, sizes.ring), sizes);
+        r.reconcile(cfg, Instant::now()).expect("reconcile");
+        r.apply().expect("apply");
+        r
+    }
+}
+
 impl<M: Maps> Reconciler<M> {
     pub fn new(maps: M, sizes: &Sizes) -> Reconciler<M> {
         Reconciler {

@@ -59,11 +59,7 @@ type Test = Reconciler<Memory>;
 
 fn applied(text: &str) -> Test {
     let c = cfg(text);
-    let sizes = Sizes::for_config(&c);
-    let mut r = Reconciler::new(Memory::new(sizes.backends, sizes.ring), &sizes);
-    r.reconcile(&c, Instant::now()).expect("reconcile");
-    r.apply().expect("apply");
-    r
+    Reconciler::running(&c, &Sizes::for_config(&c))
 }
 
 fn info(r: &Test, i: usize) -> VipInfo {
@@ -616,9 +612,7 @@ fn a_reload_refused_half_way_changes_nothing() {
         vips: 2,
         ..Sizes::for_config(&c)
     };
-    let mut r = Reconciler::new(Memory::new(sizes.backends, sizes.ring), &sizes);
-    r.reconcile(&c, Instant::now()).expect("reconcile");
-    r.apply().expect("apply");
+    let mut r = Reconciler::running(&c, &sizes);
     // "web" changes first, then a third virtual server finds no free id.
     let third = TWO.replace("weight = 3", "weight = 7")
         + r#"

@@ -236,10 +236,7 @@ fn running(seed: &str) -> Reconciler<Memory> {
         vips: c.virtual_servers.len() as u32,
         ..Sizes::for_config(&c)
     };
-    let mut r = Reconciler::new(Memory::new(sizes.backends, sizes.ring), &sizes);
-    r.reconcile(&c, Instant::now()).expect("seed reconciles");
-    r.apply().expect("seed applies");
-    r
+    Reconciler::running(&c, &sizes)
 }
 
 #[test]
