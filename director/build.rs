@@ -12,6 +12,14 @@ fn main() -> anyhow::Result<()> {
         println!("cargo:warning=AYA_BUILD_SKIP set: built without the eBPF object");
         return Ok(());
     }
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("bpf-linker").is_file()));
+    if !on_path {
+        return Err(anyhow!(
+            "bpf-linker is not on PATH: build through `cargo xtask build` (it installs \
+             bpf-linker and puts it on PATH), or add ~/.cache/director/bpf-linker/bin to PATH"
+        ));
+    }
     let meta = cargo_metadata::MetadataCommand::new()
         .no_deps()
         .exec()
@@ -25,6 +33,12 @@ fn main() -> anyhow::Result<()> {
         .manifest_path
         .parent()
         .ok_or_else(|| anyhow!("no parent for {}", pkg.manifest_path))?;
+    // aya-build relays every line of the nested cargo's stderr as a cargo warning,
+    // so its "Compiling ..." progress read as dozens of warnings on a first build.
+    // Quiet drops the progress only: compiler messages come through its JSON
+    // output, and errors still reach stderr.
+    // SAFETY: the build script is single-threaded until aya-build spawns cargo.
+    unsafe { std::env::set_var("CARGO_TERM_QUIET", "true") };
     aya_build::build_ebpf(
         [aya_build::Package {
             name: pkg.name.as_str(),
