@@ -414,6 +414,17 @@ fn invalid_reload_is_rejected() {
         show(&out)
     );
 
+    // The daemon's log says so too, at the same place (journald is where an
+    // operator of `systemctl reload` looks).
+    let log = std::fs::read_to_string(lab.director().expect("director running").log_path())
+        .expect("director's log");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("reload rejected") && l.contains(&want)),
+        "the daemon's log has no rejected reload at {want}:\n{}",
+        lab.director().expect("director running").log_tail(20)
+    );
+
     let report = wait_wrk(wrk, "wrk across the rejected reload");
     assert_wrk_clean(&report, "wrk across the rejected reload");
     let after = status(&lab);
@@ -679,6 +690,21 @@ fn status_json_agrees_with_clients() {
         );
         println!("director_rs_connections_total{{{labels}}} {value}");
     }
+
+    // `director conns | head -1`: the reader goes away after one line of the 200+.
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let out = Command::new(lab.director_bin())
+        .args(["conns", "--socket"])
+        .arg(lab.director().expect("director running").socket())
+        .stdout(Stdio::from(writer))
+        .output()
+        .unwrap_or_else(|e| panic!("run director conns: {e}"));
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "director conns into a closed pipe: {}",
+        show(&out)
+    );
     println!("status_json_agrees_with_clients: {:?}", t0.elapsed());
 }
 
