@@ -33,6 +33,9 @@ const SETTLE: Duration = STALL.saturating_add(Duration::from_secs(1));
 /// How long the router's route may take to follow a step (loose: a shared machine).
 const ROUTE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How far apart a rolling reload reaches two directors.
+const ROLLING_GAP: Duration = Duration::from_secs(10);
+
 /// One ECMP lab at a time: each runs four directors, their bird2 and hundreds of
 /// flows, and BFD's 0.3 s detection must not see a starved peer as a dead one.
 static ONE_LAB: Mutex<()> = Mutex::new(());
@@ -287,6 +290,61 @@ fn without_sync_backend_changes_between_the_steps() {
     need_root!();
     let _one = one_lab();
     with_backend_changes(false);
+}
+
+/// A rolling reload: real server 4 reaches director 2's configuration
+/// `ROLLING_GAP` before directors 1 and 3's, while connections open; right after
+/// the others catch up, director 2 leaves and its flows move to them. Director 2's
+/// connections to real server 4 were synced while the others did not know that
+/// server: they must still hold them, or `wrr` (which schedules no mid-flow
+/// segment) breaks every one of them.
+#[test]
+fn a_server_reaching_one_director_first_in_a_rolling_reload_loses_nothing() {
+    need_root!();
+    let _one = one_lab();
+    let mut lab = EcmpLab::start(EcmpSpec {
+        directors: 3,
+        servers: 4,
+        scheduler: "wrr",
+        ..EcmpSpec::new(SERVER)
+    });
+    let vip = *STREAM_VIP.ip();
+    let t0 = Instant::now();
+    lab.set_servers_on(&[2], &[1, 2, 3, 4]);
+    let spec = Spec {
+        stall_limit: STALL,
+        ..Spec::tcp(STREAM_VIP.into(), CONNECTIONS)
+    };
+    let flows = Flows::open(lab.client_ns(), &spec);
+    std::thread::sleep(ROLLING_GAP);
+    lab.set_servers_on(&[1, 3], &[1, 2, 3, 4]);
+    let caught_up = Instant::now();
+    lab.leave(2);
+    lab.wait_route(vip, &dirs(&[1, 3]), ROUTE_TIMEOUT)
+        .unwrap_or_else(|e| panic!("director 2 left: {e:#}"));
+    let left = caught_up.elapsed();
+    std::thread::sleep(SETTLE);
+    let tally = flows.stop();
+    let on_rs4 = tally.by_server().get("rs4").copied().unwrap_or(0);
+    let installs = |n: usize| {
+        lab.ask(n, &["status"]).unwrap_or_else(|e| panic!("{e:#}"))["sync"]["installs"].clone()
+    };
+    println!(
+        "ECMP, rolling reload (wrr): real server 4 on director 2 {} s before directors 1 and 3; \
+         {CONNECTIONS} connections, {on_rs4} of them to real server 4; director 2 left {} after \
+         the others caught up: {} lost\n  installs on director 1: {}\n  on director 3: {}\n  {}",
+        ROLLING_GAP.as_secs(),
+        ms(left),
+        tally.lost(),
+        installs(1),
+        installs(3),
+        tally.summary(t0)
+    );
+    assert!(
+        on_rs4 > 0,
+        "no connection went to real server 4 through director 2: the test shows nothing"
+    );
+    assert_eq!(tally.lost(), 0, "{}", tally.summary(t0));
 }
 
 #[test]

@@ -459,8 +459,14 @@ impl EcmpLab {
     /// Gives the stream service real servers `servers` (1-based) on every running
     /// director: the config rewritten, then `director reload`.
     pub fn set_servers(&mut self, servers: &[usize]) {
+        self.set_servers_on(&self.running(), servers);
+    }
+
+    /// The same on `directors` only, as a rolling reload reaches one director after
+    /// another (a director started later gets `servers` too).
+    pub fn set_servers_on(&mut self, directors: &[usize], servers: &[usize]) {
         self.configured = servers.to_vec();
-        for n in self.running() {
+        for &n in directors {
             let config = self.director_config(n);
             let node = self.node(n);
             let path = node
