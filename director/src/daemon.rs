@@ -243,6 +243,9 @@ impl Daemon {
         self.config = cfg;
         self.follow_servers();
         self.r.apply().map_err(|e| vec![format!("{e:#}")])?;
+        if let Some(sync) = &mut self.sync {
+            sync.on_reconfigured(&mut self.r);
+        }
         self.monitor.set_targets(self.health_targets());
         Ok(report)
     }

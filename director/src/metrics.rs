@@ -499,6 +499,7 @@ fn sync_families(enc: &mut DescriptorEncoder, s: &SyncReport) -> fmt::Result {
             ("installed", i.installed),
             ("kept_local", i.kept_local),
             ("unknown_server", i.unknown_server),
+            ("placed_later", i.placed_later),
             ("unknown_state", i.unknown_state),
             ("no_client_hop", i.no_client_hop),
         ]
@@ -508,7 +509,8 @@ fn sync_families(enc: &mut DescriptorEncoder, s: &SyncReport) -> fmt::Result {
         enc,
         "director_sync_installs",
         "What became of the peer's records: installed, kept_local (a connection made here \
-         wins), unknown_server, unknown_state, no_client_hop (installed without a next hop).",
+         wins), unknown_server (waits for a reload that brings the server), placed_later \
+         (installed after that wait), unknown_state, no_client_hop (installed without a next hop).",
         outcomes.map(counter),
     )?;
     let single = |v: u64| [(Labels::new(), v)];
@@ -529,6 +531,18 @@ fn sync_families(enc: &mut DescriptorEncoder, s: &SyncReport) -> fmt::Result {
         "director_sync_waiting_records",
         "Received records waiting for their client's next hop.",
         single(s.waiting as u64).map(gauge),
+    )?;
+    family(
+        enc,
+        "director_sync_unplaced_records",
+        "Received records waiting for a real server not configured here yet (a rolling reload).",
+        single(s.unplaced as u64).map(gauge),
+    )?;
+    family(
+        enc,
+        "director_sync_unplaced_dropped",
+        "Records that waited for their real server too long (2 min) or found no room.",
+        single(s.unplaced_dropped).map(counter),
     )
 }
 
@@ -810,7 +824,7 @@ mod tests {
             .filter(|n| n.starts_with("director_sync_"))
             .map(String::as_str)
             .collect();
-        assert_eq!(sync.len(), 14, "{sync:?}");
+        assert_eq!(sync.len(), 16, "{sync:?}");
         let peer = r#"peer="10.9.0.2:8848""#;
         for (series, value) in [
             (

@@ -14,6 +14,7 @@
 //! for readiness once its bulk transfer is in and nothing of it waits.
 
 mod client_hops;
+mod unplaced;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -28,6 +29,7 @@ use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tracing::{info, warn};
 
 use self::client_hops::{ClientHops, Next};
+use self::unplaced::{Unplaced, aged};
 use crate::apply::{ConnId, Installed, Reconciler, SyncedConn, SyncedPersist};
 use crate::config::SyncConfig;
 use crate::dataplane::monotonic_ns;
@@ -52,6 +54,8 @@ pub struct Replication {
     /// Peers whose bulk transfer ended while records of theirs waited.
     synced_later: Vec<SocketAddr>,
     installs: BTreeMap<SocketAddr, Installs>,
+    /// Records for a real server not configured here yet.
+    unplaced: Unplaced,
     events: u64,
     events_lost: u64,
 }
@@ -86,6 +90,7 @@ impl Replication {
                     .iter()
                     .map(|p| (*p, Installs::default()))
                     .collect(),
+                unplaced: Unplaced::default(),
                 events: 0,
                 events_lost,
             },
@@ -104,6 +109,8 @@ impl Replication {
             events: self.events,
             events_lost: self.events_lost,
             waiting: self.client_hops.waiting(),
+            unplaced: self.unplaced.len(),
+            unplaced_dropped: self.unplaced.dropped,
         }
     }
 
@@ -208,30 +215,108 @@ impl Replication {
         record: Record,
         hop: Option<Hop>,
     ) {
-        let n = self.installs.entry(peer).or_default();
-        let done = match record {
+        match record {
             Record::Conn(c) => match SyncedConn::try_from(c) {
-                Err(_) => {
-                    n.unknown_state += 1;
-                    return;
-                }
-                Ok(c) => {
-                    if hop.is_none() {
-                        n.no_client_hop += 1;
-                    }
-                    r.install_conn(&c, &hop.unwrap_or_default())
-                        .map(|i| i == Installed::Yes)
-                }
+                Err(_) => self.installs.entry(peer).or_default().unknown_state += 1,
+                Ok(c) => self.install_conn(r, peer, c, hop, Instant::now(), Outcome::Arrived),
             },
-            Record::ConnGone(g) => Ok(r.remove_synced_conn(&ConnId::from(g)) == Installed::Yes),
-            Record::Persist(p) => r.install_persist(&SyncedPersist::from(p)).map(|_| true),
-        };
-        match done {
-            Ok(true) => n.installed += 1,
-            Ok(false) => n.kept_local += 1,
-            Err(_) => n.unknown_server += 1,
+            Record::ConnGone(g) => {
+                let id = ConnId::from(g);
+                self.unplaced.forget(&id);
+                let removed = r.remove_synced_conn(&id) == Installed::Yes;
+                self.count(peer, Ok(removed), Outcome::Arrived);
+            }
+            Record::Persist(p) => {
+                let p = SyncedPersist::from(p);
+                self.install_persist(r, peer, p, Instant::now(), Outcome::Arrived);
+            }
         }
     }
+
+    fn install_conn<M: Maps>(
+        &mut self,
+        r: &mut Reconciler<M>,
+        peer: SocketAddr,
+        c: SyncedConn,
+        hop: Option<Hop>,
+        since: Instant,
+        outcome: Outcome,
+    ) {
+        let now_idle = SyncedConn {
+            idle: aged(c.idle, since, Instant::now()),
+            ..c
+        };
+        let done = r
+            .install_conn(&now_idle, &hop.unwrap_or_default())
+            .map(|i| i == Installed::Yes);
+        match done {
+            Err(_) => self.unplaced.park_conn(peer, c, hop, since),
+            Ok(_) if hop.is_none() => self.installs.entry(peer).or_default().no_client_hop += 1,
+            Ok(_) => {}
+        }
+        self.count(peer, done, outcome);
+    }
+
+    fn install_persist<M: Maps>(
+        &mut self,
+        r: &mut Reconciler<M>,
+        peer: SocketAddr,
+        p: SyncedPersist,
+        since: Instant,
+        outcome: Outcome,
+    ) {
+        let now_idle = SyncedPersist {
+            idle: aged(p.idle, since, Instant::now()),
+            ..p
+        };
+        let done = r.install_persist(&now_idle).map(|_| true);
+        if done.is_err() {
+            self.unplaced.park_persist(peer, p, since);
+        }
+        self.count(peer, done, outcome);
+    }
+
+    fn count(&mut self, peer: SocketAddr, done: anyhow::Result<bool>, outcome: Outcome) {
+        let n = self.installs.entry(peer).or_default();
+        match (done, outcome) {
+            (Ok(true), Outcome::Arrived) => n.installed += 1,
+            (Ok(true), Outcome::Placed) => n.placed_later += 1,
+            (Ok(false), _) => n.kept_local += 1,
+            (Err(_), Outcome::Arrived) => n.unknown_server += 1,
+            (Err(_), Outcome::Placed) => {}
+        }
+    }
+
+    /// The configuration changed (a reload): the records that waited for a
+    /// real server this director did not have go in if it has it now.
+    pub fn on_reconfigured<M: Maps>(&mut self, r: &mut Reconciler<M>) {
+        let (conns, persists) = self.unplaced.take(Instant::now());
+        if conns.is_empty() && persists.is_empty() {
+            return;
+        }
+        let before = self.unplaced.len();
+        let tried = conns.len() + persists.len();
+        for w in conns {
+            let (c, hop) = w.entry;
+            self.install_conn(r, w.peer, c, hop, w.since, Outcome::Placed);
+        }
+        for w in persists {
+            self.install_persist(r, w.peer, w.entry, w.since, Outcome::Placed);
+        }
+        let still = self.unplaced.len() - before;
+        info!(
+            placed = tried - still,
+            waiting = still,
+            "sync: peers' records for servers this director did not have"
+        );
+    }
+}
+
+/// Whether a record is installed as it arrives or after waiting for its server.
+#[derive(Clone, Copy)]
+enum Outcome {
+    Arrived,
+    Placed,
 }
 
 /// The record an event names, read from the maps now; none for an entry

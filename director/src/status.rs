@@ -110,8 +110,13 @@ pub struct Installs {
     /// Connections not installed because a SYN here made them (the local
     /// entry wins).
     pub kept_local: u64,
-    /// Entries for a virtual or real server this director does not have.
+    /// Entries for a virtual or real server this director does not have
+    /// (they wait for a reload that brings it: `placed_later`).
     pub unknown_server: u64,
+    /// Entries installed after waiting for their server (a rolling reload
+    /// reached the peer first).
+    #[serde(default)]
+    pub placed_later: u64,
     /// Connections in a TCP state this build does not know.
     pub unknown_state: u64,
     /// Connections installed without a next hop toward their client (no
@@ -133,6 +138,12 @@ pub struct SyncReport {
     pub events_lost: u64,
     /// Records waiting for their client's next hop.
     pub waiting: usize,
+    /// Records waiting for a real server not configured here yet, and
+    /// those dropped after waiting too long or for want of room.
+    #[serde(default)]
+    pub unplaced: usize,
+    #[serde(default)]
+    pub unplaced_dropped: u64,
 }
 
 /// Route announcement (`announce_table`) as `director status` shows it.
@@ -367,8 +378,9 @@ pub fn render_text(s: &Status) -> String {
 fn render_sync(o: &mut String, s: &SyncReport) {
     let _ = writeln!(
         o,
-        "sync: {} datapath events ({} lost), {} records waiting for a client's next hop",
-        s.events, s.events_lost, s.waiting
+        "sync: {} datapath events ({} lost), {} records waiting for a client's next hop, \
+         {} for a server not configured here ({} dropped)",
+        s.events, s.events_lost, s.waiting, s.unplaced, s.unplaced_dropped
     );
     let up = |b: bool| if b { "up" } else { "down" };
     for p in &s.transport.peers {
@@ -409,13 +421,14 @@ fn render_sync(o: &mut String, s: &SyncReport) {
         let _ = writeln!(
             o,
             "    send queue {} (oldest {} ms, full {} times), installed {}, kept local {}, unknown server {}, \
-             unknown state {}, without client next hop {}",
+             placed later {}, unknown state {}, without client next hop {}",
             p.queue_len,
             p.send_lag_ms,
             p.queue_full_drops,
             i.installed,
             i.kept_local,
             i.unknown_server,
+            i.placed_later,
             i.unknown_state,
             i.no_client_hop,
         );
@@ -537,6 +550,8 @@ pub(crate) mod tests {
             events: 50,
             events_lost: 0,
             waiting: 0,
+            unplaced: 0,
+            unplaced_dropped: 0,
         }
     }
 
