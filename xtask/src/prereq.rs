@@ -18,7 +18,8 @@ use crate::{
 /// Debian packages the netns lab needs (wrk: load for the control-plane tests;
 /// keepalived: VRRP between the director pair of the failover tests; bird2: BGP
 /// between the router and the directors of the ECMP tests; netsniff-ng: trafgen, the
-/// SYN flood of the flood test).
+/// SYN flood of the flood test; systemd: `systemd-analyze`, which checks
+/// dist/director.service offline).
 pub const LAB_PACKAGES: &[&str] = &[
     "iproute2",
     "ethtool",
@@ -27,6 +28,7 @@ pub const LAB_PACKAGES: &[&str] = &[
     "keepalived",
     "bird2",
     "netsniff-ng",
+    "systemd",
 ];
 
 /// What `cargo xtask bench` drives besides the lab: trafgen (netsniff-ng), wrk,

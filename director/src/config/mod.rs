@@ -448,25 +448,46 @@ impl Loaded {
     }
 }
 
-/// Reads and parses `path`. A read error is a single diagnostic at 1:1.
+/// Reads and parses `path`. A read error, or a file that group or others
+/// may write (anyone who can write it chooses what the root daemon
+/// forwards), is a single diagnostic at 1:1.
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     let file = path.display().to_string();
-    match std::fs::read_to_string(path) {
+    match read_private(path) {
         Ok(text) => {
             let mut loaded = parse(&text, &file)?;
             loaded.config.path = path.to_path_buf();
             Ok(loaded)
         }
-        Err(e) => Err(ConfigError {
+        Err(message) => Err(ConfigError {
             file,
             diagnostics: vec![Diagnostic {
                 line: 1,
                 col: 1,
-                message: format!("cannot read: {e}"),
+                message,
                 severity: Severity::Error,
             }],
         }),
     }
+}
+
+/// The text of `path`, checked through the open file (no race with a
+/// `chmod` between the check and the read).
+fn read_private(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    let cannot = |e: std::io::Error| format!("cannot read: {e}");
+    let mut f = std::fs::File::open(path).map_err(cannot)?;
+    let mode = f.metadata().map_err(cannot)?.permissions().mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "writable by others (mode {mode:04o}); chmod go-w {}",
+            path.display()
+        ));
+    }
+    let mut text = String::new();
+    f.read_to_string(&mut text).map_err(cannot)?;
+    Ok(text)
 }
 
 /// Parses and validates `text`; `file` names it in diagnostics and becomes

@@ -217,6 +217,30 @@ fn load_reports_read_errors_at_1_1() {
     );
 }
 
+/// Whoever may write the file chooses what the root daemon forwards: a file
+/// group or others may write is refused (`check`, `run` and `reload` all
+/// `load`), one they may only read is not.
+#[test]
+fn load_refuses_a_file_writable_by_group_or_others() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("director.toml");
+    std::fs::write(&path, BASE).unwrap();
+    for mode in [0o666, 0o620, 0o602] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        let err = load(&path).unwrap_err().to_string();
+        let p = path.display();
+        assert_eq!(
+            err,
+            format!("{p}:1:1: writable by others (mode {mode:04o}); chmod go-w {p}")
+        );
+    }
+    for mode in [0o644, 0o600, 0o400] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        load(&path).unwrap_or_else(|e| panic!("mode {mode:o} refused: {e}"));
+    }
+}
+
 #[test]
 fn every_key_type_and_value_error_is_reported_in_file_order() {
     let text = r#"[director]
