@@ -35,7 +35,11 @@ pub fn director_deb() -> PathBuf {
         "DIRECTOR_DEB is not set: run `cargo xtask test` (it builds the package), or \
          `cargo xtask deb` and DIRECTOR_DEB=<the path it prints> cargo test -p director-tests --test package",
     );
-    assert!(deb.is_file(), "DIRECTOR_DEB={}: no such file", deb.display());
+    assert!(
+        deb.is_file(),
+        "DIRECTOR_DEB={}: no such file",
+        deb.display()
+    );
     deb
 }
 
