@@ -28,6 +28,21 @@ pub fn check_director_bin(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `$DIRECTOR_DEB`: the Debian package `cargo xtask test` builds (`cargo xtask deb`)
+/// and passes to the package tests.
+pub fn director_deb() -> PathBuf {
+    let deb = std::env::var_os("DIRECTOR_DEB").map(PathBuf::from).expect(
+        "DIRECTOR_DEB is not set: run `cargo xtask test` (it builds the package), or \
+         `cargo xtask deb` and DIRECTOR_DEB=<the path it prints> cargo test -p director-tests --test package",
+    );
+    assert!(
+        deb.is_file(),
+        "DIRECTOR_DEB={}: no such file",
+        deb.display()
+    );
+    deb
+}
+
 /// `<workspace>/examples`.
 pub fn examples_dir() -> PathBuf {
     workspace_dir().join("examples")

@@ -124,15 +124,15 @@ impl Workspace {
         self.build(&mut cmd, profile)
     }
 
-    /// The binaries of `packages` (debug profile).
-    pub fn build_packages(&self, packages: &[&str]) -> Result<()> {
+    /// The binaries of `packages`.
+    pub fn build_packages(&self, packages: &[&str], profile: Profile) -> Result<()> {
         let mut cmd = self.cargo();
         cmd.arg("build");
         for package in packages {
             cmd.args(["--package", package]);
         }
-        cmd.arg("--bins");
-        self.build(&mut cmd, Profile::Debug)
+        cmd.arg("--bins").args(profile.flags());
+        self.build(&mut cmd, profile)
     }
 
     fn build(&self, cmd: &mut Command, profile: Profile) -> Result<()> {

@@ -3,6 +3,7 @@
 
 mod bench;
 mod cargo;
+mod deb;
 mod failure;
 mod prereq;
 mod previous;
@@ -49,6 +50,8 @@ enum Command {
         )]
         args: Vec<OsString>,
     },
+    /// Build the Debian package target/debian/director_<version>-1_<arch>.deb (release build).
+    Deb,
     /// The whole suite: unit tests, BPF_PROG_TEST_RUN fixtures, netns integration tests (needs root).
     Test {
         /// Test name filters passed to every test binary, after `--`.
@@ -113,6 +116,7 @@ fn dispatch(command: Command) -> Result<()> {
     match command {
         Command::Build { release } => build(release),
         Command::Run { release, args } => run_director(release, &args),
+        Command::Deb => deb(),
         Command::Test { filters } => test(&filters),
         Command::Demo { mode } => demo(mode),
         Command::ClippyEbpf => clippy_ebpf(),
@@ -125,6 +129,16 @@ fn build(release: bool) -> Result<()> {
     let env = prereq::ensure(BUILD)?;
     let ws = Workspace::locate(&env)?;
     ws.build_all(Profile::new(release))
+}
+
+fn deb() -> Result<()> {
+    let env = prereq::ensure(Needs {
+        command: "deb",
+        ..BUILD
+    })?;
+    let deb = deb::build(&Workspace::locate(&env)?)?;
+    println!("{}", deb.display());
+    Ok(())
 }
 
 fn clippy_ebpf() -> Result<()> {
@@ -161,11 +175,13 @@ fn test(filters: &[OsString]) -> Result<()> {
         root: true,
         lab: true,
     })?;
+    prereq::ensure_packages(prereq::PACKAGE_CHECK_PACKAGES)?;
     let ws = Workspace::locate(&env)?;
-    ws.build_packages(&["director"])?;
+    ws.build_packages(&["director"], Profile::Debug)?;
     let director = ws.built_bin(Profile::Debug, DIRECTOR_BIN, "director")?;
     let previous = previous::director(&ws)?;
-    suite::test(&ws, &director, previous.as_deref(), filters)
+    let deb = deb::build(&ws)?;
+    suite::test(&ws, &director, previous.as_deref(), &deb, filters)
 }
 
 const LAB_BIN: &str = "director-lab";
@@ -177,7 +193,7 @@ fn demo(mode: Mode) -> Result<()> {
         lab: true,
     })?;
     let ws = Workspace::locate(&env)?;
-    ws.build_packages(&["director", "director-tests"])?;
+    ws.build_packages(&["director", "director-tests"], Profile::Debug)?;
     let director = ws.built_bin(Profile::Debug, DIRECTOR_BIN, "director")?;
     let lab = ws.built_bin(Profile::Debug, LAB_BIN, "director-tests")?;
 

@@ -35,6 +35,13 @@ pub const LAB_PACKAGES: &[&str] = &[
 /// haproxy, nft (nftables) and bpftool.
 pub const BENCH_PACKAGES: &[&str] = &["netsniff-ng", "wrk", "haproxy", "nftables", "bpftool"];
 
+/// What `cargo xtask test` checks the Debian package with: lintian, and man-db's
+/// `man`, which renders the installed pages.
+pub const PACKAGE_CHECK_PACKAGES: &[&str] = &["lintian", "man-db"];
+
+/// cargo-deb, which `cargo xtask deb` builds the Debian package with.
+pub const CARGO_DEB_VERSION: &str = "3.8.0";
+
 /// bpf-linker must use the LLVM major of the nightly rustc; 0.13.0 offers features
 /// `llvm-21`, `llvm-22` and `llvm-23`.
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -395,6 +402,11 @@ fn nightly_libllvm(nightly: &Nightly) -> Result<String> {
 }
 
 fn bpf_linker_version_ok(exe: &Path) -> bool {
+    version_ok(exe, BPF_LINKER_VERSION)
+}
+
+/// Whether `exe --version` runs and prints `version` as one of its words.
+fn version_ok(exe: &Path, version: &str) -> bool {
     Command::new(exe)
         .arg("--version")
         .output()
@@ -402,8 +414,56 @@ fn bpf_linker_version_ok(exe: &Path) -> bool {
             out.status.success()
                 && String::from_utf8_lossy(&out.stdout)
                     .split_whitespace()
-                    .any(|word| word == BPF_LINKER_VERSION)
+                    .any(|word| word == version)
         })
+}
+
+/// cargo-deb, installed (only when missing) as bpf-linker is: a pinned version,
+/// `cargo install --locked`, into the cache.
+pub fn ensure_cargo_deb() -> Result<PathBuf> {
+    let cache = cache_dir()?;
+    let root = cache.join("cargo-deb");
+    let exe = root.join("bin").join("cargo-deb");
+    let step = format!("cargo-deb {CARGO_DEB_VERSION}");
+    if version_ok(&exe, CARGO_DEB_VERSION) {
+        progress(&step, &format!("ok ({})", exe.display()));
+        return Ok(exe);
+    }
+    progress(
+        &step,
+        &format!("installing into {} (a minute or two)", root.display()),
+    );
+    fs::create_dir_all(&cache).map_err(|err| {
+        Failure::new(
+            "creating the cache directory",
+            format!("{}: {err}", cache.display()),
+            format!("mkdir -p {}", cache.display()),
+        )
+    })?;
+    let mut install = Command::new(crate::cargo::program());
+    install
+        .args(["install", "cargo-deb", "--version", CARGO_DEB_VERSION])
+        .args(["--locked", "--force", "--root"])
+        .arg(&root)
+        // Outside the workspace, so its .cargo/config.toml plays no part.
+        .current_dir(&cache);
+    let fix = format!(
+        "cargo install cargo-deb --version {CARGO_DEB_VERSION} --locked --force --root {}",
+        root.display()
+    );
+    run::status(&mut install, "building cargo-deb", &fix)?;
+    if !version_ok(&exe, CARGO_DEB_VERSION) {
+        return Err(Failure::new(
+            "checking the new cargo-deb",
+            format!(
+                "`{} --version` does not print {CARGO_DEB_VERSION}",
+                exe.display()
+            ),
+            format!("rm -rf {} && cargo xtask deb", root.display()),
+        ));
+    }
+    progress(&step, &format!("ok ({})", exe.display()));
+    Ok(exe)
 }
 
 fn points_to(link: &Path, target: &Path) -> bool {
@@ -464,7 +524,7 @@ pub fn ensure_packages(packages: &[&str]) -> Result<()> {
         "DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends {}",
         missing.join(" ")
     );
-    run::status(&mut install, "installing the lab's packages", &fix)?;
+    run::status(&mut install, "installing Debian packages", &fix)?;
     progress(&step, "ok");
     Ok(())
 }
@@ -474,8 +534,7 @@ fn package_installed(package: &str) -> Result<bool> {
         Command::new("dpkg-query").args(["-W", "-f=${Status}", package]),
         &format!("checking package {package}"),
         &format!(
-            "xtask installs the lab's tools with apt (Debian/Ubuntu); elsewhere install {} yourself",
-            LAB_PACKAGES.join(" ")
+            "xtask installs its tools with apt (Debian/Ubuntu); elsewhere install {package} yourself"
         ),
     )?;
     // dpkg-query exits 1 for a package it has never heard of: that is "not installed".

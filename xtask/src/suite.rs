@@ -17,12 +17,13 @@ use crate::{
 
 /// Runs `cargo test` over the workspace, one test thread (netns and XDP tests share
 /// the kernel), with `DIRECTOR_BIN` for the integration tests and
-/// `DIRECTOR_PREVIOUS_BIN` (the previous map layout's) for the upgrade test.
-/// `filters` go to libtest.
+/// `DIRECTOR_PREVIOUS_BIN` (the previous map layout's) for the upgrade test and
+/// `DIRECTOR_DEB` (the Debian package) for the package tests. `filters` go to libtest.
 pub fn test(
     ws: &Workspace,
     director_bin: &Path,
     previous_bin: Option<&Path>,
+    deb: &Path,
     filters: &[OsString],
 ) -> Result<()> {
     let started = Instant::now();
@@ -37,6 +38,7 @@ pub fn test(
     .args(["--", "--test-threads=1"])
     .args(filters)
     .env("DIRECTOR_BIN", director_bin)
+    .env("DIRECTOR_DEB", deb)
     .stdout(Stdio::piped());
     if let Some(previous) = previous_bin {
         cmd.env("DIRECTOR_PREVIOUS_BIN", previous);
