@@ -761,3 +761,95 @@ fn operator_weight_and_drain() {
     assert_eq!(tally.count("rs1") + tally.count("rs3"), 90);
     println!("operator_weight_and_drain: {:?}", t0.elapsed());
 }
+
+/// `Type=notify` as the unit runs it: systemd's `NOTIFY_SOCKET` (a datagram socket
+/// this test owns) gets STATUS lines while the director starts, READY=1 only once
+/// the datapath is attached and the configuration applied (the control socket,
+/// asked the moment READY=1 arrives, reports the attachment and every real server),
+/// then WATCHDOG=1 at half of `WATCHDOG_USEC`.
+#[test]
+fn type_notify_ready_after_attach_and_config_then_watchdog_pings() {
+    need_root!();
+    let mut lab = nat_lab(3);
+    let notify = lab.temp_dir().join("notify.sock");
+    let rx = std::os::unix::net::UnixDatagram::bind(&notify).expect("bind NOTIFY_SOCKET");
+    rx.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let watchdog = Duration::from_secs(1);
+    lab.set_director_env("NOTIFY_SOCKET", &notify);
+    lab.set_director_env("WATCHDOG_USEC", watchdog.as_micros().to_string());
+    let socket = lab.temp_dir().join("director.sock");
+    let bin = lab.director_bin().to_owned();
+    // The datagrams as they arrive, with the control socket's status at READY=1.
+    let reader = std::thread::spawn(move || {
+        let mut seen: Vec<(Instant, String, Option<Status>)> = Vec::new();
+        let mut buf = vec![0u8; 4096];
+        let pings = |seen: &[(Instant, String, Option<Status>)]| {
+            seen.iter()
+                .filter(|(_, m, _)| m.contains("WATCHDOG=1"))
+                .count()
+        };
+        while pings(&seen) < 4 {
+            let n = rx
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("NOTIFY_SOCKET after {seen:?}: {e}"));
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let status = msg.lines().any(|l| l == "READY=1").then(|| {
+                let out = Command::new(&bin)
+                    .args(["status", "--json", "--socket"])
+                    .arg(&socket)
+                    .output()
+                    .expect("director status");
+                serde_json::from_slice(&out.stdout)
+                    .unwrap_or_else(|e| panic!("status at READY=1: {e}: {}", show(&out)))
+            });
+            seen.push((Instant::now(), msg, status));
+        }
+        seen
+    });
+    let config = config(&lab, EQUAL);
+    lab.start_director(config);
+    let seen = reader.join().expect("NOTIFY_SOCKET reader");
+    for (_, m, _) in &seen {
+        println!("NOTIFY_SOCKET: {}", m.replace('\n', " "));
+    }
+    let ready = seen
+        .iter()
+        .position(|(_, m, _)| m.lines().any(|l| l == "READY=1"))
+        .expect("READY=1 never came");
+    let statuses: Vec<&str> = seen[..ready]
+        .iter()
+        .flat_map(|(_, m, _)| m.lines())
+        .filter_map(|l| l.strip_prefix("STATUS="))
+        .collect();
+    assert!(
+        statuses.iter().any(|s| s.starts_with("attaching to")),
+        "no STATUS=attaching before READY=1: {statuses:?}"
+    );
+    let at_ready = seen[ready].2.as_ref().expect("status at READY=1");
+    assert_eq!(
+        at_ready.running.interfaces.len(),
+        2,
+        "attached at READY=1: {:?}",
+        at_ready.running
+    );
+    let web = web(at_ready);
+    assert_eq!(
+        web.real_servers.len(),
+        3,
+        "the configuration applied at READY=1"
+    );
+    let pings: Vec<Instant> = seen[ready..]
+        .iter()
+        .filter(|(_, m, _)| m.contains("WATCHDOG=1"))
+        .map(|(t, _, _)| *t)
+        .collect();
+    let gaps: Vec<Duration> = pings.windows(2).map(|w| w[1] - w[0]).collect();
+    println!("watchdog every {watchdog:?}: pings {gaps:?} apart");
+    for gap in &gaps {
+        assert!(
+            *gap >= watchdog / 4 && *gap <= watchdog,
+            "WATCHDOG=1 pings {gaps:?} apart, want about {:?}",
+            watchdog / 2
+        );
+    }
+}

@@ -65,6 +65,19 @@ impl Director {
         dir: &Path,
         pins: &Path,
     ) -> Result<Self> {
+        Self::spawn_with_env(bin, ns, config, dir, pins, &[])
+    }
+
+    /// [`Director::spawn`] with `env` added to its environment (systemd's
+    /// `NOTIFY_SOCKET`, `WATCHDOG_USEC`).
+    pub fn spawn_with_env(
+        bin: &Path,
+        ns: &NetNs,
+        config: DirectorConfig,
+        dir: &Path,
+        pins: &Path,
+        env: &[(String, std::ffi::OsString)],
+    ) -> Result<Self> {
         let config = match config {
             DirectorConfig::File(path) => path,
             DirectorConfig::Text(text) => {
@@ -80,7 +93,8 @@ impl Director {
             .arg("--pin-dir")
             .arg(pins)
             .arg("--socket")
-            .arg(dir.join("director.sock"));
+            .arg(dir.join("director.sock"))
+            .envs(env.iter().map(|(k, v)| (k, v)));
         let mut out = log_to(&mut cmd, &log)?;
         writeln!(
             out,

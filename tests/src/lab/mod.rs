@@ -178,6 +178,8 @@ pub struct Lab {
     mode: Mode,
     addressing: Addressing,
     director_bin: PathBuf,
+    /// Added to the environment of every director this lab starts.
+    director_env: Vec<(String, std::ffi::OsString)>,
     // Teardown order is explicit in `Drop`: director, servers, then namespaces.
     director: Option<Director>,
     servers: Vec<ChildGuard>,
@@ -221,6 +223,7 @@ impl Lab {
             mode: spec.mode,
             addressing: built.addressing,
             director_bin: spec.director_bin,
+            director_env: Vec::new(),
             director: None,
             servers: Vec::new(),
             xdp_links: built.xdp_links,
@@ -479,6 +482,12 @@ impl Lab {
         }
     }
 
+    /// Sets `key` in the environment of the directors started from now on.
+    pub fn set_director_env(&mut self, key: &str, value: impl Into<std::ffi::OsString>) {
+        self.director_env.retain(|(k, _)| k != key);
+        self.director_env.push((key.to_owned(), value.into()));
+    }
+
     /// [`Lab::start_director`] returning errors (the log tail is in the message).
     pub fn try_start_director(&mut self, config: impl Into<DirectorConfig>) -> Result<()> {
         let config = config.into();
@@ -505,12 +514,13 @@ impl Lab {
         }
         let dir = self.temp_dir().to_path_buf();
         let pins = self.pin_dir();
-        self.director = Some(Director::spawn(
+        self.director = Some(Director::spawn_with_env(
             &self.director_bin,
             &self.namespaces.dir,
             config.into(),
             &dir,
             &pins,
+            &self.director_env,
         )?);
         let deadline = Instant::now() + DIRECTOR_READY_TIMEOUT;
         self.wait_for(probe, DIRECTOR_READY_TIMEOUT)?;
