@@ -104,3 +104,40 @@ fn overall_exposure_is_parsed() {
     assert_eq!(overall_exposure(line), Some(2.2));
     assert_eq!(overall_exposure("nothing"), None);
 }
+
+/// The value of `key=` in the unit, its `\` continuation lines joined.
+fn directive(text: &str, key: &str) -> String {
+    let joined = text.replace("\\\n", " ");
+    joined
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {key}= in dist/director.service"))
+        .to_owned()
+}
+
+fn socket_of(command: &str) -> &str {
+    let mut words = command.split_whitespace();
+    words.find(|w| *w == "--socket");
+    words
+        .next()
+        .unwrap_or_else(|| panic!("no --socket in {command}"))
+}
+
+/// `systemctl reload` runs `director reload` against the socket the daemon serves,
+/// so a rejected file makes it fail (netns_control's invalid_reload_is_rejected
+/// shows the non-zero exit), not a SIGHUP whose outcome systemd never sees.
+#[test]
+fn exec_reload_is_director_reload_on_the_socket_exec_start_serves() {
+    let text = unit_text();
+    let start = directive(&text, "ExecStart");
+    let reload = directive(&text, "ExecReload");
+    assert!(
+        reload.starts_with(&format!("{INSTALLED_BIN} reload ")),
+        "ExecReload={reload}"
+    );
+    assert_eq!(socket_of(&reload), socket_of(&start), "ExecReload={reload}");
+    assert!(
+        !text.contains("kill"),
+        "the unit signals the daemon: {text}"
+    );
+}
